@@ -1,0 +1,131 @@
+#pragma once
+// The conv2d bindings, written once for both modules. `Impl` supplies the kernels of one device:
+//   static constexpr DeviceKind device;
+//   template <class T> static void forward(const Conv2dArgs<T>&, intptr_t stream);
+//   ... grad_input, grad_weight, grad_bias with the same signature.
+// The CPU module ignores `stream`; the CUDA module launches on it (torch's current stream).
+#include <pybind11/pybind11.h>
+
+#include "conv2d_args.h"
+
+namespace medkern {
+
+inline void expect_device(const TensorView& v, DeviceKind want, const char* name) {
+  if (v.device != want)
+    fail_value(std::string(name) + (want == DeviceKind::cpu ? ": expected a CPU array" : ": expected a CUDA array"));
+}
+
+template <class Impl, class Fn>
+void dispatch_dtype(DType dt, Fn&& fn) {
+  if (dt == DType::f32) fn(float{});
+  else fn(double{});
+}
+
+template <class Impl>
+void bind_conv2d(py::module_& m) {
+  using py::arg;
+  const auto geometry_args = [](int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t g) {
+    return Conv2dGeometry{sh, sw, ph, pw, dh, dw, g};
+  };
+
+  m.def(
+      "conv2d_forward",
+      [=](py::handle x_, py::handle w_, py::handle b_, py::handle y_, int64_t sh, int64_t sw, int64_t ph,
+          int64_t pw, int64_t dh, int64_t dw, int64_t groups, intptr_t stream) {
+        TensorView x = view_of(x_, "input"), w = view_of(w_, "weight"), y = view_of(y_, "out");
+        expect_device(x, Impl::device, "input");
+        expect_rank(y, 4, "out");
+        const Conv2dShape s = make_conv2d_shape(x, w, y.shape[2], y.shape[3], geometry_args(sh, sw, ph, pw, dh, dw, groups));
+        expect_same(y, x, "out");
+        expect_writable(y, "out");
+        expect_shape(y, {s.N, s.K, s.P, s.Q}, "out");
+        TensorView b;
+        const bool has_bias = !b_.is_none();
+        if (has_bias) {
+          b = view_of(b_, "bias");
+          expect_same(b, x, "bias");
+          expect_shape(b, {s.K}, "bias");
+        }
+        py::gil_scoped_release nogil;
+        dispatch_dtype<Impl>(x.dtype, [&](auto t) {
+          using T = decltype(t);
+          Conv2dArgs<T> a{};
+          a.s = s; a.x = x.ptr<T>(); a.w = w.ptr<T>(); a.bias = has_bias ? b.ptr<T>() : nullptr; a.y = y.ptr<T>();
+          Impl::template forward<T>(a, stream);
+        });
+      },
+      arg("input"), arg("weight"), arg("bias"), arg("out"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
+      arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"), arg("stream") = 0,
+      "out = conv2d(input, weight) + bias, written in full into `out` (N, K, P, Q).");
+
+  m.def(
+      "conv2d_grad_input",
+      [=](py::handle dy_, py::handle w_, py::handle dx_, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+          int64_t dw, int64_t groups, intptr_t stream) {
+        TensorView dy = view_of(dy_, "grad_output"), w = view_of(w_, "weight"), dx = view_of(dx_, "grad_input");
+        expect_device(dx, Impl::device, "grad_input");
+        expect_rank(dy, 4, "grad_output");
+        expect_writable(dx, "grad_input");
+        const Conv2dShape s = make_conv2d_shape(dx, w, dy.shape[2], dy.shape[3], geometry_args(sh, sw, ph, pw, dh, dw, groups),
+                                                "grad_input");
+        expect_same(dy, dx, "grad_output");
+        expect_shape(dy, {s.N, s.K, s.P, s.Q}, "grad_output");
+        py::gil_scoped_release nogil;
+        dispatch_dtype<Impl>(dx.dtype, [&](auto t) {
+          using T = decltype(t);
+          Conv2dArgs<T> a{};
+          a.s = s; a.dy = dy.ptr<T>(); a.w = w.ptr<T>(); a.dx = dx.ptr<T>();
+          Impl::template grad_input<T>(a, stream);
+        });
+      },
+      arg("grad_output"), arg("weight"), arg("grad_input"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
+      arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"), arg("stream") = 0,
+      "grad_input = d(conv2d)/d(input) applied to grad_output, written in full.");
+
+  m.def(
+      "conv2d_grad_weight",
+      [=](py::handle dy_, py::handle x_, py::handle dw_, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
+          int64_t dw, int64_t groups, intptr_t stream) {
+        TensorView dy = view_of(dy_, "grad_output"), x = view_of(x_, "input"), dwt = view_of(dw_, "grad_weight");
+        expect_device(x, Impl::device, "input");
+        expect_rank(dy, 4, "grad_output");
+        expect_writable(dwt, "grad_weight");
+        const Conv2dShape s = make_conv2d_shape(x, dwt, dy.shape[2], dy.shape[3], geometry_args(sh, sw, ph, pw, dh, dw, groups),
+                                                "input", "grad_weight");
+        expect_same(dy, x, "grad_output");
+        expect_shape(dy, {s.N, s.K, s.P, s.Q}, "grad_output");
+        py::gil_scoped_release nogil;
+        dispatch_dtype<Impl>(x.dtype, [&](auto t) {
+          using T = decltype(t);
+          Conv2dArgs<T> a{};
+          a.s = s; a.dy = dy.ptr<T>(); a.x = x.ptr<T>(); a.dw = dwt.ptr<T>();
+          Impl::template grad_weight<T>(a, stream);
+        });
+      },
+      arg("grad_output"), arg("input"), arg("grad_weight"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
+      arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"), arg("stream") = 0,
+      "grad_weight = d(conv2d)/d(weight) applied to grad_output, summed over the batch, written in full.");
+
+  m.def(
+      "conv2d_grad_bias",
+      [](py::handle dy_, py::handle db_, intptr_t stream) {
+        TensorView dy = view_of(dy_, "grad_output"), db = view_of(db_, "grad_bias");
+        expect_device(dy, Impl::device, "grad_output");
+        expect_rank(dy, 4, "grad_output");
+        expect_same(db, dy, "grad_bias");
+        expect_writable(db, "grad_bias");
+        expect_shape(db, {dy.shape[1]}, "grad_bias");
+        Conv2dShape s{};
+        s.N = dy.shape[0]; s.K = dy.shape[1]; s.P = dy.shape[2]; s.Q = dy.shape[3];
+        py::gil_scoped_release nogil;
+        dispatch_dtype<Impl>(dy.dtype, [&](auto t) {
+          using T = decltype(t);
+          Conv2dArgs<T> a{};
+          a.s = s; a.dy = dy.ptr<T>(); a.db = db.ptr<T>();
+          Impl::template grad_bias<T>(a, stream);
+        });
+      },
+      arg("grad_output"), arg("grad_bias"), arg("stream") = 0, "grad_bias = grad_output summed over N, P, Q.");
+}
+
+}  // namespace medkern

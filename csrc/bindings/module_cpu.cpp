@@ -1,0 +1,50 @@
+// medkern._C: the CPU kernels. Always built.
+#include <omp.h>
+#include <pybind11/pybind11.h>
+
+#include "../cpu/conv2d.h"
+#include "../cpu/machine_probe.h"
+#include "../cpu/simd.h"
+#include "conv2d_binding.h"
+
+namespace medkern {
+
+struct CpuConv2d {
+  static constexpr DeviceKind device = DeviceKind::cpu;
+  template <class T> static void forward(const Conv2dArgs<T>& a, intptr_t) { cpu::conv2d_forward(a); }
+  template <class T> static void grad_input(const Conv2dArgs<T>& a, intptr_t) { cpu::conv2d_grad_input(a); }
+  template <class T> static void grad_weight(const Conv2dArgs<T>& a, intptr_t) { cpu::conv2d_grad_weight(a); }
+  template <class T> static void grad_bias(const Conv2dArgs<T>& a, intptr_t) { cpu::conv2d_grad_bias(a); }
+};
+
+}  // namespace medkern
+
+PYBIND11_MODULE(_C, m) {
+  namespace py = pybind11;
+  m.doc() = "medkern CPU kernels";
+  medkern::bind_conv2d<medkern::CpuConv2d>(m);
+  m.def("build_info", [] {
+    py::dict d;
+    d["isa"] = medkern::cpu::kIsaName;
+    d["vector_bytes"] = medkern::cpu::kVecBytes;
+    d["arch"] = MEDKERN_ARCH_NAME;
+    d["openmp"] = _OPENMP;
+    d["compiler"] = __VERSION__;
+    return d;
+  });
+  m.def("num_threads", [] { return omp_get_max_threads(); }, "OpenMP threads the kernels use.");
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("num_threads: must be positive");
+    omp_set_num_threads(n);
+  }, py::arg("num_threads"));
+  m.def("measure_fma_peak_gflops", [](int threads, double seconds) {
+    if (threads < 1) throw py::value_error("threads: must be positive");
+    py::gil_scoped_release nogil;
+    return medkern::cpu::measure_fma_peak_gflops(threads, seconds);
+  }, py::arg("threads"), py::arg("seconds") = 0.3);
+  m.def("measure_copy_bandwidth_gbs", [](int threads, double seconds) {
+    if (threads < 1) throw py::value_error("threads: must be positive");
+    py::gil_scoped_release nogil;
+    return medkern::cpu::measure_copy_bandwidth_gbs(threads, seconds);
+  }, py::arg("threads"), py::arg("seconds") = 0.3);
+}

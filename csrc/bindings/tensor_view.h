@@ -1,0 +1,131 @@
+#pragma once
+// Zero-copy views of Python arrays for the bindings. Anything that speaks DLPack is accepted (a torch
+// tensor, a numpy array, a CuPy array, or a DLPack capsule). The checks here are the crash guard of the
+// bindings: the ops layer validates first with friendlier messages, but no call reaching a binding may
+// hand a kernel a pointer it cannot safely read or write.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "../common/dlpack.h"
+
+namespace medkern {
+namespace py = pybind11;
+
+enum class DType { f32, f64 };
+enum class DeviceKind { cpu, cuda };
+
+struct TensorView {
+  void* data = nullptr;
+  int ndim = 0;
+  int64_t shape[8] = {0};
+  DType dtype = DType::f32;
+  DeviceKind device = DeviceKind::cpu;
+  int device_id = 0;
+  bool read_only = false;
+  py::object owner;  // keeps the exported memory alive while the kernel runs
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; ++i) n *= shape[i];
+    return n;
+  }
+  template <typename T> T* ptr() const { return static_cast<T*>(data); }
+};
+
+[[noreturn]] inline void fail_value(const std::string& msg) { throw py::value_error(msg); }
+[[noreturn]] inline void fail_type(const std::string& msg) { throw py::type_error(msg); }
+
+inline TensorView view_from_dl(const dlpack::Tensor& t, bool read_only, py::object owner,
+                               const char* name) {
+  TensorView v;
+  v.owner = std::move(owner);
+  v.read_only = read_only;
+  if (t.dtype.lanes != 1 || t.dtype.code != dlpack::kFloat || (t.dtype.bits != 32 && t.dtype.bits != 64))
+    fail_type(std::string(name) + ": expected a float32 or float64 array");
+  v.dtype = t.dtype.bits == 32 ? DType::f32 : DType::f64;
+  switch (t.device.device_type) {
+    case dlpack::kCPU: case dlpack::kCUDAHost: v.device = DeviceKind::cpu; break;
+    case dlpack::kCUDA: case dlpack::kCUDAManaged: v.device = DeviceKind::cuda; break;
+    default: fail_value(std::string(name) + ": unsupported device type " + std::to_string(t.device.device_type));
+  }
+  v.device_id = t.device.device_id;
+  if (t.ndim < 0 || t.ndim > 8) fail_value(std::string(name) + ": rank " + std::to_string(t.ndim) + " is not supported");
+  v.ndim = t.ndim;
+  int64_t expect = 1;
+  for (int i = t.ndim - 1; i >= 0; --i) {
+    const int64_t n = t.shape[i];
+    if (n < 0) fail_value(std::string(name) + ": negative size");
+    v.shape[i] = n;
+    // Strides of size-1 dimensions carry no information; every other dimension must be compact.
+    if (t.strides != nullptr && n != 1 && t.strides[i] != expect)
+      fail_value(std::string(name) + ": must be contiguous (row-major); call .contiguous() first");
+    expect *= n;
+  }
+  v.data = static_cast<char*>(t.data) + t.byte_offset;
+  if (v.data == nullptr && v.numel() != 0) fail_value(std::string(name) + ": null data pointer");
+  return v;
+}
+
+// Reads a DLPack capsule (legacy or versioned) without consuming it: the capsule's own destructor
+// releases the producer's memory once `owner` goes away.
+inline TensorView view_of(py::handle obj, const char* name) {
+  py::object capsule;
+  if (PyCapsule_CheckExact(obj.ptr())) {
+    capsule = py::reinterpret_borrow<py::object>(obj);
+  } else if (py::hasattr(obj, "__dlpack__")) {
+    capsule = obj.attr("__dlpack__")();
+  } else {
+    fail_type(std::string(name) + ": expected an array supporting DLPack (torch, numpy, CuPy), got " +
+              std::string(py::str(py::type::of(obj).attr("__name__"))));
+  }
+  PyObject* cap = capsule.ptr();
+  if (PyCapsule_IsValid(cap, "dltensor")) {
+    auto* m = static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
+    return view_from_dl(m->dl_tensor, false, capsule, name);
+  }
+  if (PyCapsule_IsValid(cap, "dltensor_versioned")) {
+    auto* m = static_cast<dlpack::ManagedTensorVersioned*>(PyCapsule_GetPointer(cap, "dltensor_versioned"));
+    if (m->version.major != 1) fail_value(std::string(name) + ": unsupported DLPack major version");
+    return view_from_dl(m->dl_tensor, (m->flags & dlpack::kFlagReadOnly) != 0, capsule, name);
+  }
+  fail_type(std::string(name) + ": not a live DLPack capsule (already consumed?)");
+}
+
+inline std::string shape_str(const TensorView& v) {
+  std::string s = "(";
+  for (int i = 0; i < v.ndim; ++i) s += (i ? ", " : "") + std::to_string(v.shape[i]);
+  return s + (v.ndim == 1 ? ",)" : ")");
+}
+
+inline void expect_shape(const TensorView& v, std::initializer_list<int64_t> shape, const char* name) {
+  bool ok = v.ndim == static_cast<int>(shape.size());
+  int i = 0;
+  for (int64_t n : shape) ok = ok && v.shape[i++] == n;
+  if (!ok) {
+    std::string want = "(";
+    i = 0;
+    for (int64_t n : shape) want += (i++ ? ", " : "") + std::to_string(n);
+    fail_value(std::string(name) + ": expected shape " + want + (shape.size() == 1 ? ",)" : ")") +
+               ", got " + shape_str(v));
+  }
+}
+
+inline void expect_rank(const TensorView& v, int rank, const char* name) {
+  if (v.ndim != rank)
+    fail_value(std::string(name) + ": expected rank " + std::to_string(rank) + ", got " + shape_str(v));
+}
+
+inline void expect_writable(const TensorView& v, const char* name) {
+  if (v.read_only) fail_value(std::string(name) + ": output array is read-only");
+}
+
+inline void expect_same(const TensorView& a, const TensorView& b, const char* name) {
+  if (a.dtype != b.dtype) fail_type(std::string(name) + ": dtype differs from the input's");
+  if (a.device != b.device || a.device_id != b.device_id)
+    fail_value(std::string(name) + ": on a different device from the input");
+}
+
+}  // namespace medkern

@@ -1,0 +1,218 @@
+// conv2d on the CPU as implicit GEMM: im2col rows are produced while packing B panels, so no im2col
+// tensor is ever materialised, and the register-blocked micro-kernel of gemm.h does the arithmetic.
+//   forward      y[n,g]  (Kg x PQ)  = W[g] (Kg x CRS) * col(x[n,g]) (CRS x PQ)          + bias
+//   grad-input   stride 1: a forward conv of dy with the flipped, transposed kernel;
+//                otherwise col(dx[n,g]) = W[g]^T * dy[n,g], scattered back by col2im
+//   grad-weight  dW[g] (Kg x CRS) = sum_n dy[n,g] (Kg x PQ) * col(x[n,g])^T (PQ x CRS)
+#include "conv2d.h"
+
+#include <omp.h>
+
+#include <vector>
+
+#include "gemm.h"
+#include "im2col.h"
+
+namespace medkern::cpu {
+namespace {
+
+// Column-block width for a GEMM whose N dimension is `cols` per image, with `outer` independent
+// images: big enough that a B block amortises packing (and stays in L2), small enough that every
+// thread gets an even share of blocks.
+template <typename T>
+int64_t column_block(int64_t cols, int64_t outer, int64_t max_block) {
+  const int64_t NR = GemmTile<T>::NR, threads = omp_get_max_threads();
+  int64_t blocks = ceil_div(cols, max_block);
+  // Too few tasks for the threads, or an uneven last round: split images into more blocks.
+  while (blocks < cols / NR && (outer * blocks) % threads != 0 && outer * blocks < 8 * threads) ++blocks;
+  return ceil_div(ceil_div(cols, blocks), NR) * NR;
+}
+
+// Waking the OpenMP team costs microseconds; tiny problems (the latency path) run on the caller's thread.
+inline bool worth_threading(int64_t multiply_adds) { return multiply_adds >= (int64_t(1) << 18); }
+
+template <typename T>
+std::vector<T> pack_weights_per_group(const T* w, int64_t groups, int64_t M, int64_t Kd, int64_t rs, int64_t cs,
+                                      int64_t group_stride) {
+  const int64_t size = packed_a_size<T>(M, Kd);
+  std::vector<T> packed(groups * size);
+  for (int64_t g = 0; g < groups; ++g) pack_a(w + g * group_stride, rs, cs, M, Kd, packed.data() + g * size);
+  return packed;
+}
+
+template <typename T>
+void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
+  const int64_t a_size = packed_a_size<T>(Kg, CRS);
+  const std::vector<T> a_packed = pack_weights_per_group(w, s.groups, Kg, CRS, CRS, 1, Kg * CRS);
+  const int64_t nc = column_block<T>(PQ, s.N * s.groups, 512);
+  const int64_t col_blocks = ceil_div(PQ, nc), tasks = s.N * s.groups * col_blocks;
+#pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
+  {
+    Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
+    Buffer<T> row = alloc_buffer<T>(nc);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n = t / (s.groups * col_blocks), g = (t / col_blocks) % s.groups, j0 = (t % col_blocks) * nc;
+      const int64_t ncur = std::min(nc, PQ - j0);
+      const T* x_g = x + (n * s.C + g * Cg) * HW;
+      auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
+        for (int64_t k = 0; k < kc; ++k) {
+          im2col_row(x_g, s, k0 + k, j0, ncur, row.get());
+          scatter_row_to_panels(row.get(), ncur, k, kc, dst);
+        }
+      };
+      gemm_packed<T>(Kg, ncur, CRS, a_packed.data() + g * a_size, pack_b, b_buf.get(),
+                     y + (n * s.K + g * Kg) * PQ + j0, PQ, bias ? bias + g * Kg : nullptr, false);
+    }
+  }
+}
+
+// For stride 1, dx[c, i] = sum_{k, r} dy[k, i + pad - r*dil] * w[k, c, r]: a convolution of dy with the
+// kernel flipped in space and transposed in channels, leading padding dil*(R-1) - pad.
+template <typename T>
+bool grad_input_as_forward(const Conv2dArgs<T>& a) {
+  const Conv2dShape& s = a.s;
+  if (s.stride_h != 1 || s.stride_w != 1) return false;
+  if (s.dil_h * (s.R - 1) < s.pad_h || s.dil_w * (s.S - 1) < s.pad_w) return false;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), RS = s.R * s.S;
+  std::vector<T> wt(s.K * Cg * RS);
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t rs = 0; rs < RS; ++rs)
+          wt[((g * Cg + c) * Kg + k) * RS + (RS - 1 - rs)] = a.w[((g * Kg + k) * Cg + c) * RS + rs];
+  Conv2dShape t = s;
+  t.C = s.K; t.H = s.P; t.W = s.Q;
+  t.K = s.C; t.P = s.H; t.Q = s.W;
+  t.pad_h = s.dil_h * (s.R - 1) - s.pad_h;
+  t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
+  forward_impl<T>(t, a.dy, wt.data(), nullptr, a.dx);
+  return true;
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward(const Conv2dArgs<T>& a) {
+  forward_impl<T>(a.s, a.x, a.w, a.bias, a.y);
+}
+
+template <typename T>
+void conv2d_grad_input(const Conv2dArgs<T>& a) {
+  if (grad_input_as_forward(a)) return;
+  const Conv2dShape& s = a.s;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
+  const int64_t a_size = packed_a_size<T>(CRS, Kg);
+  // A = W[g]^T: element (crs, k) sits at w[(g*Kg + k)*CRS + crs].
+  const std::vector<T> a_packed = pack_weights_per_group(a.w, s.groups, CRS, Kg, 1, CRS, Kg * CRS);
+  const int64_t nc = std::min<int64_t>(ceil_div(PQ, GemmTile<T>::NR) * GemmTile<T>::NR, 256);
+  // col2im of different column blocks of one image overlaps, so an (image, group) is one task.
+#pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
+  {
+    Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
+    Buffer<T> col = alloc_buffer<T>(CRS * nc);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < s.N * s.groups; ++t) {
+      const int64_t n = t / s.groups, g = t % s.groups;
+      T* dx_g = a.dx + (n * s.C + g * Cg) * HW;
+      std::fill(dx_g, dx_g + Cg * HW, T(0));
+      const T* dy_g = a.dy + (n * s.K + g * Kg) * PQ;
+      for (int64_t j0 = 0; j0 < PQ; j0 += nc) {
+        const int64_t ncur = std::min(nc, PQ - j0);
+        auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
+          for (int64_t k = 0; k < kc; ++k) scatter_row_to_panels(dy_g + (k0 + k) * PQ + j0, ncur, k, kc, dst);
+        };
+        gemm_packed<T>(CRS, ncur, Kg, a_packed.data() + g * a_size, pack_b, b_buf.get(), col.get(), ncur, nullptr,
+                       false);
+        for (int64_t crs = 0; crs < CRS; ++crs) col2im_row_add(dx_g, s, crs, j0, ncur, col.get() + crs * ncur);
+      }
+    }
+  }
+}
+
+template <typename T>
+void conv2d_grad_weight(const Conv2dArgs<T>& a) {
+  using G = GemmTile<T>;
+  const Conv2dShape& s = a.s;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
+  const int64_t chunk = 4 * G::KC;  // reduction positions per task
+  const int64_t chunks = ceil_div(PQ, chunk), tasks = s.N * s.groups * chunks;
+  const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
+  const int64_t dw_size = s.K * CRS;
+  // Each thread sums its tasks into a private copy; copies are added in thread order, so the result is
+  // deterministic for a given thread count.
+  std::vector<T> partial(static_cast<size_t>(threads) * dw_size);
+  std::vector<char> touched(static_cast<size_t>(threads) * s.groups, 0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num();
+    Buffer<T> a_buf = alloc_buffer<T>(packed_a_size<T>(Kg, chunk));
+    Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(CRS));
+    Buffer<T> row = alloc_buffer<T>(G::KC);
+    T* mine = partial.data() + tid * dw_size;
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n = t / (s.groups * chunks), g = (t / chunks) % s.groups, p0 = (t % chunks) * chunk;
+      const int64_t len = std::min(chunk, PQ - p0);
+      pack_a(a.dy + (n * s.K + g * Kg) * PQ + p0, PQ, int64_t(1), Kg, len, a_buf.get());
+      const T* x_g = a.x + (n * s.C + g * Cg) * HW;
+      auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
+        // B = col^T: reduction row k is output position p0+k0+k, column j is im2col row j.
+        const int64_t panels = ceil_div(CRS, G::NR);
+        for (int64_t j = 0; j < panels * G::NR; ++j) {
+          T* d = dst + (j / G::NR) * G::NR * kc + (j % G::NR);
+          if (j >= CRS) {
+            for (int64_t k = 0; k < kc; ++k) d[k * G::NR] = T(0);
+            continue;
+          }
+          im2col_row(x_g, s, j, p0 + k0, kc, row.get());
+          for (int64_t k = 0; k < kc; ++k) d[k * G::NR] = row[k];
+        }
+      };
+      char& seen = touched[tid * s.groups + g];
+      gemm_packed<T>(Kg, CRS, len, a_buf.get(), pack_b, b_buf.get(), mine + g * Kg * CRS, CRS, nullptr, seen != 0);
+      seen = 1;
+    }
+  }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < dw_size; ++i) {
+    const int64_t g = i / (Kg * CRS);
+    T sum = T(0);
+    for (int t = 0; t < threads; ++t)
+      if (touched[t * s.groups + g]) sum += partial[t * dw_size + i];
+    a.dw[i] = sum;
+  }
+}
+
+template <typename T>
+void conv2d_grad_bias(const Conv2dArgs<T>& a) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  const Conv2dShape& s = a.s;
+  const int64_t PQ = s.P * s.Q;
+#pragma omp parallel for schedule(static) if (worth_threading(s.N * s.K * PQ))
+  for (int64_t k = 0; k < s.K; ++k) {
+    V acc = V{};
+    T tail = T(0);
+    for (int64_t n = 0; n < s.N; ++n) {
+      const T* p = a.dy + (n * s.K + k) * PQ;
+      int64_t i = 0;
+      for (; i + L <= PQ; i += L) acc += Vec<T>::load(p + i);
+      for (; i < PQ; ++i) tail += p[i];
+    }
+    for (int l = 0; l < L; ++l) tail += acc[l];
+    a.db[k] = tail;
+  }
+}
+
+#define MEDKERN_INSTANTIATE(T)                                  \
+  template void conv2d_forward<T>(const Conv2dArgs<T>&);        \
+  template void conv2d_grad_input<T>(const Conv2dArgs<T>&);     \
+  template void conv2d_grad_weight<T>(const Conv2dArgs<T>&);    \
+  template void conv2d_grad_bias<T>(const Conv2dArgs<T>&);
+MEDKERN_INSTANTIATE(float)
+MEDKERN_INSTANTIATE(double)
+#undef MEDKERN_INSTANTIATE
+
+}  // namespace medkern::cpu

@@ -1,0 +1,70 @@
+#pragma once
+// Rows of the im2col matrix of one image, produced on demand while packing GEMM panels (and their
+// adjoint, col2im, for grad-input). Row `crs` of the matrix is the input plane of channel c seen through
+// kernel tap (r, s); column p is output position p = oh*Q + ow.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "../common/conv2d_params.h"
+
+namespace medkern::cpu {
+
+// Walks output positions [p0, p0+n) of im2col row `crs` in runs that lie in one output row. For each run
+// fn(pos, len, in_off, in_stride) gets the run's start within [0, n) and, when the run reads the input, the
+// offset of its first element in the channel's plane (stride in_stride between elements); runs that fall
+// in the padding are reported with in_off = -1.
+template <class Fn>
+inline void for_each_im2col_run(const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n, Fn&& fn) {
+  const int64_t rs = crs % (s.R * s.S), r = rs / s.S, sx = rs % s.S;
+  const int64_t off = sx * s.dil_w - s.pad_w;  // iw = ow * stride_w + off
+  const int64_t ow_lo = std::min<int64_t>(s.Q, off >= 0 ? 0 : (-off + s.stride_w - 1) / s.stride_w);
+  const int64_t ow_hi = std::min<int64_t>(s.Q, s.W - 1 - off < 0 ? 0 : (s.W - 1 - off) / s.stride_w + 1);
+  int64_t oh = p0 / s.Q, ow = p0 % s.Q, pos = 0;
+  while (pos < n) {
+    const int64_t len = std::min(s.Q - ow, n - pos), end = ow + len;
+    const int64_t ih = conv_in_coord(oh, r, s.stride_h, s.pad_h, s.dil_h);
+    if (ih < 0 || ih >= s.H || ow_lo >= ow_hi) {
+      fn(pos, len, int64_t(-1), int64_t(0));
+    } else {
+      const int64_t a = std::clamp(ow_lo, ow, end), b = std::clamp(ow_hi, a, end);
+      if (a > ow) fn(pos, a - ow, int64_t(-1), int64_t(0));
+      if (b > a) fn(pos + (a - ow), b - a, ih * s.W + a * s.stride_w + off, s.stride_w);
+      if (end > b) fn(pos + (b - ow), end - b, int64_t(-1), int64_t(0));
+    }
+    pos += len;
+    ++oh;
+    ow = 0;
+  }
+}
+
+// dst[0..n) = im2col row crs at positions [p0, p0+n); x_g points at the group's first channel plane.
+template <typename T>
+inline void im2col_row(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n, T* dst) {
+  const T* plane = x_g + (crs / (s.R * s.S)) * s.H * s.W;
+  for_each_im2col_run(s, crs, p0, n, [&](int64_t pos, int64_t len, int64_t in_off, int64_t stride) {
+    T* d = dst + pos;
+    if (in_off < 0) {
+      std::fill(d, d + len, T(0));
+    } else if (stride == 1) {
+      std::memcpy(d, plane + in_off, len * sizeof(T));
+    } else {
+      const T* src = plane + in_off;
+      for (int64_t j = 0; j < len; ++j) d[j] = src[j * stride];
+    }
+  });
+}
+
+// The adjoint: adds src[0..n) into the input positions that im2col row crs reads at [p0, p0+n).
+template <typename T>
+inline void col2im_row_add(T* dx_g, const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n, const T* src) {
+  T* plane = dx_g + (crs / (s.R * s.S)) * s.H * s.W;
+  for_each_im2col_run(s, crs, p0, n, [&](int64_t pos, int64_t len, int64_t in_off, int64_t stride) {
+    if (in_off < 0) return;
+    T* d = plane + in_off;
+    const T* v = src + pos;
+    for (int64_t j = 0; j < len; ++j) d[j * stride] += v[j];
+  });
+}
+
+}  // namespace medkern::cpu

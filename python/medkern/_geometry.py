@@ -1,0 +1,21 @@
+"""Geometry shared by every layer of the engine: the normalised parameters of one convolution call.
+
+The ops layer builds a :class:`Conv2dParams` after validating the user's arguments; backends receive it
+unchanged. Padding here is the *leading* padding only: the trailing padding is implied by the output
+size (the shape of the output tensor), which is how ``padding='same'`` with an even kernel pads one
+more on the bottom/right, exactly as torch does.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Conv2dParams(NamedTuple):
+    stride: tuple[int, int]
+    padding: tuple[int, int]  # leading (top, left)
+    dilation: tuple[int, int]
+    groups: int
+
+
+def conv_out_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1

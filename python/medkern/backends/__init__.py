@@ -1,0 +1,126 @@
+"""Backend selection: which implementation of each kernel family runs for a given device.
+
+Backends are ``native`` (medkern's C++/CUDA kernels; the default), ``numba`` (``@njit`` on the CPU,
+``numba.cuda`` on GPUs), ``cupy`` (CuPy raw kernels, GPU only) and ``reference`` (plain torch ops: the
+test oracle). Select one with ``with medkern.backends.use("numba"): ...`` or the ``MEDKERN_BACKEND``
+environment variable. Asking for a backend that cannot run here is an error that says why, never a
+silent fallback to another backend.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import importlib
+import os
+from dataclasses import dataclass, field
+from types import ModuleType
+
+# backend name -> device type -> package implementing it
+_PACKAGES: dict[str, dict[str, str]] = {
+    "native": {"cpu": "medkern.backends.native", "cuda": "medkern.backends.native"},
+    "numba": {"cpu": "medkern.backends.numba_cpu", "cuda": "medkern.backends.numba_cuda"},
+    "cupy": {"cuda": "medkern.backends.cupy_"},
+    "reference": {"cpu": "medkern.backends.reference", "cuda": "medkern.backends.reference"},
+}
+NAMES = tuple(_PACKAGES)
+DEFAULT = "native"
+
+
+class BackendUnavailableError(RuntimeError):
+    """The selected backend cannot run here (or not on this device); the message says why."""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    devices: dict[str, str | None] = field(default_factory=dict)  # device type -> None if usable, else why not
+
+    @property
+    def usable_devices(self) -> tuple[str, ...]:
+        return tuple(d for d, why in self.devices.items() if why is None)
+
+    def __bool__(self) -> bool:
+        return bool(self.usable_devices)
+
+    def __str__(self) -> str:
+        parts = [f"{d}: {'ok' if why is None else 'unavailable (' + why + ')'}" for d, why in self.devices.items()]
+        return f"{self.name}: " + "; ".join(parts)
+
+
+@functools.lru_cache(maxsize=None)
+def _status(name: str) -> BackendStatus:
+    devices: dict[str, str | None] = {}
+    for device, package in _PACKAGES[name].items():
+        try:
+            reasons = importlib.import_module(package).availability()
+            devices[device] = reasons.get(device, f"{package} does not serve {device}")
+        except Exception as exc:  # a broken optional dependency must not break medkern's import
+            devices[device] = f"{type(exc).__name__}: {exc}"
+    return BackendStatus(name, devices)
+
+
+def available() -> dict[str, BackendStatus]:
+    """Every backend with, per device type, ``None`` if it works here or the reason it does not.
+
+    ``bool(status)`` is true when the backend serves at least one device here."""
+    return {name: _status(name) for name in NAMES}
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or name not in _PACKAGES:
+        raise ValueError(f"backend: unknown backend {name!r}; choose one of {', '.join(NAMES)}")
+    return name
+
+
+def _env_default() -> str:
+    name = os.environ.get("MEDKERN_BACKEND", DEFAULT)
+    try:
+        return _check_name(name)
+    except ValueError as exc:
+        raise ValueError(f"MEDKERN_BACKEND: {exc}") from None
+
+
+_selected: contextvars.ContextVar[str | None] = contextvars.ContextVar("medkern_backend", default=None)
+
+
+def current() -> str:
+    """The backend name in force for this thread/task."""
+    return _selected.get() or _env_default()
+
+
+@contextlib.contextmanager
+def use(name: str):
+    """Run the enclosed block with backend ``name``. Raises at once if it serves no device here."""
+    _check_name(name)
+    status = _status(name)
+    if not status:
+        raise BackendUnavailableError(f"backend {name!r} is not available here: {status}")
+    token = _selected.set(name)
+    try:
+        yield name
+    finally:
+        _selected.reset(token)
+
+
+_families: dict[tuple[str, str, str], ModuleType] = {}
+
+
+def family(family_name: str, device_type: str, name: str | None = None) -> ModuleType:
+    """The module implementing ``family_name`` (e.g. ``"conv"``) for ``device_type`` in backend ``name``
+    (default: the current one)."""
+    name = name or current()
+    key = (name, family_name, device_type)
+    mod = _families.get(key)
+    if mod is None:
+        package = _PACKAGES[_check_name(name)].get(device_type)
+        if package is None:
+            raise BackendUnavailableError(
+                f"backend {name!r} has no {device_type} implementation "
+                f"(it serves: {', '.join(_PACKAGES[name])})")
+        why = _status(name).devices.get(device_type)
+        if why is not None:
+            raise BackendUnavailableError(f"backend {name!r} cannot run on {device_type}: {why}")
+        mod = importlib.import_module(f"{package}.{family_name}")
+        _families[key] = mod
+    return mod

@@ -1,0 +1,22 @@
+"""Zero-copy hand-off of torch tensors to the compiled modules, on the right device and stream."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch.utils.dlpack import to_dlpack
+
+from ... import _native
+
+
+def dl(t: torch.Tensor):
+    """A DLPack capsule of ``t`` (no copy). Autograd state is irrelevant to a kernel, so detach."""
+    return to_dlpack(t.detach() if t.requires_grad else t)
+
+
+def module_and_stream(t: torch.Tensor):
+    """The compiled module for ``t``'s device, the stream handle to launch on, and a context that
+    makes ``t``'s GPU current."""
+    if t.device.type == "cuda":
+        return _native._C_cuda, torch.cuda.current_stream(t.device).cuda_stream, torch.cuda.device(t.device)
+    return _native.require_cpu(), 0, contextlib.nullcontext()

@@ -1,0 +1,1 @@
+"""``medkern bench``: medkern against torch in one process, interleaved, median of repeats."""

@@ -1,0 +1,90 @@
+"""Runs benchmark cases, prints the table and appends CSV rows."""
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import torch
+
+from .. import _native, backends
+from . import conv, machine
+from .timing import compare
+
+CSV_FIELDS = ["op", "case", "backend", "device", "shape", "dtype", "medkern_ms", "torch_ms", "ratio",
+              "flop_floor_ms", "byte_floor_ms", "device_name", "threads", "commit"]
+
+
+def _threads(device: str) -> int:
+    return _native._C.num_threads() if device == "cpu" and _native._C is not None else torch.get_num_threads()
+
+
+def run(*, device: str = "cpu", backend: str | None = None, select: str = "", repeats: int = 7,
+        min_round_s: float = 0.05, csv_path: str | os.PathLike | None = None, dtype=torch.float32,
+        include_overhead: bool = True, print_fn=print) -> list[dict]:
+    backend = backend or backends.current()
+    cases = [c for c in conv.CASES if select in c.name]
+    threads = _threads(device)
+    peak, bandwidth = machine.cpu_floors(threads) if device == "cpu" else (float("nan"), float("nan"))
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    print_fn(f"# {machine.device_name(device)}, {threads} threads, backend {backend}, {dtype}; "
+             f"floors: FMA peak {peak:.0f} GFLOP/s, copy bandwidth {bandwidth:.1f} GB/s; "
+             f"median of {repeats} interleaved rounds; ratio = torch / medkern (>1: medkern faster)")
+    header = f"{'case':<26} {'shape':<34} {'medkern ms':>11} {'torch ms':>10} {'ratio':>6} {'FLOP floor':>10} {'byte floor':>10}"
+    print_fn(header)
+    rows = []
+    commit = machine.commit()
+    with backends.use(backend):
+        for case in cases:
+            medkern_fn, torch_fn = case.build(device, dtype)
+            t = compare({"medkern": medkern_fn, "torch": torch_fn}, device=device, repeats=repeats,
+                        min_round_s=min_round_s)
+            row = {
+                "op": "conv2d_fwd_bwd" if case.backward else "conv2d",
+                "case": case.name, "backend": backend, "device": device, "shape": case.shape,
+                "dtype": str(dtype).replace("torch.", ""),
+                "medkern_ms": t["medkern"] * 1e3, "torch_ms": t["torch"] * 1e3,
+                "ratio": t["torch"] / t["medkern"],
+                "flop_floor_ms": case.flops() / (peak * 1e9) * 1e3,
+                "byte_floor_ms": case.bytes(itemsize) / (bandwidth * 1e9) * 1e3,
+                "device_name": machine.device_name(device), "threads": threads, "commit": commit,
+            }
+            rows.append(row)
+            print_fn(f"{case.name:<26} {case.shape:<34} {row['medkern_ms']:>11.3f} {row['torch_ms']:>10.3f} "
+                     f"{row['ratio']:>6.2f} {row['flop_floor_ms']:>10.3f} {row['byte_floor_ms']:>10.3f}")
+        if include_overhead and select in conv.OVERHEAD_CASE.name:
+            rows.append(_overhead(device, dtype, repeats, min_round_s, backend, threads, commit, print_fn))
+    if csv_path:
+        path = Path(csv_path)
+        new = not path.exists() or path.stat().st_size == 0
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            if new:
+                writer.writeheader()
+            for row in rows:
+                writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+    return rows
+
+
+def _overhead(device, dtype, repeats, min_round_s, backend, threads, commit, print_fn) -> dict:
+    """Per-call cost at a tiny shape: the fast path, the custom op through torch's dispatcher, and torch."""
+    case = conv.OVERHEAD_CASE
+    medkern_fn, torch_fn = case.build(device, dtype)
+    x = torch.randn(case.N, case.C, case.H, case.H, dtype=dtype, device=device)
+    w = torch.randn(case.K, case.C, case.R, case.R, dtype=dtype, device=device)
+    b = torch.randn(case.K, dtype=dtype, device=device)
+    p = [case.padding] * 4
+
+    def dispatcher():
+        with torch.no_grad():
+            return torch.ops.medkern.conv2d(x, w, b, [1, 1], p, [1, 1], 1)
+
+    t = compare({"medkern": medkern_fn, "dispatcher": dispatcher, "torch": torch_fn}, device=device,
+                repeats=repeats, min_round_s=min_round_s)
+    print_fn(f"per-call overhead at {case.shape}: medkern fast path {t['medkern'] * 1e6:.1f} us, "
+             f"through torch.ops.medkern (dispatcher) {t['dispatcher'] * 1e6:.1f} us, torch {t['torch'] * 1e6:.1f} us")
+    return {"op": "conv2d", "case": case.name, "backend": backend, "device": device, "shape": case.shape,
+            "dtype": str(dtype).replace("torch.", ""), "medkern_ms": t["medkern"] * 1e3,
+            "torch_ms": t["torch"] * 1e3, "ratio": t["torch"] / t["medkern"], "flop_floor_ms": float("nan"),
+            "byte_floor_ms": float("nan"), "device_name": machine.device_name(device), "threads": threads,
+            "commit": commit}

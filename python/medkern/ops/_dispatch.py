@@ -1,0 +1,18 @@
+"""When an op may skip torch's dispatcher and call its backend directly."""
+from __future__ import annotations
+
+import torch
+
+
+def fast_path_ok(*tensors: torch.Tensor | None) -> bool:
+    """True for a plain eager call that needs no autograd graph: no gradient will be asked for, no
+    tracer or compiler is watching, no dispatch mode (fake tensors, flop counters) is active and no
+    tensor is a subclass or a functorch wrapper. Everything else goes through the custom op."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return False
+    if torch._C._len_torch_dispatch_stack() > 0:
+        return False
+    return all(t is None or (type(t) is torch.Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(t))
+               for t in tensors)

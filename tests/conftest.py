@@ -1,0 +1,35 @@
+"""Test-wide setup: poisoned outputs, the backend/device grid and the float64 oracle helpers."""
+import os
+
+# Every op output starts as NaN, so an element a kernel forgets to write fails its comparison.
+os.environ["MEDKERN_POISON"] = "1"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import medkern  # noqa: E402
+
+HAS_GPU = torch.cuda.is_available()
+
+
+def backend_devices():
+    """Every (backend, device) pair that works here; unavailable ones appear as skips with the reason."""
+    params = []
+    for name, status in medkern.backends.available().items():
+        for device, why in status.devices.items():
+            marks = [pytest.mark.gpu] if device == "cuda" else []
+            if why is not None:
+                marks.append(pytest.mark.skip(reason=f"{name}/{device}: {why}"))
+            params.append(pytest.param((name, device), id=f"{name}-{device}", marks=marks))
+    return params
+
+
+def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Relative error in the Frobenius norm, in float64; NaN anywhere in `got` gives inf."""
+    got, want = got.detach().double().cpu(), want.detach().double().cpu()
+    if not torch.isfinite(got).all():
+        return float("inf")
+    return ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
+
+
+TOL = {torch.float32: 1e-5, torch.float64: 1e-12}

@@ -1,0 +1,55 @@
+"""Child process of test_fuzzed_bindings_never_crash: throws hypothesis-generated arrays and geometry at
+the conv2d bindings. Every call must return or raise a Python exception; a segfault or abort ends this
+process with a signal, which the parent test reports."""
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medkern import _native
+
+C = _native.require_cpu()
+EXPECTED = (TypeError, ValueError, BufferError, OverflowError, MemoryError)
+
+dims = st.integers(-2, 6)
+shapes = st.lists(dims, min_size=0, max_size=5)
+dtypes = st.sampled_from([np.float32, np.float64, np.int32, np.float16])
+
+
+@st.composite
+def arrays(draw):
+    shape = draw(shapes)
+    if any(n < 0 for n in shape):
+        return draw(st.sampled_from([None, 3, "x", [1.0, 2.0]]))
+    a = np.ones(shape, dtype=draw(dtypes))
+    if a.ndim and draw(st.booleans()):
+        a = a[..., ::2]  # non-contiguous view
+    if draw(st.booleans()):
+        a.flags.writeable = False
+    return a
+
+
+ints = st.integers(-3, 5) | st.sampled_from([2**31, 2**62, -(2**62)])
+count = {"n": 0}
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(fn=st.sampled_from(["forward", "grad_input", "grad_weight", "grad_bias"]),
+       a=arrays(), b=arrays(), c=arrays(), d=arrays() | st.none(), geom=st.lists(ints, min_size=7, max_size=7))
+def fuzz(fn, a, b, c, d, geom):
+    count["n"] += 1
+    try:
+        if fn == "forward":
+            C.conv2d_forward(a, b, d, c, *geom)
+        elif fn == "grad_input":
+            C.conv2d_grad_input(a, b, c, *geom)
+        elif fn == "grad_weight":
+            C.conv2d_grad_weight(a, b, c, *geom)
+        else:
+            C.conv2d_grad_bias(a, c)
+    except EXPECTED:
+        pass
+
+
+if __name__ == "__main__":
+    fuzz()
+    print(f"{count['n']} examples, no crash")

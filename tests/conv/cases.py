@@ -1,0 +1,100 @@
+"""conv2d geometry cases shared by the kernel and op tests: hand-picked awkward ones plus seeded random
+ones. A case is (N, C, H, W, K, R, S, stride, padding (top, left), extra trailing padding, dilation,
+groups, bias)."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from medkern._geometry import Conv2dParams, conv_out_size
+
+
+@dataclass(frozen=True)
+class Case:
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    extra: tuple = (0, 0)  # trailing padding beyond the leading one: 1 models torch's 'same' with even kernels
+    dilation: tuple = (1, 1)
+    groups: int = 1
+    bias: bool = True
+
+    @property
+    def params(self) -> Conv2dParams:
+        return Conv2dParams(self.stride, self.padding, self.dilation, self.groups)
+
+    @property
+    def out_hw(self):
+        return tuple(conv_out_size(n, k, s, 2 * p + e, d) for n, k, s, p, e, d in
+                     zip((self.H, self.W), (self.R, self.S), self.stride, self.padding, self.extra, self.dilation))
+
+    def tensors(self, dtype, device="cpu", seed=0):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(self.N, self.C, self.H, self.W, generator=g, dtype=torch.float64)
+        w = torch.randn(self.K, self.C // self.groups, self.R, self.S, generator=g, dtype=torch.float64)
+        b = torch.randn(self.K, generator=g, dtype=torch.float64) if self.bias else None
+        dy = torch.randn(self.N, self.K, *self.out_hw, generator=g, dtype=torch.float64)
+        cast = lambda t: None if t is None else t.to(dtype=dtype, device=device)  # noqa: E731
+        return cast(x), cast(w), cast(b), cast(dy)
+
+    def id(self) -> str:
+        return (f"{self.N}x{self.C}x{self.H}x{self.W}-K{self.K}-{self.R}x{self.S}-s{self.stride}-p{self.padding}"
+                f"{'+' + str(self.extra) if any(self.extra) else ''}-d{self.dilation}-g{self.groups}"
+                f"{'' if self.bias else '-nobias'}")
+
+
+def reference(case: Case, x, w, b, dy):
+    """float64 torch: output, grad_input, grad_weight, grad_bias."""
+    x = x.detach().double().cpu().requires_grad_()
+    w = w.detach().double().cpu().requires_grad_()
+    b = None if b is None else b.detach().double().cpu().requires_grad_()
+    (ph, pw), (eh, ew) = case.padding, case.extra
+    y = F.conv2d(F.pad(x, (pw, pw + ew, ph, ph + eh)), w, b, case.stride, 0, case.dilation, case.groups)
+    grads = torch.autograd.grad(y, [t for t in (x, w, b) if t is not None], dy.double().cpu())
+    return y.detach(), grads[0], grads[1], (grads[2] if b is not None else None)
+
+
+HAND_PICKED = [
+    Case(2, 3, 7, 9, 5, 3, 3, padding=(1, 1)),
+    Case(1, 1, 1, 1, 1, 1, 1, bias=False),  # everything is one
+    Case(3, 4, 11, 13, 6, 3, 3, stride=(2, 2), padding=(1, 1), groups=2),
+    Case(2, 6, 9, 8, 4, 2, 2, dilation=(2, 2), groups=2),  # even kernel, dilation
+    Case(1, 3, 5, 5, 40, 1, 1),  # pointwise, K not a multiple of the register tile
+    Case(2, 8, 17, 19, 36, 5, 5, stride=(3, 3), padding=(2, 2), dilation=(2, 2), groups=4),
+    Case(2, 5, 10, 7, 3, 4, 2, padding=(1, 0), extra=(1, 1)),  # 'same' with even kernels
+    Case(2, 4, 9, 9, 4, 3, 3, padding=(2, 2), dilation=(2, 1), extra=(0, 1)),
+    Case(1, 2, 4, 6, 3, 5, 3, padding=(2, 1)),  # kernel taller than the input, held up by padding
+    Case(2, 32, 12, 10, 13, 3, 3, padding=(1, 1)),  # reduction 288 > one KC block
+    Case(1, 3, 6, 7, 2, 1, 1, padding=(1, 1)),  # padding larger than the kernel reach
+    Case(2, 6, 8, 8, 6, 3, 3, stride=(1, 2), padding=(0, 1), groups=6),  # depthwise
+    Case(3, 2, 37, 41, 5, 3, 3, stride=(2, 3), padding=(1, 1), bias=False),
+]
+
+
+def random_cases(n: int, seed: int):
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        groups = rng.choice([1, 1, 2, 3])
+        R, S = rng.randint(1, 5), rng.randint(1, 5)
+        dilation = (rng.randint(1, 3), rng.randint(1, 3))
+        padding = (rng.randint(0, R // 2 * dilation[0] + 1), rng.randint(0, S // 2 * dilation[1] + 1))
+        c = Case(N=rng.randint(1, 3), C=groups * rng.randint(1, 5), H=rng.randint(1, 23), W=rng.randint(1, 23),
+                 K=groups * rng.randint(1, 9), R=R, S=S, stride=(rng.randint(1, 3), rng.randint(1, 3)),
+                 padding=padding, extra=(rng.randint(0, 1), rng.randint(0, 1)), dilation=dilation,
+                 groups=groups, bias=rng.random() < 0.7)
+        if min(c.out_hw) >= 1:
+            out.append(c)
+    return out
+
+
+CASES = HAND_PICKED + random_cases(24, seed=1234)

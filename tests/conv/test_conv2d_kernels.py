@@ -1,0 +1,66 @@
+"""Every backend's four conv2d kernels against float64 torch, called directly with NaN-poisoned outputs."""
+import pytest
+import torch
+
+import medkern
+from conftest import TOL, backend_devices, rel_err
+
+from .cases import CASES, reference
+
+
+@pytest.fixture(params=backend_devices())
+def kernels(request):
+    name, device = request.param
+    return medkern.backends.family("conv", device, name), device
+
+
+def poisoned(shape, dtype, device):
+    return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id())
+def test_conv2d_kernels_match_float64_torch(kernels, case, dtype):
+    k, device = kernels
+    x, w, b, dy = case.tensors(dtype, device)
+    y_ref, dx_ref, dw_ref, db_ref = reference(case, x, w, b, dy)
+    tol = TOL[dtype]
+
+    y = poisoned(y_ref.shape, dtype, device)
+    k.conv2d_forward(x, w, b, y, case.params)
+    assert rel_err(y, y_ref) < tol, "forward"
+
+    dx = poisoned(x.shape, dtype, device)
+    k.conv2d_grad_input(dy, w, dx, case.params)
+    assert rel_err(dx, dx_ref) < tol, "grad_input"
+
+    dw = poisoned(w.shape, dtype, device)
+    k.conv2d_grad_weight(dy, x, dw, case.params)
+    assert rel_err(dw, dw_ref) < tol, "grad_weight"
+
+    if b is not None:
+        db = poisoned(b.shape, dtype, device)
+        k.conv2d_grad_bias(dy, db)
+        assert rel_err(db, db_ref) < tol, "grad_bias"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_cpu_is_deterministic(threads):
+    """Same inputs and thread count: bit-identical results, including the threaded grad-weight sum."""
+    from medkern import _native
+
+    C = _native.require_cpu()
+    before = C.num_threads()
+    C.set_num_threads(threads)
+    try:
+        case = CASES[9]
+        x, w, _, dy = case.tensors(torch.float32)
+        k = medkern.backends.family("conv", "cpu", "native")
+        runs = []
+        for _ in range(3):
+            dw = poisoned(w.shape, torch.float32, "cpu")
+            k.conv2d_grad_weight(dy, x, dw, case.params)
+            runs.append(dw)
+        assert all(torch.equal(runs[0], r) for r in runs[1:])
+    finally:
+        C.set_num_threads(before)

@@ -1,0 +1,65 @@
+"""Backend registry: what is available and why not, explicit selection, no silent fallback."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import medkern
+from medkern import backends
+
+
+def test_available_reports_every_backend_with_reasons():
+    status = backends.available()
+    assert set(status) == {"native", "numba", "cupy", "reference"}
+    assert status["native"].devices["cpu"] is None and status["reference"].devices["cpu"] is None
+    for s in status.values():
+        for device, why in s.devices.items():
+            assert device in ("cpu", "cuda")
+            assert why is None or (isinstance(why, str) and why)
+    if not torch.cuda.is_available():
+        assert not status["cupy"]
+        assert status["native"].devices["cuda"] is not None
+
+
+def test_default_is_native_and_use_nests():
+    assert backends.current() == "native"
+    with backends.use("reference"):
+        assert backends.current() == "reference"
+        with backends.use("native"):
+            assert backends.current() == "native"
+        assert backends.current() == "reference"
+    assert backends.current() == "native"
+
+
+def test_unavailable_backend_is_an_error_not_a_fallback():
+    if torch.cuda.is_available():
+        pytest.skip("cupy may be available on a GPU machine")
+    with pytest.raises(backends.BackendUnavailableError, match="cupy"):
+        with backends.use("cupy"):
+            pass
+    with pytest.raises(backends.BackendUnavailableError, match="no cpu implementation"):
+        backends.family("conv", "cpu", "cupy")
+
+
+def _run(code, **env):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+
+
+def test_environment_variable_selects_the_backend():
+    proc = _run("import medkern; print(medkern.backends.current())", MEDKERN_BACKEND="reference")
+    assert proc.returncode == 0 and proc.stdout.strip() == "reference"
+    proc = _run("import medkern, torch; medkern.ops.conv2d(torch.ones(1,1,3,3), torch.ones(1,1,3,3))",
+                MEDKERN_BACKEND="bogus")
+    assert proc.returncode != 0 and "MEDKERN_BACKEND" in proc.stderr
+
+
+def test_medkern_imports_without_the_cuda_module():
+    proc = _run("import sys; sys.modules['medkern._C_cuda'] = None\n"
+                "import medkern, torch\n"
+                "print(medkern.backends.available()['native'].devices['cuda'])\n"
+                "print(medkern.ops.conv2d(torch.ones(1,1,3,3), torch.ones(1,1,3,3)).item())")
+    assert proc.returncode == 0, proc.stderr
+    assert "not built" in proc.stdout and proc.stdout.strip().endswith("9.0")
