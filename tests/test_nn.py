@@ -86,3 +86,41 @@ def test_patched_model_state_dict_round_trip(tmp_path):
     fresh.load_state_dict(torch.load(path, weights_only=True))
     x = torch.randn(2, 1, 8, 8)
     assert rel_err(fresh(x), model(x)) < 1e-5
+
+
+POOL_MODULES = [
+    ("MaxPool2d", dict(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True)),
+    ("MaxPool2d", dict(kernel_size=2, return_indices=True)),
+    ("MaxPool1d", dict(kernel_size=3, stride=2, padding=1, return_indices=True)),
+    ("AvgPool2d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False,
+                       divisor_override=None)),
+    ("AvgPool2d", dict(kernel_size=2, divisor_override=3)),
+    ("AvgPool1d", dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
+    ("AdaptiveAvgPool2d", dict(output_size=(3, None))),
+    ("AdaptiveAvgPool1d", dict(output_size=5)),
+    ("AdaptiveMaxPool2d", dict(output_size=4, return_indices=True)),
+    ("AdaptiveMaxPool1d", dict(output_size=3)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs", POOL_MODULES, ids=lambda v: v if isinstance(v, str) else "")
+def test_pool_modules_are_drop_ins(name, kwargs):
+    ours, theirs = getattr(medkern.nn, name)(**kwargs), getattr(torch.nn, name)(**kwargs)
+    assert repr(ours) == repr(theirs)
+    x = torch.randn(2, 3, 11, 9, dtype=torch.float64)
+    if name.endswith("1d"):
+        x = x[:, :, 0]
+    got, want = ours(x), theirs(x)
+    got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))
+    for g, w in zip(got, want):
+        assert torch.equal(g, w) if w.dtype == torch.int64 else rel_err(g, w) < 1e-12
+
+
+def test_patch_swaps_pooling_layers():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.MaxPool2d(2), torch.nn.AvgPool2d(2),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    x = torch.randn(2, 1, 14, 14)
+    want = model(x)
+    medkern.patch(model)
+    assert [type(m).__module__.split(".")[0] for m in model[:4]] == ["medkern"] * 4
+    assert rel_err(model(x), want) < 1e-6

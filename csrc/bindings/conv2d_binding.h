@@ -10,17 +10,6 @@
 
 namespace medkern {
 
-inline void expect_device(const TensorView& v, DeviceKind want, const char* name) {
-  if (v.device != want)
-    fail_value(std::string(name) + (want == DeviceKind::cpu ? ": expected a CPU array" : ": expected a CUDA array"));
-}
-
-template <class Impl, class Fn>
-void dispatch_dtype(DType dt, Fn&& fn) {
-  if (dt == DType::f32) fn(float{});
-  else fn(double{});
-}
-
 template <class Impl>
 void bind_conv2d(py::module_& m) {
   using py::arg;
@@ -47,7 +36,7 @@ void bind_conv2d(py::module_& m) {
           expect_shape(b, {s.K}, "bias");
         }
         py::gil_scoped_release nogil;
-        dispatch_dtype<Impl>(x.dtype, [&](auto t) {
+        dispatch_float(x.dtype, [&](auto t) {
           using T = decltype(t);
           Conv2dArgs<T> a{};
           a.s = s; a.x = x.ptr<T>(); a.w = w.ptr<T>(); a.bias = has_bias ? b.ptr<T>() : nullptr; a.y = y.ptr<T>();
@@ -71,7 +60,7 @@ void bind_conv2d(py::module_& m) {
         expect_same(dy, dx, "grad_output");
         expect_shape(dy, {s.N, s.K, s.P, s.Q}, "grad_output");
         py::gil_scoped_release nogil;
-        dispatch_dtype<Impl>(dx.dtype, [&](auto t) {
+        dispatch_float(dx.dtype, [&](auto t) {
           using T = decltype(t);
           Conv2dArgs<T> a{};
           a.s = s; a.dy = dy.ptr<T>(); a.w = w.ptr<T>(); a.dx = dx.ptr<T>();
@@ -95,7 +84,7 @@ void bind_conv2d(py::module_& m) {
         expect_same(dy, x, "grad_output");
         expect_shape(dy, {s.N, s.K, s.P, s.Q}, "grad_output");
         py::gil_scoped_release nogil;
-        dispatch_dtype<Impl>(x.dtype, [&](auto t) {
+        dispatch_float(x.dtype, [&](auto t) {
           using T = decltype(t);
           Conv2dArgs<T> a{};
           a.s = s; a.dy = dy.ptr<T>(); a.x = x.ptr<T>(); a.dw = dwt.ptr<T>();
@@ -118,7 +107,7 @@ void bind_conv2d(py::module_& m) {
         Conv2dShape s{};
         s.N = dy.shape[0]; s.K = dy.shape[1]; s.P = dy.shape[2]; s.Q = dy.shape[3];
         py::gil_scoped_release nogil;
-        dispatch_dtype<Impl>(dy.dtype, [&](auto t) {
+        dispatch_float(dy.dtype, [&](auto t) {
           using T = decltype(t);
           Conv2dArgs<T> a{};
           a.s = s; a.dy = dy.ptr<T>(); a.db = db.ptr<T>();

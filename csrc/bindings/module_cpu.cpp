@@ -4,8 +4,10 @@
 
 #include "../cpu/conv2d.h"
 #include "../cpu/machine_probe.h"
+#include "../cpu/pool2d.h"
 #include "../cpu/simd.h"
 #include "conv2d_binding.h"
+#include "pool2d_binding.h"
 
 namespace medkern {
 
@@ -17,12 +19,24 @@ struct CpuConv2d {
   template <class T> static void grad_bias(const Conv2dArgs<T>& a, intptr_t) { cpu::conv2d_grad_bias(a); }
 };
 
+struct CpuPool2d {
+  static constexpr DeviceKind device = DeviceKind::cpu;
+  template <class T> static void max_forward(const Pool2dArgs<T>& a, intptr_t) { cpu::max_pool2d_forward(a); }
+  template <class T> static int64_t max_backward(const Pool2dArgs<T>& a, intptr_t) { return cpu::max_pool2d_backward(a); }
+  template <class T> static void avg_forward(const Pool2dArgs<T>& a, intptr_t) { cpu::avg_pool2d_forward(a); }
+  template <class T> static void avg_backward(const Pool2dArgs<T>& a, intptr_t) { cpu::avg_pool2d_backward(a); }
+  template <class T> static void adaptive_avg_forward(const Pool2dArgs<T>& a, intptr_t) { cpu::adaptive_avg_pool2d_forward(a); }
+  template <class T> static void adaptive_avg_backward(const Pool2dArgs<T>& a, intptr_t) { cpu::adaptive_avg_pool2d_backward(a); }
+  template <class T> static void adaptive_max_forward(const Pool2dArgs<T>& a, intptr_t) { cpu::adaptive_max_pool2d_forward(a); }
+};
+
 }  // namespace medkern
 
 PYBIND11_MODULE(_C, m) {
   namespace py = pybind11;
   m.doc() = "medkern CPU kernels";
   medkern::bind_conv2d<medkern::CpuConv2d>(m);
+  medkern::bind_pool2d<medkern::CpuPool2d>(m);
   m.def("build_info", [] {
     py::dict d;
     d["isa"] = medkern::cpu::kIsaName;

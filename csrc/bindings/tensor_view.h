@@ -14,7 +14,7 @@
 namespace medkern {
 namespace py = pybind11;
 
-enum class DType { f32, f64 };
+enum class DType { f32, f64, i64 };
 enum class DeviceKind { cpu, cuda };
 
 struct TensorView {
@@ -38,14 +38,23 @@ struct TensorView {
 [[noreturn]] inline void fail_value(const std::string& msg) { throw py::value_error(msg); }
 [[noreturn]] inline void fail_type(const std::string& msg) { throw py::type_error(msg); }
 
-inline TensorView view_from_dl(const dlpack::Tensor& t, bool read_only, py::object owner,
-                               const char* name) {
+// What an argument may hold: data (float32 or float64) or indices (int64).
+enum class Holds { floats, indices };
+
+inline TensorView view_from_dl(const dlpack::Tensor& t, bool read_only, py::object owner, const char* name,
+                               Holds holds) {
   TensorView v;
   v.owner = std::move(owner);
   v.read_only = read_only;
-  if (t.dtype.lanes != 1 || t.dtype.code != dlpack::kFloat || (t.dtype.bits != 32 && t.dtype.bits != 64))
-    fail_type(std::string(name) + ": expected a float32 or float64 array");
-  v.dtype = t.dtype.bits == 32 ? DType::f32 : DType::f64;
+  if (holds == Holds::floats) {
+    if (t.dtype.lanes != 1 || t.dtype.code != dlpack::kFloat || (t.dtype.bits != 32 && t.dtype.bits != 64))
+      fail_type(std::string(name) + ": expected a float32 or float64 array");
+    v.dtype = t.dtype.bits == 32 ? DType::f32 : DType::f64;
+  } else {
+    if (t.dtype.lanes != 1 || t.dtype.code != dlpack::kInt || t.dtype.bits != 64)
+      fail_type(std::string(name) + ": expected an int64 array");
+    v.dtype = DType::i64;
+  }
   switch (t.device.device_type) {
     case dlpack::kCPU: case dlpack::kCUDAHost: v.device = DeviceKind::cpu; break;
     case dlpack::kCUDA: case dlpack::kCUDAManaged: v.device = DeviceKind::cuda; break;
@@ -71,7 +80,7 @@ inline TensorView view_from_dl(const dlpack::Tensor& t, bool read_only, py::obje
 
 // Reads a DLPack capsule (legacy or versioned) without consuming it: the capsule's own destructor
 // releases the producer's memory once `owner` goes away.
-inline TensorView view_of(py::handle obj, const char* name) {
+inline TensorView view_of(py::handle obj, const char* name, Holds holds = Holds::floats) {
   py::object capsule;
   if (PyCapsule_CheckExact(obj.ptr())) {
     capsule = py::reinterpret_borrow<py::object>(obj);
@@ -84,12 +93,12 @@ inline TensorView view_of(py::handle obj, const char* name) {
   PyObject* cap = capsule.ptr();
   if (PyCapsule_IsValid(cap, "dltensor")) {
     auto* m = static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
-    return view_from_dl(m->dl_tensor, false, capsule, name);
+    return view_from_dl(m->dl_tensor, false, capsule, name, holds);
   }
   if (PyCapsule_IsValid(cap, "dltensor_versioned")) {
     auto* m = static_cast<dlpack::ManagedTensorVersioned*>(PyCapsule_GetPointer(cap, "dltensor_versioned"));
     if (m->version.major != 1) fail_value(std::string(name) + ": unsupported DLPack major version");
-    return view_from_dl(m->dl_tensor, (m->flags & dlpack::kFlagReadOnly) != 0, capsule, name);
+    return view_from_dl(m->dl_tensor, (m->flags & dlpack::kFlagReadOnly) != 0, capsule, name, holds);
   }
   fail_type(std::string(name) + ": not a live DLPack capsule (already consumed?)");
 }
@@ -122,10 +131,26 @@ inline void expect_writable(const TensorView& v, const char* name) {
   if (v.read_only) fail_value(std::string(name) + ": output array is read-only");
 }
 
-inline void expect_same(const TensorView& a, const TensorView& b, const char* name) {
-  if (a.dtype != b.dtype) fail_type(std::string(name) + ": dtype differs from the input's");
+inline void expect_same_device(const TensorView& a, const TensorView& b, const char* name) {
   if (a.device != b.device || a.device_id != b.device_id)
     fail_value(std::string(name) + ": on a different device from the input");
+}
+
+inline void expect_same(const TensorView& a, const TensorView& b, const char* name) {
+  if (a.dtype != b.dtype) fail_type(std::string(name) + ": dtype differs from the input's");
+  expect_same_device(a, b, name);
+}
+
+inline void expect_device(const TensorView& v, DeviceKind want, const char* name) {
+  if (v.device != want)
+    fail_value(std::string(name) + (want == DeviceKind::cpu ? ": expected a CPU array" : ": expected a CUDA array"));
+}
+
+// Calls fn(float{}) or fn(double{}) for the view's dtype, so one lambda serves both precisions.
+template <class Fn>
+void dispatch_float(DType dt, Fn&& fn) {
+  if (dt == DType::f32) fn(float{});
+  else fn(double{});
 }
 
 }  // namespace medkern

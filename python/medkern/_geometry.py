@@ -19,3 +19,19 @@ class Conv2dParams(NamedTuple):
 
 def conv_out_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:
     return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class Pool2dParams(NamedTuple):
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]  # (1, 1) for average pooling
+
+
+def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
+    """torch's pooling output size: with ceil_mode the last window may hang over the end, but must start
+    inside the input or its leading padding."""
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out

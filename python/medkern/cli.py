@@ -34,7 +34,7 @@ def _bench(args) -> int:
     from medkern.bench import runner
 
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
-    runner.run(device=args.device, backend=args.backend, select=args.case, repeats=args.repeats,
+    runner.run(device=args.device, backend=args.backend, select=args.case, family=args.family, repeats=args.repeats,
                min_round_s=args.min_round, csv_path=args.csv, dtype=dtype)
     return 0
 
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="version, build flags and backends").set_defaults(func=_info)
     bench = sub.add_parser("bench", help="medkern vs torch, interleaved in one process")
     bench.add_argument("--case", default="", help="run only cases whose name contains this")
+    bench.add_argument("--family", default="", choices=["", "conv", "pool"], help="one op family (default: all)")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     bench.add_argument("--backend", default=None, help="backend to measure (default: the one in force)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])

@@ -22,6 +22,10 @@ class ConvCase:
     backward: bool = False
 
     @property
+    def op(self) -> str:
+        return "conv2d_fwd_bwd" if self.backward else "conv2d"
+
+    @property
     def shape(self) -> str:
         return f"{self.N}x{self.C}x{self.H}x{self.H}->{self.K} k{self.R} s{self.stride} p{self.padding}"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .. import _native, backends
-from . import conv, machine
+from . import conv, machine, pool
 from .timing import compare
 
 CSV_FIELDS = ["op", "case", "backend", "device", "shape", "dtype", "medkern_ms", "torch_ms", "ratio",
@@ -19,11 +19,18 @@ def _threads(device: str) -> int:
     return _native._C.num_threads() if device == "cpu" and _native._C is not None else torch.get_num_threads()
 
 
-def run(*, device: str = "cpu", backend: str | None = None, select: str = "", repeats: int = 7,
+FAMILIES = {"conv": conv.CASES, "pool": pool.CASES}
+
+
+def _floor_ms(amount: float, rate: float) -> float:
+    return amount / rate * 1e3 if amount else float("nan")
+
+
+def run(*, device: str = "cpu", backend: str | None = None, select: str = "", family: str = "", repeats: int = 7,
         min_round_s: float = 0.05, csv_path: str | os.PathLike | None = None, dtype=torch.float32,
         include_overhead: bool = True, print_fn=print) -> list[dict]:
     backend = backend or backends.current()
-    cases = [c for c in conv.CASES if select in c.name]
+    cases = [c for name, cs in FAMILIES.items() if family in ("", name) for c in cs if select in c.name]
     threads = _threads(device)
     peak, bandwidth = machine.cpu_floors(threads) if device == "cpu" else (float("nan"), float("nan"))
     itemsize = torch.empty((), dtype=dtype).element_size()
@@ -40,19 +47,19 @@ def run(*, device: str = "cpu", backend: str | None = None, select: str = "", re
             t = compare({"medkern": medkern_fn, "torch": torch_fn}, device=device, repeats=repeats,
                         min_round_s=min_round_s)
             row = {
-                "op": "conv2d_fwd_bwd" if case.backward else "conv2d",
+                "op": case.op,
                 "case": case.name, "backend": backend, "device": device, "shape": case.shape,
                 "dtype": str(dtype).replace("torch.", ""),
                 "medkern_ms": t["medkern"] * 1e3, "torch_ms": t["torch"] * 1e3,
                 "ratio": t["torch"] / t["medkern"],
-                "flop_floor_ms": case.flops() / (peak * 1e9) * 1e3,
-                "byte_floor_ms": case.bytes(itemsize) / (bandwidth * 1e9) * 1e3,
+                "flop_floor_ms": _floor_ms(case.flops(), peak * 1e9),
+                "byte_floor_ms": _floor_ms(case.bytes(itemsize), bandwidth * 1e9),
                 "device_name": machine.device_name(device), "threads": threads, "commit": commit,
             }
             rows.append(row)
             print_fn(f"{case.name:<26} {case.shape:<34} {row['medkern_ms']:>11.3f} {row['torch_ms']:>10.3f} "
                      f"{row['ratio']:>6.2f} {row['flop_floor_ms']:>10.3f} {row['byte_floor_ms']:>10.3f}")
-        if include_overhead and select in conv.OVERHEAD_CASE.name:
+        if include_overhead and family in ("", "conv") and select in conv.OVERHEAD_CASE.name:
             rows.append(_overhead(device, dtype, repeats, min_round_s, backend, threads, commit, print_fn))
     if csv_path:
         path = Path(csv_path)

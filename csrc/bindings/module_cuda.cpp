@@ -1,0 +1,53 @@
+// medkern._C_cuda: the CUDA kernels. Built only where nvcc was found; compiled by the host compiler.
+//
+// The kernels launch on the current device, and Conv2dArgs carries no device id, so the caller must make
+// the tensors' device current: the Python layer (backends/native/_interop.py) calls every op with
+// `torch.cuda.device(x.device)` active and passes torch's current stream of that device as `stream`.
+#include <cuda_runtime_api.h>
+#include <pybind11/pybind11.h>
+
+#include "../cuda/conv2d.h"
+#include "conv2d_binding.h"
+
+namespace medkern {
+
+struct CudaConv2d {
+  static constexpr DeviceKind device = DeviceKind::cuda;
+  template <class T> static void forward(const Conv2dArgs<T>& a, intptr_t stream) { cuda::conv2d_forward(a, stream); }
+  template <class T> static void grad_input(const Conv2dArgs<T>& a, intptr_t stream) {
+    cuda::conv2d_grad_input(a, stream);
+  }
+  template <class T> static void grad_weight(const Conv2dArgs<T>& a, intptr_t stream) {
+    cuda::conv2d_grad_weight(a, stream);
+  }
+  template <class T> static void grad_bias(const Conv2dArgs<T>& a, intptr_t stream) {
+    cuda::conv2d_grad_bias(a, stream);
+  }
+};
+
+}  // namespace medkern
+
+PYBIND11_MODULE(_C_cuda, m) {
+  namespace py = pybind11;
+  m.doc() = "medkern CUDA kernels";
+  medkern::bind_conv2d<medkern::CudaConv2d>(m);
+  m.def(
+      "device_count",
+      [] {
+        int n = 0;
+        // No driver, no device, or a driver too old for this runtime: all mean "no usable GPU" here,
+        // which callers report as a reason rather than an exception.
+        if (cudaGetDeviceCount(&n) != cudaSuccess) {
+          (void)cudaGetLastError();
+          return 0;
+        }
+        return n;
+      },
+      "Number of CUDA devices visible to this module (0 when there is no driver or device).");
+  m.def("build_info", [] {
+    py::dict d;
+    d["cuda_archs"] = MEDKERN_CUDA_ARCHS;
+    d["cuda_runtime_version"] = static_cast<int>(CUDART_VERSION);
+    return d;
+  });
+}

@@ -1,0 +1,204 @@
+#pragma once
+// The pooling bindings, written once for both modules. `Impl` supplies one device's kernels:
+//   static constexpr DeviceKind device;
+//   template <class T> static void max_forward / avg_forward / avg_backward / adaptive_avg_forward /
+//       adaptive_avg_backward / adaptive_max_forward(const Pool2dArgs<T>&, intptr_t stream);
+//   template <class T> static int64_t max_backward(const Pool2dArgs<T>&, intptr_t stream);
+//       (returns how many indices were out of range and skipped; the binding then raises)
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "../common/pool2d_params.h"
+#include "tensor_view.h"
+
+namespace medkern {
+
+// Input planes (N, C, H, W) and output planes (N, C, P, Q) of one pooling call.
+inline Pool2dShape pool_planes(const TensorView& in, const TensorView& out, const char* in_name,
+                               const char* out_name) {
+  expect_rank(in, 4, in_name);
+  expect_rank(out, 4, out_name);
+  expect_same(out, in, out_name);
+  expect_writable(out, out_name);
+  if (in.shape[0] != out.shape[0] || in.shape[1] != out.shape[1])
+    fail_value(std::string(out_name) + ": batch and channel sizes must match " + in_name + "'s, got " +
+               shape_str(out) + " for " + shape_str(in));
+  Pool2dShape s{};
+  s.planes = in.shape[0] * in.shape[1];
+  s.H = in.shape[2]; s.W = in.shape[3]; s.P = out.shape[2]; s.Q = out.shape[3];
+  if (s.planes < 1 || s.H < 1 || s.W < 1) fail_value(std::string(in_name) + ": every size must be positive");
+  if (s.P < 1 || s.Q < 1) fail_value(std::string(out_name) + ": output size must be positive");
+  constexpr int64_t kMaxDim = int64_t(1) << 31;
+  for (int64_t d : {s.H, s.W, s.P, s.Q})
+    if (d > kMaxDim) fail_value("a dimension of 2^31 or more is not supported");
+  return s;
+}
+
+// Window geometry, with torch's rule that padding is at most half the (dilated) window, which keeps
+// every window overlapping the input.
+inline void set_window(Pool2dShape& s, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                       int64_t dh, int64_t dw) {
+  constexpr int64_t kMax = int64_t(1) << 30;
+  if (kh < 1 || kw < 1 || kh > kMax || kw > kMax) fail_value("kernel_size: must be positive");
+  if (sh < 1 || sw < 1 || sh > kMax || sw > kMax) fail_value("stride: must be positive");
+  if (dh < 1 || dw < 1 || dh > kMax || dw > kMax) fail_value("dilation: must be positive");
+  if (ph < 0 || pw < 0 || 2 * ph > (kh - 1) * dh + 1 || 2 * pw > (kw - 1) * dw + 1)
+    fail_value("padding: must be non-negative and at most half of the effective kernel size");
+  if ((s.P - 1) * sh - ph >= s.H || (s.Q - 1) * sw - pw >= s.W)
+    fail_value("output size: the last window would start past the input");
+  s.kh = kh; s.kw = kw; s.sh = sh; s.sw = sw; s.ph = ph; s.pw = pw; s.dh = dh; s.dw = dw;
+}
+
+template <class Impl>
+void bind_pool2d(py::module_& m) {
+  using py::arg;
+
+  m.def(
+      "max_pool2d_forward",
+      [](py::handle x_, py::handle y_, py::handle idx_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+         int64_t pw, int64_t dh, int64_t dw, intptr_t stream) {
+        TensorView x = view_of(x_, "input"), y = view_of(y_, "out"), idx;
+        expect_device(x, Impl::device, "input");
+        Pool2dShape s = pool_planes(x, y, "input", "out");
+        set_window(s, kh, kw, sh, sw, ph, pw, dh, dw);
+        const bool with_indices = !idx_.is_none();
+        if (with_indices) {
+          idx = view_of(idx_, "indices", Holds::indices);
+          expect_same_device(idx, x, "indices");
+          expect_writable(idx, "indices");
+          expect_shape(idx, {y.shape[0], y.shape[1], s.P, s.Q}, "indices");
+        }
+        py::gil_scoped_release nogil;
+        dispatch_float(x.dtype, [&](auto t) {
+          using T = decltype(t);
+          Pool2dArgs<T> a{};
+          a.s = s; a.x = x.ptr<T>(); a.y = y.ptr<T>(); a.indices = with_indices ? idx.ptr<int64_t>() : nullptr;
+          Impl::template max_forward<T>(a, stream);
+        });
+      },
+      arg("input"), arg("out"), arg("indices"), arg("kernel_h"), arg("kernel_w"), arg("stride_h"), arg("stride_w"),
+      arg("pad_h"), arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("stream") = 0,
+      "Max pooling; indices (flat h*W+w within each plane, torch's convention) are written when given.");
+
+  m.def(
+      "max_pool2d_backward",
+      [](py::handle dy_, py::handle idx_, py::handle dx_, intptr_t stream) {
+        TensorView dy = view_of(dy_, "grad_output"), idx = view_of(idx_, "indices", Holds::indices),
+                   dx = view_of(dx_, "grad_input");
+        expect_device(dx, Impl::device, "grad_input");
+        const Pool2dShape s = pool_planes(dx, dy, "grad_input", "grad_output");
+        expect_same_device(idx, dx, "indices");
+        expect_shape(idx, {dy.shape[0], dy.shape[1], s.P, s.Q}, "indices");
+        int64_t bad = 0;
+        {
+          py::gil_scoped_release nogil;
+          dispatch_float(dx.dtype, [&](auto t) {
+            using T = decltype(t);
+            Pool2dArgs<T> a{};
+            a.s = s; a.dy = dy.ptr<T>(); a.indices_in = idx.ptr<int64_t>(); a.dx = dx.ptr<T>();
+            bad = Impl::template max_backward<T>(a, stream);
+          });
+        }
+        if (bad) fail_value("indices: " + std::to_string(bad) + " value(s) outside [0, H*W) of the input plane");
+      },
+      arg("grad_output"), arg("indices"), arg("grad_input"), arg("stream") = 0,
+      "grad_input = 0, then grad_input[plane, indices] += grad_output (max and adaptive max pooling).");
+
+  m.def(
+      "avg_pool2d_forward",
+      [](py::handle x_, py::handle y_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+         bool count_include_pad, int64_t divisor_override, intptr_t stream) {
+        TensorView x = view_of(x_, "input"), y = view_of(y_, "out");
+        expect_device(x, Impl::device, "input");
+        Pool2dShape s = pool_planes(x, y, "input", "out");
+        set_window(s, kh, kw, sh, sw, ph, pw, 1, 1);
+        s.count_include_pad = count_include_pad;
+        s.divisor_override = divisor_override;
+        py::gil_scoped_release nogil;
+        dispatch_float(x.dtype, [&](auto t) {
+          using T = decltype(t);
+          Pool2dArgs<T> a{};
+          a.s = s; a.x = x.ptr<T>(); a.y = y.ptr<T>();
+          Impl::template avg_forward<T>(a, stream);
+        });
+      },
+      arg("input"), arg("out"), arg("kernel_h"), arg("kernel_w"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
+      arg("pad_w"), arg("count_include_pad"), arg("divisor_override"), arg("stream") = 0,
+      "Average pooling with torch's divisor rules (divisor_override 0 means none; any other value, negative\n"
+      "included as in torch, divides every window).");
+
+  m.def(
+      "avg_pool2d_backward",
+      [](py::handle dy_, py::handle dx_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+         bool count_include_pad, int64_t divisor_override, intptr_t stream) {
+        TensorView dy = view_of(dy_, "grad_output"), dx = view_of(dx_, "grad_input");
+        expect_device(dx, Impl::device, "grad_input");
+        Pool2dShape s = pool_planes(dx, dy, "grad_input", "grad_output");
+        set_window(s, kh, kw, sh, sw, ph, pw, 1, 1);
+        s.count_include_pad = count_include_pad;
+        s.divisor_override = divisor_override;
+        py::gil_scoped_release nogil;
+        dispatch_float(dx.dtype, [&](auto t) {
+          using T = decltype(t);
+          Pool2dArgs<T> a{};
+          a.s = s; a.dy = dy.ptr<T>(); a.dx = dx.ptr<T>();
+          Impl::template avg_backward<T>(a, stream);
+        });
+      },
+      arg("grad_output"), arg("grad_input"), arg("kernel_h"), arg("kernel_w"), arg("stride_h"), arg("stride_w"),
+      arg("pad_h"), arg("pad_w"), arg("count_include_pad"), arg("divisor_override"), arg("stream") = 0);
+
+  m.def(
+      "adaptive_avg_pool2d_forward",
+      [](py::handle x_, py::handle y_, intptr_t stream) {
+        TensorView x = view_of(x_, "input"), y = view_of(y_, "out");
+        expect_device(x, Impl::device, "input");
+        const Pool2dShape s = pool_planes(x, y, "input", "out");
+        py::gil_scoped_release nogil;
+        dispatch_float(x.dtype, [&](auto t) {
+          using T = decltype(t);
+          Pool2dArgs<T> a{};
+          a.s = s; a.x = x.ptr<T>(); a.y = y.ptr<T>();
+          Impl::template adaptive_avg_forward<T>(a, stream);
+        });
+      },
+      arg("input"), arg("out"), arg("stream") = 0, "Adaptive average pooling to out's spatial size.");
+
+  m.def(
+      "adaptive_avg_pool2d_backward",
+      [](py::handle dy_, py::handle dx_, intptr_t stream) {
+        TensorView dy = view_of(dy_, "grad_output"), dx = view_of(dx_, "grad_input");
+        expect_device(dx, Impl::device, "grad_input");
+        const Pool2dShape s = pool_planes(dx, dy, "grad_input", "grad_output");
+        py::gil_scoped_release nogil;
+        dispatch_float(dx.dtype, [&](auto t) {
+          using T = decltype(t);
+          Pool2dArgs<T> a{};
+          a.s = s; a.dy = dy.ptr<T>(); a.dx = dx.ptr<T>();
+          Impl::template adaptive_avg_backward<T>(a, stream);
+        });
+      },
+      arg("grad_output"), arg("grad_input"), arg("stream") = 0);
+
+  m.def(
+      "adaptive_max_pool2d_forward",
+      [](py::handle x_, py::handle y_, py::handle idx_, intptr_t stream) {
+        TensorView x = view_of(x_, "input"), y = view_of(y_, "out"), idx = view_of(idx_, "indices", Holds::indices);
+        expect_device(x, Impl::device, "input");
+        const Pool2dShape s = pool_planes(x, y, "input", "out");
+        expect_same_device(idx, x, "indices");
+        expect_writable(idx, "indices");
+        expect_shape(idx, {y.shape[0], y.shape[1], s.P, s.Q}, "indices");
+        py::gil_scoped_release nogil;
+        dispatch_float(x.dtype, [&](auto t) {
+          using T = decltype(t);
+          Pool2dArgs<T> a{};
+          a.s = s; a.x = x.ptr<T>(); a.y = y.ptr<T>(); a.indices = idx.ptr<int64_t>();
+          Impl::template adaptive_max_forward<T>(a, stream);
+        });
+      },
+      arg("input"), arg("out"), arg("indices"), arg("stream") = 0, "Adaptive max pooling with indices.");
+}
+
+}  // namespace medkern

@@ -1,0 +1,360 @@
+// Pooling on the CPU. Each output row is built from whole input rows: for every kernel tap the valid
+// range of output columns is computed once, so the inner loops are branch-free, unit- or fixed-stride
+// and vectorise; the input is read about once, which is what makes pooling bandwidth-bound.
+#include "pool2d.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "gemm.h"  // Buffer, alloc_buffer, ceil_div
+#include "simd.h"
+
+namespace medkern::cpu {
+namespace {
+
+// Output columns [lo, hi) whose tap at input column ow*stride + off lies inside [0, W).
+struct ColumnRange { int64_t lo, hi; };
+inline ColumnRange valid_columns(int64_t off, int64_t stride, int64_t W, int64_t Q) {
+  const int64_t lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+  const int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / stride + 1;
+  return {std::min(lo, Q), std::min(std::max(hi, lo), Q)};
+}
+
+inline bool worth_threading(int64_t elements) { return elements >= (int64_t(1) << 15); }
+
+// torch's rule: a larger value, or any NaN, replaces the running maximum. Scanning the window in
+// row-major order therefore keeps the first of tied maxima and the last NaN, as torch does.
+template <typename T>
+inline bool replaces(T v, T m) { return v > m || v != v; }
+
+// Max pooling with indices scans each window in torch's row-major order, so ties and NaNs pick the same
+// element as torch.
+template <typename T>
+void max_pool_plane_indices(const Pool2dShape& s, const T* __restrict x, T* __restrict y, int64_t* __restrict idx) {
+  for (int64_t oh = 0; oh < s.P; ++oh) {
+    T* __restrict m = y + oh * s.Q;
+    int64_t* __restrict id = idx + oh * s.Q;
+    std::fill(m, m + s.Q, -std::numeric_limits<T>::infinity());
+    int64_t first_h = oh * s.sh - s.ph;
+    while (first_h < 0) first_h += s.dh;
+    // An all -inf window reports its first in-bounds position, as torch does.
+    for (int64_t ow = 0; ow < s.Q; ++ow) {
+      int64_t w = ow * s.sw - s.pw;
+      while (w < 0) w += s.dw;
+      id[ow] = first_h * s.W + w;
+    }
+    for (int64_t kh = 0; kh < s.kh; ++kh) {
+      const int64_t ih = oh * s.sh - s.ph + kh * s.dh;
+      if (ih < 0 || ih >= s.H) continue;
+      const T* __restrict row = x + ih * s.W;
+      for (int64_t kw = 0; kw < s.kw; ++kw) {
+        const int64_t off = kw * s.dw - s.pw;
+        const ColumnRange r = valid_columns(off, s.sw, s.W, s.Q);
+        for (int64_t ow = r.lo; ow < r.hi; ++ow) {
+          const T v = row[ow * s.sw + off];
+          const bool u = replaces(v, m[ow]);
+          m[ow] = u ? v : m[ow];
+          id[ow] = u ? ih * s.W + ow * s.sw + off : id[ow];
+        }
+      }
+    }
+  }
+}
+
+// Reductions over a window that do not need to know which element won (max values, sums) are
+// separable: first combine the window's rows column by column (contiguous, vectorised), then combine
+// columns. For the second step the combined row is padded with the identity and split into `stride`
+// phases (phase r holds columns r, r+stride, ...), after which every kernel tap is a contiguous,
+// shifted read of one phase: no strided loads, no bounds checks.
+struct MaxOp {
+  template <typename T> static T identity() { return -std::numeric_limits<T>::infinity(); }
+  template <typename T> static T combine(T acc, T v) { return replaces(v, acc) ? v : acc; }
+  template <typename V> static V combine_vec(V acc, V v) { return ((v > acc) | (v != v)) ? v : acc; }
+};
+struct SumOp {
+  template <typename T> static T identity() { return T(0); }
+  template <typename T> static T combine(T acc, T v) { return acc + v; }
+  template <typename V> static V combine_vec(V acc, V v) { return acc + v; }
+};
+
+template <typename T>
+struct SeparableWork {
+  int64_t padded_len, phase_len;
+  Buffer<T> padded, phases;
+  explicit SeparableWork(const Pool2dShape& s)
+      : padded_len(std::max((s.Q - 1) * s.sw + (s.kw - 1) * s.dw + 1, s.pw + s.W)),
+        phase_len(ceil_div(padded_len, s.sw)),
+        padded(alloc_buffer<T>(phase_len * s.sw)),
+        phases(alloc_buffer<T>(phase_len * s.sw)) {}
+};
+
+template <typename T, class Op>
+void separable_row(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* __restrict out, SeparableWork<T>& w) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  const T id = Op::template identity<T>();
+  T* __restrict t = w.padded.get();
+  const int64_t n_padded = w.phase_len * s.sw;
+  std::fill(t, t + s.pw, id);
+  std::fill(t + s.pw + s.W, t + n_padded, id);
+  T* __restrict body = t + s.pw;
+  bool first = true;
+  for (int64_t kh = 0; kh < s.kh; ++kh) {
+    const int64_t ih = oh * s.sh - s.ph + kh * s.dh;
+    if (ih < 0 || ih >= s.H) continue;
+    const T* __restrict row = x + ih * s.W;
+    if (first) {
+      std::memcpy(body, row, s.W * sizeof(T));
+      first = false;
+      continue;
+    }
+    int64_t i = 0;
+    for (; i + L <= s.W; i += L)
+      Vec<T>::store(body + i, Op::combine_vec(Vec<T>::load(body + i), Vec<T>::load(row + i)));
+    for (; i < s.W; ++i) body[i] = Op::combine(body[i], row[i]);
+  }
+  if (first) std::fill(body, body + s.W, id);  // unreachable with torch's padding rule; kept total
+  const T* phase_base = t;
+  if (s.sw > 1) {
+    T* __restrict ph = w.phases.get();
+    if (s.sw == 2) {
+      int64_t j = 0;
+      for (; j + L <= w.phase_len; j += L) {
+        const V a = Vec<T>::load(t + 2 * j), b = Vec<T>::load(t + 2 * j + L);
+        V even, odd;
+        for (int l = 0; l < L; ++l) {  // GCC turns this pair of lane loops into two permutes
+          even[l] = l < L / 2 ? a[2 * l] : b[2 * l - L];
+          odd[l] = l < L / 2 ? a[2 * l + 1] : b[2 * l + 1 - L];
+        }
+        Vec<T>::store(ph + j, even);
+        Vec<T>::store(ph + w.phase_len + j, odd);
+      }
+      for (; j < w.phase_len; ++j) {
+        ph[j] = t[2 * j];
+        ph[w.phase_len + j] = t[2 * j + 1];
+      }
+    } else {
+      for (int64_t r = 0; r < s.sw; ++r)
+        for (int64_t j = 0; j < w.phase_len; ++j) ph[r * w.phase_len + j] = t[j * s.sw + r];
+    }
+    phase_base = ph;
+  }
+  for (int64_t kw = 0; kw < s.kw; ++kw) {
+    const int64_t o = kw * s.dw;
+    const T* __restrict src = phase_base + (o % s.sw) * w.phase_len + o / s.sw;
+    if (kw == 0) {
+      std::memcpy(out, src, s.Q * sizeof(T));
+      continue;
+    }
+    int64_t q = 0;
+    for (; q + L <= s.Q; q += L) Vec<T>::store(out + q, Op::combine_vec(Vec<T>::load(out + q), Vec<T>::load(src + q)));
+    for (; q < s.Q; ++q) out[q] = Op::combine(out[q], src[q]);
+  }
+}
+
+template <typename T>
+void max_pool_plane(const Pool2dShape& s, const T* x, T* y, SeparableWork<T>& w) {
+  for (int64_t oh = 0; oh < s.P; ++oh) separable_row<T, MaxOp>(s, x, oh, y + oh * s.Q, w);
+}
+
+// `column_counts` holds avg_pool_axis_count along the width for every output column.
+template <typename T>
+void avg_pool_plane(const Pool2dShape& s, const T* x, T* y, SeparableWork<T>& w, const T* __restrict column_counts) {
+  for (int64_t oh = 0; oh < s.P; ++oh) {
+    T* __restrict row = y + oh * s.Q;
+    separable_row<T, SumOp>(s, x, oh, row, w);
+    if (s.divisor_override) {
+      for (int64_t ow = 0; ow < s.Q; ++ow) row[ow] /= T(s.divisor_override);
+    } else {
+      const T rows = T(avg_pool_axis_count(oh, s.H, s.kh, s.sh, s.ph, s.count_include_pad));
+      for (int64_t ow = 0; ow < s.Q; ++ow) row[ow] /= rows * column_counts[ow];  // exact: small integers
+    }
+  }
+}
+
+template <typename T>
+void avg_pool_plane_backward(const Pool2dShape& s, const T* __restrict dy, T* __restrict dx) {
+  std::fill(dx, dx + s.H * s.W, T(0));
+  for (int64_t oh = 0; oh < s.P; ++oh) {
+    const int64_t h0 = std::max<int64_t>(oh * s.sh - s.ph, 0), h1 = std::min(oh * s.sh - s.ph + s.kh, s.H);
+    for (int64_t ow = 0; ow < s.Q; ++ow) {
+      const int64_t w0 = std::max<int64_t>(ow * s.sw - s.pw, 0), w1 = std::min(ow * s.sw - s.pw + s.kw, s.W);
+      const T g = dy[oh * s.Q + ow] / T(avg_pool_divisor(s, oh, ow));
+      for (int64_t ih = h0; ih < h1; ++ih)
+        for (int64_t iw = w0; iw < w1; ++iw) dx[ih * s.W + iw] += g;
+    }
+  }
+}
+
+template <typename T>
+T plane_sum(const T* __restrict p, int64_t n) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  V acc[4] = {V{}, V{}, V{}, V{}};  // four chains hide the add latency
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L)
+    for (int c = 0; c < 4; ++c) acc[c] += Vec<T>::load(p + i + c * L);
+  const V v = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+  T sum = T(0);
+  for (int l = 0; l < L; ++l) sum += v[l];
+  for (; i < n; ++i) sum += p[i];
+  return sum;
+}
+
+template <typename T>
+void adaptive_avg_plane(const Pool2dShape& s, const T* __restrict x, T* __restrict y) {
+  if (s.P == 1 && s.Q == 1) {  // global average pooling
+    y[0] = plane_sum(x, s.H * s.W) / T(s.H * s.W);
+    return;
+  }
+  for (int64_t oh = 0; oh < s.P; ++oh) {
+    const int64_t h0 = adaptive_start(oh, s.H, s.P), h1 = adaptive_end(oh, s.H, s.P);
+    for (int64_t ow = 0; ow < s.Q; ++ow) {
+      const int64_t w0 = adaptive_start(ow, s.W, s.Q), w1 = adaptive_end(ow, s.W, s.Q);
+      T sum = T(0);
+      for (int64_t ih = h0; ih < h1; ++ih)
+        for (int64_t iw = w0; iw < w1; ++iw) sum += x[ih * s.W + iw];
+      y[oh * s.Q + ow] = sum / T((h1 - h0) * (w1 - w0));
+    }
+  }
+}
+
+template <typename T>
+void adaptive_avg_plane_backward(const Pool2dShape& s, const T* __restrict dy, T* __restrict dx) {
+  std::fill(dx, dx + s.H * s.W, T(0));
+  for (int64_t oh = 0; oh < s.P; ++oh) {
+    const int64_t h0 = adaptive_start(oh, s.H, s.P), h1 = adaptive_end(oh, s.H, s.P);
+    for (int64_t ow = 0; ow < s.Q; ++ow) {
+      const int64_t w0 = adaptive_start(ow, s.W, s.Q), w1 = adaptive_end(ow, s.W, s.Q);
+      const T g = dy[oh * s.Q + ow] / T((h1 - h0) * (w1 - w0));
+      for (int64_t ih = h0; ih < h1; ++ih)
+        for (int64_t iw = w0; iw < w1; ++iw) dx[ih * s.W + iw] += g;
+    }
+  }
+}
+
+template <typename T>
+void adaptive_max_plane(const Pool2dShape& s, const T* __restrict x, T* __restrict y, int64_t* __restrict idx) {
+  for (int64_t oh = 0; oh < s.P; ++oh) {
+    const int64_t h0 = adaptive_start(oh, s.H, s.P), h1 = adaptive_end(oh, s.H, s.P);
+    for (int64_t ow = 0; ow < s.Q; ++ow) {
+      const int64_t w0 = adaptive_start(ow, s.W, s.Q), w1 = adaptive_end(ow, s.W, s.Q);
+      T m = -std::numeric_limits<T>::infinity();
+      int64_t best = h0 * s.W + w0;
+      for (int64_t ih = h0; ih < h1; ++ih)
+        for (int64_t iw = w0; iw < w1; ++iw) {
+          const T v = x[ih * s.W + iw];
+          if (replaces(v, m)) { m = v; best = ih * s.W + iw; }
+        }
+      y[oh * s.Q + ow] = m;
+      idx[oh * s.Q + ow] = best;
+    }
+  }
+}
+
+// Runs fn(plane) for every plane, threaded when the work is worth waking the team for.
+template <class Fn>
+void for_each_plane(const Pool2dShape& s, Fn&& fn) {
+  const bool threaded = worth_threading(s.planes * std::max(s.H * s.W, s.P * s.Q));
+#pragma omp parallel for schedule(static) if (threaded)
+  for (int64_t p = 0; p < s.planes; ++p) fn(p);
+}
+
+// The same, with per-thread scratch for the separable row passes.
+template <typename T, class Fn>
+void for_each_plane_separable(const Pool2dShape& s, Fn&& fn) {
+  const bool threaded = worth_threading(s.planes * std::max(s.H * s.W, s.P * s.Q));
+#pragma omp parallel if (threaded)
+  {
+    SeparableWork<T> work(s);
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < s.planes; ++p) fn(p, work);
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void max_pool2d_forward(const Pool2dArgs<T>& a) {
+  const Pool2dShape& s = a.s;
+  const int64_t in = s.H * s.W, out = s.P * s.Q;
+  if (a.indices) {
+    for_each_plane(s, [&](int64_t p) { max_pool_plane_indices(s, a.x + p * in, a.y + p * out, a.indices + p * out); });
+  } else {
+    for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) { max_pool_plane(s, a.x + p * in, a.y + p * out, w); });
+  }
+}
+
+template <typename T>
+int64_t max_pool2d_backward(const Pool2dArgs<T>& a) {
+  const Pool2dShape& s = a.s;
+  const int64_t in = s.H * s.W, out = s.P * s.Q;
+  int64_t bad = 0;
+  const bool threaded = worth_threading(s.planes * std::max(in, out));
+#pragma omp parallel for schedule(static) if (threaded) reduction(+ : bad)
+  for (int64_t p = 0; p < s.planes; ++p) {
+    T* dx = a.dx + p * in;
+    const T* dy = a.dy + p * out;
+    const int64_t* id = a.indices_in + p * out;
+    std::fill(dx, dx + in, T(0));
+    for (int64_t i = 0; i < out; ++i) {
+      // Indices may come from Python: one unsigned compare keeps a bad one from writing out of bounds.
+      if (static_cast<uint64_t>(id[i]) < static_cast<uint64_t>(in)) dx[id[i]] += dy[i];
+      else ++bad;
+    }
+  }
+  return bad;
+}
+
+template <typename T>
+void avg_pool2d_forward(const Pool2dArgs<T>& a) {
+  const Pool2dShape& s = a.s;
+  std::vector<T> column_counts(s.Q);
+  for (int64_t ow = 0; ow < s.Q; ++ow)
+    column_counts[ow] = T(avg_pool_axis_count(ow, s.W, s.kw, s.sw, s.pw, s.count_include_pad));
+  for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) {
+    avg_pool_plane(s, a.x + p * s.H * s.W, a.y + p * s.P * s.Q, w, column_counts.data());
+  });
+}
+
+template <typename T>
+void avg_pool2d_backward(const Pool2dArgs<T>& a) {
+  const Pool2dShape& s = a.s;
+  for_each_plane(s, [&](int64_t p) { avg_pool_plane_backward(s, a.dy + p * s.P * s.Q, a.dx + p * s.H * s.W); });
+}
+
+template <typename T>
+void adaptive_avg_pool2d_forward(const Pool2dArgs<T>& a) {
+  const Pool2dShape& s = a.s;
+  for_each_plane(s, [&](int64_t p) { adaptive_avg_plane(s, a.x + p * s.H * s.W, a.y + p * s.P * s.Q); });
+}
+
+template <typename T>
+void adaptive_avg_pool2d_backward(const Pool2dArgs<T>& a) {
+  const Pool2dShape& s = a.s;
+  for_each_plane(s, [&](int64_t p) { adaptive_avg_plane_backward(s, a.dy + p * s.P * s.Q, a.dx + p * s.H * s.W); });
+}
+
+template <typename T>
+void adaptive_max_pool2d_forward(const Pool2dArgs<T>& a) {
+  const Pool2dShape& s = a.s;
+  const int64_t in = s.H * s.W, out = s.P * s.Q;
+  for_each_plane(s, [&](int64_t p) { adaptive_max_plane(s, a.x + p * in, a.y + p * out, a.indices + p * out); });
+}
+
+#define MEDKERN_INSTANTIATE(T)                                            \
+  template void max_pool2d_forward<T>(const Pool2dArgs<T>&);              \
+  template int64_t max_pool2d_backward<T>(const Pool2dArgs<T>&);          \
+  template void avg_pool2d_forward<T>(const Pool2dArgs<T>&);              \
+  template void avg_pool2d_backward<T>(const Pool2dArgs<T>&);             \
+  template void adaptive_avg_pool2d_forward<T>(const Pool2dArgs<T>&);     \
+  template void adaptive_avg_pool2d_backward<T>(const Pool2dArgs<T>&);    \
+  template void adaptive_max_pool2d_forward<T>(const Pool2dArgs<T>&);
+MEDKERN_INSTANTIATE(float)
+MEDKERN_INSTANTIATE(double)
+#undef MEDKERN_INSTANTIATE
+
+}  // namespace medkern::cpu

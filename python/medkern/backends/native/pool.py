@@ -1,0 +1,49 @@
+"""Pooling family on medkern's compiled kernels (see backends/CONTRACT.md)."""
+from __future__ import annotations
+
+from ._interop import dl, module_and_stream
+
+
+def max_pool2d_forward(x, out, indices, p):
+    mod, stream, ctx = module_and_stream(x)
+    with ctx:
+        mod.max_pool2d_forward(dl(x), dl(out), None if indices is None else dl(indices), *p.kernel, *p.stride,
+                               *p.padding, *p.dilation, stream)
+
+
+def max_pool2d_backward(grad_out, indices, grad_x):
+    mod, stream, ctx = module_and_stream(grad_x)
+    with ctx:
+        mod.max_pool2d_backward(dl(grad_out), dl(indices), dl(grad_x), stream)
+
+
+def avg_pool2d_forward(x, out, p, count_include_pad, divisor_override):
+    mod, stream, ctx = module_and_stream(x)
+    with ctx:
+        mod.avg_pool2d_forward(dl(x), dl(out), *p.kernel, *p.stride, *p.padding, count_include_pad,
+                               divisor_override or 0, stream)
+
+
+def avg_pool2d_backward(grad_out, grad_x, p, count_include_pad, divisor_override):
+    mod, stream, ctx = module_and_stream(grad_x)
+    with ctx:
+        mod.avg_pool2d_backward(dl(grad_out), dl(grad_x), *p.kernel, *p.stride, *p.padding, count_include_pad,
+                                divisor_override or 0, stream)
+
+
+def adaptive_avg_pool2d_forward(x, out):
+    mod, stream, ctx = module_and_stream(x)
+    with ctx:
+        mod.adaptive_avg_pool2d_forward(dl(x), dl(out), stream)
+
+
+def adaptive_avg_pool2d_backward(grad_out, grad_x):
+    mod, stream, ctx = module_and_stream(grad_x)
+    with ctx:
+        mod.adaptive_avg_pool2d_backward(dl(grad_out), dl(grad_x), stream)
+
+
+def adaptive_max_pool2d_forward(x, out, indices):
+    mod, stream, ctx = module_and_stream(x)
+    with ctx:
+        mod.adaptive_max_pool2d_forward(dl(x), dl(out), dl(indices), stream)

@@ -1,0 +1,83 @@
+"""Pooling cases shared by the kernel and op tests: hand-picked awkward ones and seeded random ones."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from medkern._geometry import Pool2dParams, pool_out_size
+
+
+@dataclass(frozen=True)
+class PoolCase:
+    N: int
+    C: int
+    H: int
+    W: int
+    kernel: tuple
+    stride: tuple
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    ceil_mode: bool = False
+
+    @property
+    def params(self) -> Pool2dParams:
+        return Pool2dParams(self.kernel, self.stride, self.padding, self.dilation)
+
+    @property
+    def out_hw(self):
+        return tuple(pool_out_size(n, k, s, p, d, self.ceil_mode) for n, k, s, p, d in
+                     zip((self.H, self.W), self.kernel, self.stride, self.padding, self.dilation))
+
+    def input(self, dtype, device="cpu", seed=0, specials=True):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(self.N, self.C, self.H, self.W, generator=g, dtype=torch.float64)
+        # ties: a coarse grid of values makes equal maxima common
+        x = torch.where(torch.rand(x.shape, generator=g) < 0.3, x.round(), x)
+        if specials and x.numel() > 8:
+            flat = x.view(-1)
+            flat[torch.randint(0, flat.numel(), (3,), generator=g)] = float("nan")
+            flat[torch.randint(0, flat.numel(), (3,), generator=g)] = float("-inf")
+            flat[torch.randint(0, flat.numel(), (2,), generator=g)] = float("inf")
+        return x.to(dtype=dtype, device=device)
+
+    def fits_avg(self) -> bool:
+        return self.dilation == (1, 1) and all(p <= k // 2 for p, k in zip(self.padding, self.kernel))
+
+    def id(self) -> str:
+        return (f"{self.N}x{self.C}x{self.H}x{self.W}-k{self.kernel}-s{self.stride}-p{self.padding}-d{self.dilation}"
+                f"{'-ceil' if self.ceil_mode else ''}")
+
+
+HAND_PICKED = [
+    PoolCase(2, 3, 8, 8, (2, 2), (2, 2)),
+    PoolCase(2, 3, 9, 11, (3, 3), (2, 2), (1, 1)),
+    PoolCase(2, 3, 9, 11, (3, 3), (2, 2), (1, 1), ceil_mode=True),
+    PoolCase(1, 2, 5, 5, (2, 2), (2, 2), ceil_mode=True),  # last window hangs over the edge
+    PoolCase(1, 1, 7, 13, (2, 4), (1, 3), (1, 2), (2, 1), ceil_mode=True),
+    PoolCase(3, 2, 1, 17, (1, 3), (1, 2), (0, 1)),  # the 1-D case
+    PoolCase(1, 4, 6, 6, (6, 6), (1, 1)),  # one window covers the plane
+    PoolCase(2, 2, 12, 10, (3, 2), (3, 3), (1, 1), (1, 2)),
+    PoolCase(1, 1, 33, 65, (2, 2), (2, 2)),  # widths past one vector, odd
+    PoolCase(2, 2, 10, 10, (1, 1), (3, 3)),  # stride larger than the kernel
+]
+
+
+def random_cases(n: int, seed: int):
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        k = (rng.randint(1, 4), rng.randint(1, 4))
+        d = (rng.randint(1, 2), rng.randint(1, 2)) if rng.random() < 0.4 else (1, 1)
+        p = tuple(rng.randint(0, ((kk - 1) * dd + 1) // 2) for kk, dd in zip(k, d))
+        c = PoolCase(rng.randint(1, 3), rng.randint(1, 4), rng.randint(1, 19), rng.randint(1, 19), k,
+                     (rng.randint(1, 3), rng.randint(1, 3)), p, d, rng.random() < 0.5)
+        if min(c.out_hw) >= 1:
+            out.append(c)
+    return out
+
+
+CASES = HAND_PICKED + random_cases(20, seed=99)
+ADAPTIVE = [((2, 3, 9, 11), (4, 3)), ((1, 2, 7, 7), (1, 1)), ((2, 2, 5, 13), (5, 4)), ((1, 3, 4, 6), (7, 9)),
+            ((2, 2, 1, 20), (1, 6)), ((1, 1, 64, 64), (1, 1))]

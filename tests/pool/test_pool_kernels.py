@@ -1,0 +1,92 @@
+"""Every backend's pooling kernels against torch in float64, called directly with poisoned outputs.
+Indices must equal torch's exactly (ties and NaNs included)."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import medkern
+from conftest import TOL, backend_devices, rel_err
+
+from .cases import ADAPTIVE, CASES
+
+
+@pytest.fixture(params=backend_devices())
+def kernels(request):
+    name, device = request.param
+    return medkern.backends.family("pool", device, name), device
+
+
+def nan_full(shape, dtype, device):
+    return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+
+def same_values(got, want):
+    return torch.equal(got.isnan().cpu(), want.isnan().cpu()) and \
+        torch.allclose(got.double().cpu().nan_to_num(), want.double().cpu().nan_to_num(), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id())
+def test_max_pool(kernels, case, dtype):
+    k, device = kernels
+    x = case.input(dtype, device)
+    ref, ref_idx = F.max_pool2d(x.double().cpu(), case.kernel, case.stride, case.padding, case.dilation,
+                                ceil_mode=case.ceil_mode, return_indices=True)
+    for with_indices in (True, False):
+        out = nan_full(ref.shape, dtype, device)
+        idx = torch.full(ref.shape, -5, dtype=torch.int64, device=device) if with_indices else None
+        k.max_pool2d_forward(x, out, idx, case.params)
+        assert same_values(out, ref)
+        if with_indices:
+            assert torch.equal(idx.cpu(), ref_idx)
+    dy = torch.randn(ref.shape, dtype=dtype, device=device)
+    dx = nan_full(x.shape, dtype, device)
+    k.max_pool2d_backward(dy, ref_idx.to(device), dx)
+    xr = x.double().cpu().requires_grad_()
+    F.max_pool2d(xr, case.kernel, case.stride, case.padding, case.dilation, ceil_mode=case.ceil_mode).backward(
+        dy.double().cpu())
+    assert rel_err(dx, xr.grad) < TOL[dtype] or torch.equal(dx.double().cpu(), xr.grad)
+
+
+@pytest.mark.parametrize("count_include_pad, divisor_override", [(True, None), (False, None), (True, 5), (False, -3)])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", [c for c in CASES if c.fits_avg()], ids=lambda c: c.id())
+def test_avg_pool(kernels, case, dtype, count_include_pad, divisor_override):
+    k, device = kernels
+    x = case.input(dtype, device, specials=False)
+    xr = x.double().cpu().requires_grad_()
+    ref = F.avg_pool2d(xr, case.kernel, case.stride, case.padding, case.ceil_mode, count_include_pad, divisor_override)
+    out = nan_full(ref.shape, dtype, device)
+    k.avg_pool2d_forward(x, out, case.params, count_include_pad, divisor_override)
+    assert rel_err(out, ref) < TOL[dtype]
+    dy = torch.randn(ref.shape, dtype=dtype, device=device)
+    ref.backward(dy.double().cpu())
+    dx = nan_full(x.shape, dtype, device)
+    k.avg_pool2d_backward(dy, dx, case.params, count_include_pad, divisor_override)
+    assert rel_err(dx, xr.grad) < TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape, size", ADAPTIVE, ids=str)
+def test_adaptive_pools(kernels, shape, size, dtype):
+    k, device = kernels
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(shape, generator=g, dtype=torch.float64).round().to(dtype=dtype, device=device)  # ties
+    x.view(-1)[::7] = float("nan") if x.numel() > 20 else x.view(-1)[::7]
+    x_avg = x.nan_to_num(0.0)
+    xr = x_avg.double().cpu().requires_grad_()
+    ref = F.adaptive_avg_pool2d(xr, size)
+    out = nan_full(ref.shape, dtype, device)
+    k.adaptive_avg_pool2d_forward(x_avg, out)
+    assert rel_err(out, ref) < TOL[dtype]
+    dy = torch.randn(ref.shape, dtype=dtype, device=device)
+    ref.backward(dy.double().cpu())
+    dx = nan_full(x.shape, dtype, device)
+    k.adaptive_avg_pool2d_backward(dy, dx)
+    assert rel_err(dx, xr.grad) < TOL[dtype]
+
+    ref_max, ref_idx = F.adaptive_max_pool2d(x.double().cpu(), size, return_indices=True)
+    out = nan_full(ref_max.shape, dtype, device)
+    idx = torch.full(ref_max.shape, -5, dtype=torch.int64, device=device)
+    k.adaptive_max_pool2d_forward(x, out, idx)
+    assert same_values(out, ref_max) and torch.equal(idx.cpu(), ref_idx)
