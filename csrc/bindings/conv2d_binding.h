@@ -35,6 +35,7 @@ void bind_conv2d(py::module_& m) {
           expect_same(b, x, "bias");
           expect_shape(b, {s.K}, "bias");
         }
+        prefer_huge_pages(y);
         py::gil_scoped_release nogil;
         dispatch_float(x.dtype, [&](auto t) {
           using T = decltype(t);
@@ -59,6 +60,7 @@ void bind_conv2d(py::module_& m) {
                                                 "grad_input");
         expect_same(dy, dx, "grad_output");
         expect_shape(dy, {s.N, s.K, s.P, s.Q}, "grad_output");
+        prefer_huge_pages(dx);
         py::gil_scoped_release nogil;
         dispatch_float(dx.dtype, [&](auto t) {
           using T = decltype(t);

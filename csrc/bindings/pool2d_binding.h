@@ -68,7 +68,9 @@ void bind_pool2d(py::module_& m) {
           expect_same_device(idx, x, "indices");
           expect_writable(idx, "indices");
           expect_shape(idx, {y.shape[0], y.shape[1], s.P, s.Q}, "indices");
+          prefer_huge_pages(idx);
         }
+        prefer_huge_pages(y);
         py::gil_scoped_release nogil;
         dispatch_float(x.dtype, [&](auto t) {
           using T = decltype(t);
@@ -90,6 +92,7 @@ void bind_pool2d(py::module_& m) {
         const Pool2dShape s = pool_planes(dx, dy, "grad_input", "grad_output");
         expect_same_device(idx, dx, "indices");
         expect_shape(idx, {dy.shape[0], dy.shape[1], s.P, s.Q}, "indices");
+        prefer_huge_pages(dx);
         int64_t bad = 0;
         {
           py::gil_scoped_release nogil;
@@ -115,6 +118,7 @@ void bind_pool2d(py::module_& m) {
         set_window(s, kh, kw, sh, sw, ph, pw, 1, 1);
         s.count_include_pad = count_include_pad;
         s.divisor_override = divisor_override;
+        prefer_huge_pages(y);
         py::gil_scoped_release nogil;
         dispatch_float(x.dtype, [&](auto t) {
           using T = decltype(t);
@@ -138,6 +142,7 @@ void bind_pool2d(py::module_& m) {
         set_window(s, kh, kw, sh, sw, ph, pw, 1, 1);
         s.count_include_pad = count_include_pad;
         s.divisor_override = divisor_override;
+        prefer_huge_pages(dx);
         py::gil_scoped_release nogil;
         dispatch_float(dx.dtype, [&](auto t) {
           using T = decltype(t);
@@ -171,6 +176,7 @@ void bind_pool2d(py::module_& m) {
         TensorView dy = view_of(dy_, "grad_output"), dx = view_of(dx_, "grad_input");
         expect_device(dx, Impl::device, "grad_input");
         const Pool2dShape s = pool_planes(dx, dy, "grad_input", "grad_output");
+        prefer_huge_pages(dx);
         py::gil_scoped_release nogil;
         dispatch_float(dx.dtype, [&](auto t) {
           using T = decltype(t);

@@ -6,8 +6,13 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <initializer_list>
 #include <string>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "../common/dlpack.h"
 
@@ -144,6 +149,33 @@ inline void expect_same(const TensorView& a, const TensorView& b, const char* na
 inline void expect_device(const TensorView& v, DeviceKind want, const char* name) {
   if (v.device != want)
     fail_value(std::string(name) + (want == DeviceKind::cpu ? ": expected a CPU array" : ": expected a CUDA array"));
+}
+
+// A large CPU output is usually fresh memory from the allocator, and faulting it in 4 KiB pages can cost
+// more than the kernel itself (measured here: 6.7 ms to zero a fresh 32 MiB tensor, 3.7 ms with 2 MiB
+// pages once the machine has warmed up; the first touches of never-used memory in a VM are slower either
+// way). So outputs of 4 MiB and more ask for transparent huge pages before the kernel's first touch, as
+// torch's THP_MEM_ALLOC_ENABLE does; this changes only how the pages are backed. MEDKERN_HUGE_PAGES=0
+// turns it off.
+inline bool huge_pages_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("MEDKERN_HUGE_PAGES");
+    return !(v && std::string(v) == "0");
+  }();
+  return enabled;
+}
+
+inline void prefer_huge_pages(const TensorView& v) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(1) << 21;
+  if (v.device != DeviceKind::cpu || !huge_pages_enabled()) return;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(v.data);
+  const uintptr_t bytes = static_cast<uintptr_t>(v.numel()) * (v.dtype == DType::f32 ? 4 : 8);
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = (begin + bytes) & ~(kHuge - 1);
+  if (bytes >= 2 * kHuge && last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+#else
+  (void)v;
+#endif
 }
 
 // Calls fn(float{}) or fn(double{}) for the view's dtype, so one lambda serves both precisions.

@@ -30,40 +30,6 @@ inline bool worth_threading(int64_t elements) { return elements >= (int64_t(1) <
 template <typename T>
 inline bool replaces(T v, T m) { return v > m || v != v; }
 
-// Max pooling with indices scans each window in torch's row-major order, so ties and NaNs pick the same
-// element as torch.
-template <typename T>
-void max_pool_plane_indices(const Pool2dShape& s, const T* __restrict x, T* __restrict y, int64_t* __restrict idx) {
-  for (int64_t oh = 0; oh < s.P; ++oh) {
-    T* __restrict m = y + oh * s.Q;
-    int64_t* __restrict id = idx + oh * s.Q;
-    std::fill(m, m + s.Q, -std::numeric_limits<T>::infinity());
-    int64_t first_h = oh * s.sh - s.ph;
-    while (first_h < 0) first_h += s.dh;
-    // An all -inf window reports its first in-bounds position, as torch does.
-    for (int64_t ow = 0; ow < s.Q; ++ow) {
-      int64_t w = ow * s.sw - s.pw;
-      while (w < 0) w += s.dw;
-      id[ow] = first_h * s.W + w;
-    }
-    for (int64_t kh = 0; kh < s.kh; ++kh) {
-      const int64_t ih = oh * s.sh - s.ph + kh * s.dh;
-      if (ih < 0 || ih >= s.H) continue;
-      const T* __restrict row = x + ih * s.W;
-      for (int64_t kw = 0; kw < s.kw; ++kw) {
-        const int64_t off = kw * s.dw - s.pw;
-        const ColumnRange r = valid_columns(off, s.sw, s.W, s.Q);
-        for (int64_t ow = r.lo; ow < r.hi; ++ow) {
-          const T v = row[ow * s.sw + off];
-          const bool u = replaces(v, m[ow]);
-          m[ow] = u ? v : m[ow];
-          id[ow] = u ? ih * s.W + ow * s.sw + off : id[ow];
-        }
-      }
-    }
-  }
-}
-
 // Reductions over a window that do not need to know which element won (max values, sums) are
 // separable: first combine the window's rows column by column (contiguous, vectorised), then combine
 // columns. For the second step the combined row is padded with the identity and split into `stride`
@@ -91,6 +57,38 @@ struct SeparableWork {
         phases(alloc_buffer<T>(phase_len * s.sw)) {}
 };
 
+// Splits w.padded into `stride` phases (phase r holds columns r, r+stride, ...); returns phase 0, with
+// phase r at + r * w.phase_len. Stride 1 needs no split.
+template <typename T>
+const T* split_phases(const Pool2dShape& s, SeparableWork<T>& w) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  const T* __restrict t = w.padded.get();
+  if (s.sw == 1) return t;
+  T* __restrict ph = w.phases.get();
+  if (s.sw == 2) {
+    int64_t j = 0;
+    for (; j + L <= w.phase_len; j += L) {
+      const V a = Vec<T>::load(t + 2 * j), b = Vec<T>::load(t + 2 * j + L);
+      V even, odd;
+      for (int l = 0; l < L; ++l) {  // GCC turns this pair of lane loops into two permutes
+        even[l] = l < L / 2 ? a[2 * l] : b[2 * l - L];
+        odd[l] = l < L / 2 ? a[2 * l + 1] : b[2 * l + 1 - L];
+      }
+      Vec<T>::store(ph + j, even);
+      Vec<T>::store(ph + w.phase_len + j, odd);
+    }
+    for (; j < w.phase_len; ++j) {
+      ph[j] = t[2 * j];
+      ph[w.phase_len + j] = t[2 * j + 1];
+    }
+  } else {
+    for (int64_t r = 0; r < s.sw; ++r)
+      for (int64_t j = 0; j < w.phase_len; ++j) ph[r * w.phase_len + j] = t[j * s.sw + r];
+  }
+  return ph;
+}
+
 template <typename T, class Op>
 void separable_row(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* __restrict out, SeparableWork<T>& w) {
   using V = typename Vec<T>::type;
@@ -117,31 +115,7 @@ void separable_row(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* _
     for (; i < s.W; ++i) body[i] = Op::combine(body[i], row[i]);
   }
   if (first) std::fill(body, body + s.W, id);  // unreachable with torch's padding rule; kept total
-  const T* phase_base = t;
-  if (s.sw > 1) {
-    T* __restrict ph = w.phases.get();
-    if (s.sw == 2) {
-      int64_t j = 0;
-      for (; j + L <= w.phase_len; j += L) {
-        const V a = Vec<T>::load(t + 2 * j), b = Vec<T>::load(t + 2 * j + L);
-        V even, odd;
-        for (int l = 0; l < L; ++l) {  // GCC turns this pair of lane loops into two permutes
-          even[l] = l < L / 2 ? a[2 * l] : b[2 * l - L];
-          odd[l] = l < L / 2 ? a[2 * l + 1] : b[2 * l + 1 - L];
-        }
-        Vec<T>::store(ph + j, even);
-        Vec<T>::store(ph + w.phase_len + j, odd);
-      }
-      for (; j < w.phase_len; ++j) {
-        ph[j] = t[2 * j];
-        ph[w.phase_len + j] = t[2 * j + 1];
-      }
-    } else {
-      for (int64_t r = 0; r < s.sw; ++r)
-        for (int64_t j = 0; j < w.phase_len; ++j) ph[r * w.phase_len + j] = t[j * s.sw + r];
-    }
-    phase_base = ph;
-  }
+  const T* phase_base = split_phases(s, w);
   for (int64_t kw = 0; kw < s.kw; ++kw) {
     const int64_t o = kw * s.dw;
     const T* __restrict src = phase_base + (o % s.sw) * w.phase_len + o / s.sw;
@@ -152,6 +126,50 @@ void separable_row(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* _
     int64_t q = 0;
     for (; q + L <= s.Q; q += L) Vec<T>::store(out + q, Op::combine_vec(Vec<T>::load(out + q), Vec<T>::load(src + q)));
     for (; q < s.Q; ++q) out[q] = Op::combine(out[q], src[q]);
+  }
+}
+
+// Max pooling with indices must pick the same element as torch on ties and NaNs, so each window is
+// scanned in torch's row-major order: input rows in kernel order, and within a row the taps in order.
+// Each input row is padded with -inf (padding never wins, as torch never reads it) and split into
+// stride phases, so every tap is a contiguous shifted read and the compare-select loop vectorises.
+template <typename T>
+void max_pool_plane_indices(const Pool2dShape& s, const T* __restrict x, T* __restrict y, int64_t* __restrict idx,
+                            SeparableWork<T>& w) {
+  const T neg_inf = -std::numeric_limits<T>::infinity();
+  T* __restrict padded = w.padded.get();
+  const int64_t n_padded = w.phase_len * s.sw;
+  std::fill(padded, padded + s.pw, neg_inf);
+  std::fill(padded + s.pw + s.W, padded + n_padded, neg_inf);
+  for (int64_t oh = 0; oh < s.P; ++oh) {
+    T* __restrict m = y + oh * s.Q;
+    int64_t* __restrict id = idx + oh * s.Q;
+    std::fill(m, m + s.Q, neg_inf);
+    int64_t first_h = oh * s.sh - s.ph;
+    while (first_h < 0) first_h += s.dh;
+    // An all -inf window reports its first in-bounds position, as torch does.
+    for (int64_t ow = 0; ow < s.Q; ++ow) {
+      int64_t c = ow * s.sw - s.pw;
+      while (c < 0) c += s.dw;
+      id[ow] = first_h * s.W + c;
+    }
+    for (int64_t kh = 0; kh < s.kh; ++kh) {
+      const int64_t ih = oh * s.sh - s.ph + kh * s.dh;
+      if (ih < 0 || ih >= s.H) continue;
+      std::memcpy(padded + s.pw, x + ih * s.W, s.W * sizeof(T));
+      const T* phase_base = split_phases(s, w);
+      for (int64_t kw = 0; kw < s.kw; ++kw) {
+        const int64_t o = kw * s.dw;
+        const T* __restrict src = phase_base + (o % s.sw) * w.phase_len + o / s.sw;
+        const int64_t base = ih * s.W + o - s.pw;  // flat index of column ow*stride + o - pad is base + ow*stride
+        for (int64_t ow = 0; ow < s.Q; ++ow) {
+          const T v = src[ow];
+          const bool u = replaces(v, m[ow]);
+          m[ow] = u ? v : m[ow];
+          id[ow] = u ? base + ow * s.sw : id[ow];
+        }
+      }
+    }
   }
 }
 
@@ -282,7 +300,9 @@ void max_pool2d_forward(const Pool2dArgs<T>& a) {
   const Pool2dShape& s = a.s;
   const int64_t in = s.H * s.W, out = s.P * s.Q;
   if (a.indices) {
-    for_each_plane(s, [&](int64_t p) { max_pool_plane_indices(s, a.x + p * in, a.y + p * out, a.indices + p * out); });
+    for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) {
+      max_pool_plane_indices(s, a.x + p * in, a.y + p * out, a.indices + p * out, w);
+    });
   } else {
     for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) { max_pool_plane(s, a.x + p * in, a.y + p * out, w); });
   }

@@ -241,7 +241,7 @@ struct GradWeightOp {
   const T* dy;
   T* dw;
   int64_t M, Ncols, Kred;
-  int64_t Cg, H, W, HW, KPQ, CHW, PQ, sh, sw, ph, pw, dh, dil_w;
+  int64_t Cg, H, W, HW, KPQ, CHW, PQ, sh, sw, ph, pw, dil_h, dil_w;
   Div by_rs, by_s, by_pq, by_q;
 
   static GradWeightOp make(const Conv2dArgs<T>& a) {
@@ -251,7 +251,7 @@ struct GradWeightOp {
     op.M = s.k_per_group(); op.Ncols = s.crs(); op.Kred = s.N * s.P * s.Q;
     op.Cg = s.c_per_group(); op.H = s.H; op.W = s.W; op.HW = s.H * s.W;
     op.PQ = s.P * s.Q; op.KPQ = s.K * op.PQ; op.CHW = s.C * op.HW;
-    op.sh = s.stride_h; op.sw = s.stride_w; op.ph = s.pad_h; op.pw = s.pad_w; op.dh = s.dil_h; op.dil_w = s.dil_w;
+    op.sh = s.stride_h; op.sw = s.stride_w; op.ph = s.pad_h; op.pw = s.pad_w; op.dil_h = s.dil_h; op.dil_w = s.dil_w;
     op.by_rs = Div(s.R * s.S); op.by_s = Div(s.S); op.by_pq = Div(op.PQ); op.by_q = Div(s.Q);
     return op;
   }
@@ -280,7 +280,7 @@ struct GradWeightOp {
     return {img * CHW, p, q};
   }
   __device__ __forceinline__ T b(const Col& col, const KB& k) const {
-    const int64_t h = conv_in_coord(k.p, col.r, sh, ph, dh);
+    const int64_t h = conv_in_coord(k.p, col.r, sh, ph, dil_h);
     const int64_t v = conv_in_coord(k.q, col.s, sw, pw, dil_w);
     return in_range(h, H) && in_range(v, W) ? __ldg(col.x + k.img_off + h * W + v) : T(0);
   }

@@ -1,0 +1,231 @@
+"""conv2d family on CuPy raw kernels (see backends/CONTRACT.md).
+
+A direct formulation, one thread per output element for forward, grad-input and grad-weight (each
+summing its own terms in a fixed order) and one block per channel for grad-bias (fixed-order tree), so
+results are deterministic. The CUDA source below is compiled twice, once per dtype, by prefixing a
+``typedef`` of ``scalar_t``; :func:`source_for` gives the exact text handed to NVRTC.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numpy as np
+import torch
+
+KERNELS = ("medkern_conv2d_forward", "medkern_conv2d_grad_input", "medkern_conv2d_grad_weight",
+           "medkern_conv2d_grad_bias")
+BIAS_THREADS = 256  # must match the shared buffer of medkern_conv2d_grad_bias (a power of two)
+THREADS = 256
+MAX_BLOCKS = 1 << 20  # the kernels loop over larger outputs
+
+# Shapes arrive as long long: products such as N*K*P*Q may pass 2^31.
+SOURCE = r"""
+#define MEDKERN_SHAPE_PARAMS                                                                         \
+    long long N, long long C, long long H, long long W, long long K, long long R, long long S,     \
+    long long P, long long Q, long long sh, long long sw, long long ph, long long pw, long long dh, \
+    long long dw, long long groups
+
+// Grid-stride loop over [0, total): the grid is capped, so one thread may own several elements.
+#define MEDKERN_FOR_EACH(i, total)                                                          \
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (total);     \
+         i += (long long)gridDim.x * blockDim.x)
+
+// out[n,k,p,q] = bias[k] + sum_{c,r,s} x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw] * w[k,c,r,s]
+extern "C" __global__ void medkern_conv2d_forward(
+    const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, const scalar_t* __restrict__ bias,
+    int has_bias, scalar_t* __restrict__ y, MEDKERN_SHAPE_PARAMS) {
+  const long long Cg = C / groups, Kg = K / groups;
+  MEDKERN_FOR_EACH(i, N * K * P * Q) {
+    const long long q = i % Q, p = i / Q % P, k = i / (P * Q) % K, n = i / (K * P * Q);
+    const long long g = k / Kg;
+    const scalar_t* xg = x + (n * C + g * Cg) * H * W;
+    const scalar_t* wk = w + k * Cg * R * S;
+    scalar_t acc = has_bias ? bias[k] : (scalar_t)0;
+    for (long long c = 0; c < Cg; ++c)
+      for (long long r = 0; r < R; ++r) {
+        const long long h = p * sh - ph + r * dh;
+        if (h < 0 || h >= H) continue;
+        for (long long s = 0; s < S; ++s) {
+          const long long v = q * sw - pw + s * dw;
+          if (v < 0 || v >= W) continue;
+          acc += xg[(c * H + h) * W + v] * wk[(c * R + r) * S + s];
+        }
+      }
+    y[i] = acc;
+  }
+}
+
+// dx[n, g*Cg + c, h, v] = sum over k in group g and taps (r, s) whose output position (p, q) reads
+// (h, v): p*sh - ph + r*dh == h, 0 <= p < P, likewise for q. Taps that meet no output add nothing.
+extern "C" __global__ void medkern_conv2d_grad_input(
+    const scalar_t* __restrict__ dy, const scalar_t* __restrict__ w, scalar_t* __restrict__ dx,
+    MEDKERN_SHAPE_PARAMS) {
+  const long long Cg = C / groups, Kg = K / groups;
+  MEDKERN_FOR_EACH(i, N * C * H * W) {
+    const long long v = i % W, h = i / W % H, c = i / (H * W) % C, n = i / (C * H * W);
+    const long long g = c / Cg, cl = c - g * Cg;
+    scalar_t acc = 0;
+    for (long long kl = 0; kl < Kg; ++kl) {
+      const long long k = g * Kg + kl;
+      const scalar_t* dyk = dy + (n * K + k) * P * Q;
+      const scalar_t* wk = w + (k * Cg + cl) * R * S;
+      for (long long r = 0; r < R; ++r) {
+        const long long th = h + ph - r * dh;
+        if (th < 0 || th % sh != 0) continue;
+        const long long p = th / sh;
+        if (p >= P) continue;
+        for (long long s = 0; s < S; ++s) {
+          const long long tw = v + pw - s * dw;
+          if (tw < 0 || tw % sw != 0) continue;
+          const long long q = tw / sw;
+          if (q >= Q) continue;
+          acc += dyk[p * Q + q] * wk[r * S + s];
+        }
+      }
+    }
+    dx[i] = acc;
+  }
+}
+
+// dw[k, c, r, s] = sum_{n,p,q} dy[n,k,p,q] * x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw]
+extern "C" __global__ void medkern_conv2d_grad_weight(
+    const scalar_t* __restrict__ dy, const scalar_t* __restrict__ x, scalar_t* __restrict__ dwt,
+    MEDKERN_SHAPE_PARAMS) {
+  const long long Cg = C / groups, Kg = K / groups;
+  MEDKERN_FOR_EACH(i, K * Cg * R * S) {
+    const long long s = i % S, r = i / S % R, cl = i / (R * S) % Cg, k = i / (Cg * R * S);
+    const long long c = k / Kg * Cg + cl;
+    scalar_t acc = 0;
+    for (long long n = 0; n < N; ++n) {
+      const scalar_t* dyk = dy + (n * K + k) * P * Q;
+      const scalar_t* xc = x + (n * C + c) * H * W;
+      for (long long p = 0; p < P; ++p) {
+        const long long h = p * sh - ph + r * dh;
+        if (h < 0 || h >= H) continue;
+        for (long long q = 0; q < Q; ++q) {
+          const long long v = q * sw - pw + s * dw;
+          if (v < 0 || v >= W) continue;
+          acc += dyk[p * Q + q] * xc[h * W + v];
+        }
+      }
+    }
+    dwt[i] = acc;
+  }
+}
+
+// db[k] = sum_{n, pq} dy[n, k, pq]: one block per channel (looping when K exceeds the grid); threads
+// take a fixed stride of the (n, pq) range, then a shared-memory tree combines them in a fixed order.
+// Launched with exactly 256 threads.
+extern "C" __global__ void medkern_conv2d_grad_bias(
+    const scalar_t* __restrict__ dy, scalar_t* __restrict__ db, long long N, long long K, long long PQ) {
+  __shared__ scalar_t part[256];
+  const int t = threadIdx.x;
+  for (long long k = blockIdx.x; k < K; k += gridDim.x) {
+    scalar_t acc = 0;
+    for (long long j = t; j < N * PQ; j += blockDim.x) {
+      const long long n = j / PQ;
+      acc += dy[(n * K + k) * PQ + (j - n * PQ)];
+    }
+    part[t] = acc;
+    __syncthreads();
+    for (int width = blockDim.x / 2; width > 0; width /= 2) {
+      if (t < width) part[t] += part[t + width];
+      __syncthreads();
+    }
+    if (t == 0) db[k] = part[0];
+    __syncthreads();  // part[0] is read before the next channel overwrites the buffer
+  }
+}
+"""
+
+_CTYPES = {torch.float32: "float", torch.float64: "double"}
+
+
+def source_for(ctype: str) -> str:
+    """The complete CUDA source compiled for one element type (``"float"`` or ``"double"``)."""
+    return f"typedef {ctype} scalar_t;\n" + SOURCE
+
+
+@functools.lru_cache(maxsize=None)
+def _module(ctype: str):
+    import cupy
+
+    # CuPy compiles lazily, once per device, and caches the binary on disk.
+    return cupy.RawModule(code=source_for(ctype))
+
+
+def _kernel(name: str, dtype: torch.dtype):
+    return _module(_CTYPES[dtype]).get_function(name)
+
+
+def _blocks(total: int) -> int:
+    return min((total + THREADS - 1) // THREADS, MAX_BLOCKS)
+
+
+@contextlib.contextmanager
+def _on_torch_stream(t: torch.Tensor):
+    """Makes ``t``'s GPU current (for torch, which refuses to export a tensor of another device, and for
+    CuPy) and CuPy's current stream torch's current stream there, so the kernels queue behind the torch
+    work that produced their inputs and nothing needs synchronising."""
+    import cupy
+
+    with torch.cuda.device(t.device), cupy.cuda.Device(t.device.index):
+        with cupy.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream):
+            yield
+
+
+def _cp(t: torch.Tensor):
+    """Zero-copy CuPy view of a contiguous CUDA tensor (autograd state does not matter to a kernel)."""
+    import cupy
+
+    return cupy.from_dlpack(t.detach())
+
+
+def _shape_args(x_shape, w_shape, out_hw, p):
+    N, C, H, W = x_shape
+    K, _, R, S = w_shape
+    P, Q = out_hw
+    (sh, sw), (ph, pw), (dh, dw) = p.stride, p.padding, p.dilation
+    return tuple(np.int64(v) for v in (N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, p.groups))
+
+
+def conv2d_forward(x, weight, bias, out, p):
+    total = out.numel()
+    if total == 0:
+        return
+    with _on_torch_stream(x):
+        xc = _cp(x)
+        args = (xc, _cp(weight), xc if bias is None else _cp(bias), np.int32(bias is not None), _cp(out))
+        _kernel("medkern_conv2d_forward", x.dtype)(
+            (_blocks(total),), (THREADS,), args + _shape_args(x.shape, weight.shape, out.shape[2:], p))
+
+
+def conv2d_grad_input(grad_out, weight, grad_x, p):
+    total = grad_x.numel()
+    if total == 0:
+        return
+    with _on_torch_stream(grad_x):
+        args = (_cp(grad_out), _cp(weight), _cp(grad_x))
+        _kernel("medkern_conv2d_grad_input", grad_x.dtype)(
+            (_blocks(total),), (THREADS,), args + _shape_args(grad_x.shape, weight.shape, grad_out.shape[2:], p))
+
+
+def conv2d_grad_weight(grad_out, x, grad_w, p):
+    total = grad_w.numel()
+    if total == 0:
+        return
+    with _on_torch_stream(x):
+        args = (_cp(grad_out), _cp(x), _cp(grad_w))
+        _kernel("medkern_conv2d_grad_weight", x.dtype)(
+            (_blocks(total),), (THREADS,), args + _shape_args(x.shape, grad_w.shape, grad_out.shape[2:], p))
+
+
+def conv2d_grad_bias(grad_out, grad_b):
+    N, K, P, Q = grad_out.shape
+    if K == 0:
+        return
+    with _on_torch_stream(grad_out):
+        _kernel("medkern_conv2d_grad_bias", grad_out.dtype)(
+            (min(K, MAX_BLOCKS),), (BIAS_THREADS,),
+            (_cp(grad_out), _cp(grad_b), np.int64(N), np.int64(K), np.int64(P * Q)))
