@@ -23,6 +23,9 @@ struct CpuPool2d {
   static constexpr DeviceKind device = DeviceKind::cpu;
   template <class T> static void max_forward(const Pool2dArgs<T>& a, intptr_t) { cpu::max_pool2d_forward(a); }
   template <class T> static int64_t max_backward(const Pool2dArgs<T>& a, intptr_t) { return cpu::max_pool2d_backward(a); }
+  template <class T> static void max_backward_from_input(const Pool2dArgs<T>& a, intptr_t) {
+    cpu::max_pool2d_backward_from_input(a);
+  }
   template <class T> static void avg_forward(const Pool2dArgs<T>& a, intptr_t) { cpu::avg_pool2d_forward(a); }
   template <class T> static void avg_backward(const Pool2dArgs<T>& a, intptr_t) { cpu::avg_pool2d_backward(a); }
   template <class T> static void adaptive_avg_forward(const Pool2dArgs<T>& a, intptr_t) { cpu::adaptive_avg_pool2d_forward(a); }

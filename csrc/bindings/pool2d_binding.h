@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <type_traits>
 
 #include "../common/pool2d_params.h"
 #include "tensor_view.h"
@@ -49,6 +50,14 @@ inline void set_window(Pool2dShape& s, int64_t kh, int64_t kw, int64_t sh, int64
     fail_value("output size: the last window would start past the input");
   s.kh = kh; s.kw = kw; s.sh = sh; s.sw = sw; s.ph = ph; s.pw = pw; s.dh = dh; s.dw = dw;
 }
+
+// Whether a device implements the fused max-pool backward from the input (the CPU does; elsewhere the
+// Python backend composes the indexed forward and backward).
+template <class Impl, class = void>
+struct has_backward_from_input : std::false_type {};
+template <class Impl>
+struct has_backward_from_input<Impl, std::void_t<decltype(&Impl::template max_backward_from_input<float>)>>
+    : std::true_type {};
 
 template <class Impl>
 void bind_pool2d(py::module_& m) {
@@ -107,6 +116,30 @@ void bind_pool2d(py::module_& m) {
       },
       arg("grad_output"), arg("indices"), arg("grad_input"), arg("stream") = 0,
       "grad_input = 0, then grad_input[plane, indices] += grad_output (max and adaptive max pooling).");
+
+  if constexpr (has_backward_from_input<Impl>::value) m.def(
+      "max_pool2d_backward_from_input",
+      [](py::handle dy_, py::handle x_, py::handle dx_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+         int64_t pw, int64_t dh, int64_t dw, intptr_t stream) {
+        TensorView dy = view_of(dy_, "grad_output"), x = view_of(x_, "input"), dx = view_of(dx_, "grad_input");
+        expect_device(x, Impl::device, "input");
+        Pool2dShape s = pool_planes(x, dy, "input", "grad_output");
+        set_window(s, kh, kw, sh, sw, ph, pw, dh, dw);
+        expect_same(dx, x, "grad_input");
+        expect_writable(dx, "grad_input");
+        expect_shape(dx, {x.shape[0], x.shape[1], s.H, s.W}, "grad_input");
+        prefer_huge_pages(dx);
+        py::gil_scoped_release nogil;
+        dispatch_float(x.dtype, [&](auto t) {
+          using T = decltype(t);
+          Pool2dArgs<T> a{};
+          a.s = s; a.x = x.ptr<T>(); a.dy = dy.ptr<T>(); a.dx = dx.ptr<T>();
+          Impl::template max_backward_from_input<T>(a, stream);
+        });
+      },
+      arg("grad_output"), arg("input"), arg("grad_input"), arg("kernel_h"), arg("kernel_w"), arg("stride_h"),
+      arg("stride_w"), arg("pad_h"), arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("stream") = 0,
+      "Max-pool gradient from the input instead of stored indices (the same winners as torch's).");
 
   m.def(
       "avg_pool2d_forward",

@@ -49,12 +49,15 @@ struct SumOp {
 template <typename T>
 struct SeparableWork {
   int64_t padded_len, phase_len;
-  Buffer<T> padded, phases;
+  Buffer<T> padded, phases, row_max;
+  Buffer<int64_t> row_index;
   explicit SeparableWork(const Pool2dShape& s)
       : padded_len(std::max((s.Q - 1) * s.sw + (s.kw - 1) * s.dw + 1, s.pw + s.W)),
         phase_len(ceil_div(padded_len, s.sw)),
         padded(alloc_buffer<T>(phase_len * s.sw)),
-        phases(alloc_buffer<T>(phase_len * s.sw)) {}
+        phases(alloc_buffer<T>(phase_len * s.sw)),
+        row_max(alloc_buffer<T>(s.Q)),
+        row_index(alloc_buffer<int64_t>(s.Q)) {}
 };
 
 // Splits w.padded into `stride` phases (phase r holds columns r, r+stride, ...); returns phase 0, with
@@ -91,7 +94,6 @@ const T* split_phases(const Pool2dShape& s, SeparableWork<T>& w) {
 
 template <typename T, class Op>
 void separable_row(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* __restrict out, SeparableWork<T>& w) {
-  using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;
   const T id = Op::template identity<T>();
   T* __restrict t = w.padded.get();
@@ -134,42 +136,58 @@ void separable_row(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* _
 // Each input row is padded with -inf (padding never wins, as torch never reads it) and split into
 // stride phases, so every tap is a contiguous shifted read and the compare-select loop vectorises.
 template <typename T>
-void max_pool_plane_indices(const Pool2dShape& s, const T* __restrict x, T* __restrict y, int64_t* __restrict idx,
-                            SeparableWork<T>& w) {
+void max_pool_row_indices(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* __restrict m,
+                          int64_t* __restrict id, SeparableWork<T>& w) {
   const T neg_inf = -std::numeric_limits<T>::infinity();
   T* __restrict padded = w.padded.get();
-  const int64_t n_padded = w.phase_len * s.sw;
   std::fill(padded, padded + s.pw, neg_inf);
-  std::fill(padded + s.pw + s.W, padded + n_padded, neg_inf);
-  for (int64_t oh = 0; oh < s.P; ++oh) {
-    T* __restrict m = y + oh * s.Q;
-    int64_t* __restrict id = idx + oh * s.Q;
-    std::fill(m, m + s.Q, neg_inf);
-    int64_t first_h = oh * s.sh - s.ph;
-    while (first_h < 0) first_h += s.dh;
-    // An all -inf window reports its first in-bounds position, as torch does.
-    for (int64_t ow = 0; ow < s.Q; ++ow) {
-      int64_t c = ow * s.sw - s.pw;
-      while (c < 0) c += s.dw;
-      id[ow] = first_h * s.W + c;
-    }
-    for (int64_t kh = 0; kh < s.kh; ++kh) {
-      const int64_t ih = oh * s.sh - s.ph + kh * s.dh;
-      if (ih < 0 || ih >= s.H) continue;
-      std::memcpy(padded + s.pw, x + ih * s.W, s.W * sizeof(T));
-      const T* phase_base = split_phases(s, w);
-      for (int64_t kw = 0; kw < s.kw; ++kw) {
-        const int64_t o = kw * s.dw;
-        const T* __restrict src = phase_base + (o % s.sw) * w.phase_len + o / s.sw;
-        const int64_t base = ih * s.W + o - s.pw;  // flat index of column ow*stride + o - pad is base + ow*stride
-        for (int64_t ow = 0; ow < s.Q; ++ow) {
-          const T v = src[ow];
-          const bool u = replaces(v, m[ow]);
-          m[ow] = u ? v : m[ow];
-          id[ow] = u ? base + ow * s.sw : id[ow];
-        }
+  std::fill(padded + s.pw + s.W, padded + w.phase_len * s.sw, neg_inf);
+  std::fill(m, m + s.Q, neg_inf);
+  int64_t first_h = oh * s.sh - s.ph;
+  while (first_h < 0) first_h += s.dh;
+  // An all -inf window reports its first in-bounds position, as torch does.
+  for (int64_t ow = 0; ow < s.Q; ++ow) {
+    int64_t c = ow * s.sw - s.pw;
+    while (c < 0) c += s.dw;
+    id[ow] = first_h * s.W + c;
+  }
+  for (int64_t kh = 0; kh < s.kh; ++kh) {
+    const int64_t ih = oh * s.sh - s.ph + kh * s.dh;
+    if (ih < 0 || ih >= s.H) continue;
+    std::memcpy(padded + s.pw, x + ih * s.W, s.W * sizeof(T));
+    const T* phase_base = split_phases(s, w);
+    for (int64_t kw = 0; kw < s.kw; ++kw) {
+      const int64_t o = kw * s.dw;
+      const T* __restrict src = phase_base + (o % s.sw) * w.phase_len + o / s.sw;
+      const int64_t base = ih * s.W + o - s.pw;  // flat index of column ow*stride + o - pad is base + ow*stride
+      for (int64_t ow = 0; ow < s.Q; ++ow) {
+        const T v = src[ow];
+        const bool u = replaces(v, m[ow]);
+        m[ow] = u ? v : m[ow];
+        id[ow] = u ? base + ow * s.sw : id[ow];
       }
     }
+  }
+}
+
+template <typename T>
+void max_pool_plane_indices(const Pool2dShape& s, const T* x, T* y, int64_t* idx, SeparableWork<T>& w) {
+  for (int64_t oh = 0; oh < s.P; ++oh) max_pool_row_indices(s, x, oh, y + oh * s.Q, idx + oh * s.Q, w);
+}
+
+// Max-pool backward without stored indices: the winners are found again from the input, row by row
+// into scratch, and the gradient scattered within the plane (in cache). Training then never writes or
+// reads an int64 index tensor, which is a third of the bytes the indexed forward and backward move.
+template <typename T>
+void max_pool_plane_backward_from_input(const Pool2dShape& s, const T* x, const T* __restrict dy, T* __restrict dx,
+                                        SeparableWork<T>& w) {
+  std::fill(dx, dx + s.H * s.W, T(0));
+  T* m = w.row_max.get();
+  int64_t* id = w.row_index.get();
+  for (int64_t oh = 0; oh < s.P; ++oh) {
+    max_pool_row_indices(s, x, oh, m, id, w);
+    const T* __restrict g = dy + oh * s.Q;
+    for (int64_t ow = 0; ow < s.Q; ++ow) dx[id[ow]] += g[ow];
   }
 }
 
@@ -330,6 +348,15 @@ int64_t max_pool2d_backward(const Pool2dArgs<T>& a) {
 }
 
 template <typename T>
+void max_pool2d_backward_from_input(const Pool2dArgs<T>& a) {
+  const Pool2dShape& s = a.s;
+  const int64_t in = s.H * s.W, out = s.P * s.Q;
+  for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) {
+    max_pool_plane_backward_from_input(s, a.x + p * in, a.dy + p * out, a.dx + p * in, w);
+  });
+}
+
+template <typename T>
 void avg_pool2d_forward(const Pool2dArgs<T>& a) {
   const Pool2dShape& s = a.s;
   std::vector<T> column_counts(s.Q);
@@ -368,6 +395,7 @@ void adaptive_max_pool2d_forward(const Pool2dArgs<T>& a) {
 #define MEDKERN_INSTANTIATE(T)                                            \
   template void max_pool2d_forward<T>(const Pool2dArgs<T>&);              \
   template int64_t max_pool2d_backward<T>(const Pool2dArgs<T>&);          \
+  template void max_pool2d_backward_from_input<T>(const Pool2dArgs<T>&);  \
   template void avg_pool2d_forward<T>(const Pool2dArgs<T>&);              \
   template void avg_pool2d_backward<T>(const Pool2dArgs<T>&);             \
   template void adaptive_avg_pool2d_forward<T>(const Pool2dArgs<T>&);     \

@@ -13,5 +13,7 @@ template <typename T> void adaptive_max_pool2d_forward(const Pool2dArgs<T>& a); 
 // Max pooling of either kind: dx = 0, then dx[plane, indices] += dy. Indices outside the plane are
 // skipped and counted; the count is returned so the caller can raise.
 template <typename T> int64_t max_pool2d_backward(const Pool2dArgs<T>& a);
+// The same gradient without indices: the winners are found again from the input x (torch's rule).
+template <typename T> void max_pool2d_backward_from_input(const Pool2dArgs<T>& a);
 
 }  // namespace medkern::cpu

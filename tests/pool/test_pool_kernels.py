@@ -46,6 +46,10 @@ def test_max_pool(kernels, case, dtype):
     F.max_pool2d(xr, case.kernel, case.stride, case.padding, case.dilation, ceil_mode=case.ceil_mode).backward(
         dy.double().cpu())
     assert rel_err(dx, xr.grad) < TOL[dtype] or torch.equal(dx.double().cpu(), xr.grad)
+    if hasattr(k, "max_pool2d_backward_from_input") and device == "cpu":
+        dx2 = nan_full(x.shape, dtype, device)
+        k.max_pool2d_backward_from_input(dy, x, dx2, case.params)
+        assert torch.equal(dx2, dx), "the winners found again from the input must be the indexed ones"
 
 
 @pytest.mark.parametrize("count_include_pad, divisor_override", [(True, None), (False, None), (True, 5), (False, -3)])

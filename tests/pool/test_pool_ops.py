@@ -115,6 +115,7 @@ def test_opcheck():
         (ops.max_pool2d, (x, [3, 2], [2, 2], [1, 1], [1, 2], True)),
         (ops.max_pool2d_with_indices, (x, [3, 2], [2, 2], [1, 1], [1, 2], True)),
         (ops.max_pool2d_backward, (g, idx, list(x.shape))),
+        (ops.max_pool2d_backward_from_input, (g, x.detach(), [3, 2], [2, 2], [1, 1], [1, 2], True)),
         (ops.avg_pool2d, (x, [3, 3], [2, 2], [1, 1], True, False, None)),
         (ops.avg_pool2d_backward, (torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True), list(x.shape),
                                    [3, 3], [2, 2], [1, 1], True, False, None)),

@@ -63,6 +63,25 @@ def _max_backward(grad_out, indices, input_size):
     return grad_x
 
 
+def _max_backward_from_input(grad_out, x, kernel, stride, padding, dilation):
+    """The max-pool gradient from the input instead of stored indices. Backends may provide it fused
+    (native CPU); otherwise it is the indexed forward followed by the indexed backward."""
+    grad_x = _alloc.empty(x.shape, grad_out)
+    if not grad_x.numel():
+        return grad_x
+    if not grad_out.numel():
+        return grad_x.zero_()
+    k, p = _kernels(x), _params(kernel, stride, padding, dilation)
+    x, grad_out = x.contiguous(), grad_out.contiguous()
+    try:
+        k.max_pool2d_backward_from_input(grad_out, x, grad_x, p)
+    except (AttributeError, NotImplementedError):
+        indices = torch.empty(grad_out.shape, dtype=torch.int64, device=x.device)
+        k.max_pool2d_forward(x, torch.empty_like(grad_out), indices, p)
+        k.max_pool2d_backward(grad_out, indices, grad_x)
+    return grad_x
+
+
 def _avg_forward(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
     out = _alloc.empty(_planes_out(x.shape, _out_hw(x.shape, kernel, stride, padding, (1, 1), ceil_mode)), x)
     if out.numel():
@@ -123,6 +142,13 @@ def max_pool2d_backward_op(grad_output: Tensor, indices: Tensor, input_size: lis
     return _max_backward(grad_output, indices, input_size)
 
 
+@torch.library.custom_op("medkern::max_pool2d_backward_from_input", mutates_args=())
+def max_pool2d_backward_from_input_op(grad_output: Tensor, input: Tensor, kernel_size: list[int], stride: list[int],
+                                      padding: list[int], dilation: list[int], ceil_mode: bool) -> Tensor:
+    """Gradient of the values-only max pooling: the winners are found again from the input."""
+    return _max_backward_from_input(grad_output, input, kernel_size, stride, padding, dilation)
+
+
 @torch.library.custom_op("medkern::avg_pool2d", mutates_args=())
 def avg_pool2d_op(input: Tensor, kernel_size: list[int], stride: list[int], padding: list[int], ceil_mode: bool,
                   count_include_pad: bool, divisor_override: Optional[int]) -> Tensor:
@@ -166,6 +192,11 @@ def _(input, kernel_size, stride, padding, dilation, ceil_mode):
 @max_pool2d_backward_op.register_fake
 def _(grad_output, indices, input_size):
     return grad_output.new_empty(input_size)
+
+
+@max_pool2d_backward_from_input_op.register_fake
+def _(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode):
+    return grad_output.new_empty(input.shape)
 
 
 @avg_pool2d_op.register_fake
@@ -224,11 +255,21 @@ def _values_setup(ctx, inputs, output):
 
 
 def _values_grad(ctx, grad_out):
-    """The values-only form keeps no indices; a gradient through it (rare: the ops layer picks the
-    indexed form whenever one is needed) recomputes them."""
+    (x,) = ctx.saved_tensors
+    return (max_pool2d_backward_from_input_op(grad_out, x, *ctx.geometry),) + (None,) * 5
+
+
+def _from_input_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1])
+    ctx.geometry = inputs[2:]
+
+
+def _from_input_grad(ctx, gg):
+    """Linear in grad_output: its adjoint gathers gg at the winners. The input only selects winners
+    (piecewise constant), so it gets no gradient, as with torch's max-pool backward."""
     (x,) = ctx.saved_tensors
     _, indices = max_pool2d_with_indices_op(x.detach(), *ctx.geometry)
-    return (max_pool2d_backward_op(grad_out, indices, list(x.shape)),) + (None,) * 5
+    return (_gather_by_indices(gg, indices),) + (None,) * 6
 
 
 def _max_backward_setup(ctx, inputs, output):
@@ -275,6 +316,8 @@ def _adaptive_avg_backward_grad(ctx, gg):
 
 
 torch.library.register_autograd("medkern::max_pool2d", _values_grad, setup_context=_values_setup)
+torch.library.register_autograd("medkern::max_pool2d_backward_from_input", _from_input_grad,
+                                setup_context=_from_input_setup)
 torch.library.register_autograd("medkern::max_pool2d_with_indices", _max_grad, setup_context=_indices_setup)
 torch.library.register_autograd("medkern::adaptive_max_pool2d", _adaptive_max_grad, setup_context=_indices_setup)
 torch.library.register_autograd("medkern::max_pool2d_backward", _max_backward_grad,
@@ -362,10 +405,11 @@ def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_i
         kernel, stride, padding, dilation = (1, *kernel), (1, *stride), (0, *padding), (1, *dilation)
     _check_window_fits(x, kernel, stride, padding, dilation, ceil_mode, "effective")
     geometry = (list(kernel), list(stride), list(padding), list(dilation), bool(ceil_mode))
-    needs_indices = return_indices or (torch.is_grad_enabled() and input.requires_grad)
+    # Training without return_indices uses the values-only op: its backward finds the winners again from
+    # the input, which moves fewer bytes than writing and reading int64 indices.
     if fast_path_ok(x):
-        out, indices = _max_forward(x, *geometry, needs_indices)
-    elif needs_indices:
+        out, indices = _max_forward(x, *geometry, return_indices)
+    elif return_indices:
         out, indices = max_pool2d_with_indices_op(x, *geometry)
     else:
         out, indices = max_pool2d_op(x, *geometry), None

@@ -17,6 +17,15 @@ def max_pool2d_backward(grad_out, indices, grad_x):
         mod.max_pool2d_backward(dl(grad_out), dl(indices), dl(grad_x), stream)
 
 
+def max_pool2d_backward_from_input(grad_out, x, grad_x, p):
+    if x.device.type != "cpu":
+        raise NotImplementedError  # the ops layer composes the indexed forward and backward instead
+    mod, stream, ctx = module_and_stream(x)
+    with ctx:
+        mod.max_pool2d_backward_from_input(dl(grad_out), dl(x), dl(grad_x), *p.kernel, *p.stride, *p.padding,
+                                           *p.dilation, stream)
+
+
 def avg_pool2d_forward(x, out, p, count_include_pad, divisor_override):
     mod, stream, ctx = module_and_stream(x)
     with ctx:
