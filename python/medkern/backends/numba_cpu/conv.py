@@ -1,0 +1,185 @@
+"""conv2d family as ``@numba.njit(parallel=True)`` kernels (see backends/CONTRACT.md).
+
+A direct formulation, parallel over a dimension whose outputs no other iteration writes:
+
+- forward: one ``prange`` iteration per (n, k) output plane;
+- grad_input: one per (n, c) input plane, each element gathering from the outputs that read it;
+- grad_weight: one per (k, c) weight slice, summing over the batch and the outputs;
+- grad_bias: one per output channel k.
+
+Each kernel handles float32 and float64 (numba specialises on the argument types), groups, stride,
+dilation and leading padding; the output extent (P, Q) is the output array's shape, which makes the
+trailing padding implicit. Sums run in the arrays' dtype. Every element of an output is written.
+
+Loops are written so that the innermost one walks a row of contiguous memory (the output row, the
+grad-input row, or the x/grad-output rows of grad_weight). Taps outside the input are not tested per
+element: each (tap, output row) pair gets the half-open range of output columns whose input column is
+in range (:func:`_span`), so the inner loop has no branches and LLVM vectorises it. Indices there are
+cast to unsigned: they are never negative, and numba's negative-index wraparound would otherwise stop
+the vectoriser.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import uint64
+
+__all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"]
+
+
+@numba.njit(inline="always")
+def _span(offset, stride, size, n_out):
+    """[lo, hi): the outputs o in [0, n_out) whose input position o*stride + offset lies in [0, size)."""
+    lo = max(0, -(offset // stride))  # ceil(-offset / stride)
+    hi = min(n_out, (size - 1 - offset) // stride + 1)
+    return lo, hi
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _forward(x, w, b, has_bias, out, sh, sw, ph, pw, dh, dw, groups):
+    N, C, H, W = x.shape
+    K, Cg, R, S = w.shape
+    P, Q = out.shape[2], out.shape[3]
+    Kg = K // groups
+    for nk in numba.prange(N * K):
+        n, k = nk // K, nk % K
+        c_first = (k // Kg) * Cg  # first input channel of k's group
+        o = out[n, k]
+        if has_bias:
+            o[:] = b[k]
+        else:
+            o[:] = 0
+        for c in range(Cg):
+            xc = x[n, c_first + c]
+            for r in range(R):
+                p_lo, p_hi = _span(r * dh - ph, sh, H, P)
+                for s in range(S):
+                    wv = w[k, c, r, s]
+                    col = s * dw - pw  # input column of output column q: q*sw + col
+                    q_lo, q_hi = _span(col, sw, W, Q)
+                    for p in range(p_lo, p_hi):
+                        out_row = o[p]
+                        x_row = xc[p * sh - ph + r * dh]
+                        for q in range(q_lo, q_hi):
+                            out_row[uint64(q)] += wv * x_row[uint64(q * sw + col)]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _grad_input(dy, w, dx, sh, sw, ph, pw, dh, dw, groups):
+    N, C, H, W = dx.shape
+    K, Cg, R, S = w.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    Kg = K // groups
+    for nc in numba.prange(N * C):
+        n, c = nc // C, nc % C
+        g, cl = c // Cg, c % Cg
+        gx = dx[n, c]
+        for h in range(H):
+            gx_row = gx[h]
+            gx_row[:] = 0
+            for r in range(R):
+                # the output row p that reads input row h through tap r: p*sh - ph + r*dh == h
+                t = h + ph - r * dh
+                if t < 0 or t % sh != 0 or t // sh >= P:
+                    continue
+                p = t // sh
+                for kl in range(Kg):
+                    k = g * Kg + kl
+                    dy_row = dy[n, k, p]
+                    for s in range(S):
+                        wv = w[k, cl, r, s]
+                        col = s * dw - pw
+                        # the output columns q whose tap s reads an input column (q*sw + col) of this row:
+                        # each input column meets at most one of them, so this is a gather, row by row
+                        q_lo, q_hi = _span(col, sw, W, Q)
+                        for q in range(q_lo, q_hi):
+                            gx_row[uint64(q * sw + col)] += wv * dy_row[uint64(q)]
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _grad_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw, groups):
+    N, C, H, W = x.shape
+    K, Cg, R, S = dw_out.shape
+    P, Q = dy.shape[2], dy.shape[3]
+    Kg = K // groups
+    for kc in numba.prange(K * Cg):
+        k, cl = kc // Cg, kc % Cg
+        c = (k // Kg) * Cg + cl
+        # partial sums per output column (a vectorisable loop without reassociating a scalar sum),
+        # one row per tap; reduced at the end in a fixed order
+        acc = _zeros_rows(R * S, dy[0, 0, 0])
+        for n in range(N):
+            xc = x[n, c]
+            dyk = dy[n, k]
+            for r in range(R):
+                p_lo, p_hi = _span(r * dh - ph, sh, H, P)
+                for s in range(S):
+                    col = s * dw - pw
+                    q_lo, q_hi = _span(col, sw, W, Q)
+                    a = acc[r * S + s]
+                    for p in range(p_lo, p_hi):
+                        dy_row = dyk[p]
+                        x_row = xc[p * sh - ph + r * dh]
+                        for q in range(q_lo, q_hi):
+                            a[uint64(q)] += dy_row[uint64(q)] * x_row[uint64(q * sw + col)]
+        for r in range(R):
+            for s in range(S):
+                a = acc[r * S + s]
+                total = a[0]
+                for q in range(1, Q):
+                    total += a[q]
+                dw_out[k, cl, r, s] = total
+
+
+@numba.njit(inline="always")
+def _zeros_rows(rows, like_row):
+    """A (rows, len(like_row)) array of zeros of like_row's dtype."""
+    return np.zeros((rows, like_row.shape[0]), like_row.dtype)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=False)
+def _grad_bias(dy, db):
+    N, K, P, Q = dy.shape
+    for k in numba.prange(K):
+        acc = _zeros_rows(1, dy[0, 0, 0])[0]  # per-column partial sums, as in _grad_weight
+        for n in range(N):
+            dyk = dy[n, k]
+            for p in range(P):
+                dy_row = dyk[p]
+                for q in range(Q):
+                    acc[q] += dy_row[q]
+        total = acc[0]
+        for q in range(1, Q):
+            total += acc[q]
+        db[k] = total
+
+
+# --- torch-facing functions ---------------------------------------------------------------------------
+
+def _np(t):
+    """A numpy view sharing the memory of a contiguous CPU tensor (writes reach the tensor)."""
+    return t.detach().numpy()
+
+
+def _geometry(p):
+    (sh, sw), (ph, pw), (dh, dw) = p.stride, p.padding, p.dilation
+    return int(sh), int(sw), int(ph), int(pw), int(dh), int(dw), int(p.groups)
+
+
+def conv2d_forward(x, weight, bias, out, p):
+    w = _np(weight)
+    # without a bias, any 1-D array of the same type stands in (never read), so no second specialisation
+    b = w.reshape(-1) if bias is None else _np(bias)
+    _forward(_np(x), w, b, bias is not None, _np(out), *_geometry(p))
+
+
+def conv2d_grad_input(grad_out, weight, grad_x, p):
+    _grad_input(_np(grad_out), _np(weight), _np(grad_x), *_geometry(p))
+
+
+def conv2d_grad_weight(grad_out, x, grad_w, p):
+    _grad_weight(_np(grad_out), _np(x), _np(grad_w), *_geometry(p))
+
+
+def conv2d_grad_bias(grad_out, grad_b):
+    _grad_bias(_np(grad_out), _np(grad_b))
