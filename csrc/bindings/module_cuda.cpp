@@ -7,7 +7,9 @@
 #include <pybind11/pybind11.h>
 
 #include "../cuda/conv2d.h"
+#include "../cuda/pool2d.h"
 #include "conv2d_binding.h"
+#include "pool2d_binding.h"
 
 namespace medkern {
 
@@ -25,12 +27,38 @@ struct CudaConv2d {
   }
 };
 
+struct CudaPool2d {
+  static constexpr DeviceKind device = DeviceKind::cuda;
+  template <class T> static void max_forward(const Pool2dArgs<T>& a, intptr_t stream) {
+    cuda::max_pool2d_forward(a, stream);
+  }
+  template <class T> static int64_t max_backward(const Pool2dArgs<T>& a, intptr_t stream) {
+    return cuda::max_pool2d_backward(a, stream);
+  }
+  template <class T> static void avg_forward(const Pool2dArgs<T>& a, intptr_t stream) {
+    cuda::avg_pool2d_forward(a, stream);
+  }
+  template <class T> static void avg_backward(const Pool2dArgs<T>& a, intptr_t stream) {
+    cuda::avg_pool2d_backward(a, stream);
+  }
+  template <class T> static void adaptive_avg_forward(const Pool2dArgs<T>& a, intptr_t stream) {
+    cuda::adaptive_avg_pool2d_forward(a, stream);
+  }
+  template <class T> static void adaptive_avg_backward(const Pool2dArgs<T>& a, intptr_t stream) {
+    cuda::adaptive_avg_pool2d_backward(a, stream);
+  }
+  template <class T> static void adaptive_max_forward(const Pool2dArgs<T>& a, intptr_t stream) {
+    cuda::adaptive_max_pool2d_forward(a, stream);
+  }
+};
+
 }  // namespace medkern
 
 PYBIND11_MODULE(_C_cuda, m) {
   namespace py = pybind11;
   m.doc() = "medkern CUDA kernels";
   medkern::bind_conv2d<medkern::CudaConv2d>(m);
+  medkern::bind_pool2d<medkern::CudaPool2d>(m);
   m.def(
       "device_count",
       [] {
