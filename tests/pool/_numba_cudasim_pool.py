@@ -1,10 +1,8 @@
 """Child process of test_numba_cudasim_pool.py: the numba.cuda pooling kernels on the CPU simulator
 (NUMBA_ENABLE_CUDASIM=1 must be set before numba is imported), at tiny sizes, against torch in float64,
 outputs poisoned with NaN. Raises on the first mismatch."""
-import importlib.util
 import os
 import sys
-from pathlib import Path
 
 assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUDASIM=1"
 
@@ -12,12 +10,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-# Load the module by path: importing the medkern package would import numba's CUDA target before the
-# simulator variable could matter in the parent, and this child only needs the kernels.
-_path = Path(__file__).resolve().parents[2] / "python" / "medkern" / "backends" / "numba_cuda" / "pool.py"
-_spec = importlib.util.spec_from_file_location("numba_cuda_pool", _path)
-k = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(k)
+from medkern.backends.numba_cuda import pool as k  # noqa: E402
 
 g = torch.Generator().manual_seed(0)
 x = torch.randn(1, 2, 5, 7, generator=g, dtype=torch.float64).round()  # ties

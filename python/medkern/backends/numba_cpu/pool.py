@@ -1,10 +1,17 @@
-"""Pooling family as ``@njit(parallel=True)`` kernels over the N*C planes (see backends/CONTRACT.md)."""
+"""Pooling family as ``@njit(parallel=True)`` kernels over the N*C planes (see backends/CONTRACT.md).
+The per-element arithmetic is ``_numba.pool_math``, shared with the numba.cuda backend."""
 from __future__ import annotations
 
 import numba
 import numpy as np
 import torch
 
+from .._numba import pool_math
+
+_m = pool_math.compile_for(numba.njit(inline="always"))
+_max_window, _avg_window, _avg_input_grad = _m.max_window, _m.avg_window, _m.avg_input_grad
+_adaptive_avg_window, _adaptive_max_window = _m.adaptive_avg_window, _m.adaptive_max_window
+_adaptive_avg_input_grad = _m.adaptive_avg_input_grad
 _NO_INDICES = np.zeros((1, 1, 1), dtype=np.int64)
 
 
@@ -14,35 +21,12 @@ def _planes(t: torch.Tensor) -> np.ndarray:
     return a.reshape(a.shape[0] * a.shape[1], a.shape[2], a.shape[3])
 
 
-@numba.njit(inline="always")
-def _first_in_range(start, step):
-    while start < 0:
-        start += step
-    return start
-
-
 @numba.njit(parallel=True, cache=True)
 def _max_forward(x, out, idx, with_indices, kh, kw, sh, sw, ph, pw, dh, dw):
-    planes, H, W = x.shape
-    _, P, Q = out.shape
-    for p in numba.prange(planes):
-        for oh in range(P):
-            h_first = _first_in_range(oh * sh - ph, dh)
-            for ow in range(Q):
-                m = -np.inf
-                best = h_first * W + _first_in_range(ow * sw - pw, dw)
-                for i in range(kh):
-                    ih = oh * sh - ph + i * dh
-                    if ih < 0 or ih >= H:
-                        continue
-                    for j in range(kw):
-                        iw = ow * sw - pw + j * dw
-                        if iw < 0 or iw >= W:
-                            continue
-                        v = x[p, ih, iw]
-                        if v > m or v != v:  # torch's rule: first of tied maxima, NaN propagates
-                            m = v
-                            best = ih * W + iw
+    for p in numba.prange(out.shape[0]):
+        for oh in range(out.shape[1]):
+            for ow in range(out.shape[2]):
+                m, best = _max_window(x, p, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
                 out[p, oh, ow] = m
                 if with_indices:
                     idx[p, oh, ow] = best
@@ -67,100 +51,48 @@ def _scatter_by_indices(dy, idx, dx):
     return bad.sum()
 
 
-@numba.njit(inline="always")
-def _axis_count(o, size, k, stride, pad, include_pad):
-    a = o * stride - pad
-    b = min(a + k, size + pad)
-    if include_pad:
-        return b - a
-    return min(b, size) - max(a, 0)
-
-
 @numba.njit(parallel=True, cache=True)
 def _avg_forward(x, out, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    planes, H, W = x.shape
-    _, P, Q = out.shape
-    for p in numba.prange(planes):
-        for oh in range(P):
-            h0, h1 = max(oh * sh - ph, 0), min(oh * sh - ph + kh, H)
-            for ow in range(Q):
-                w0, w1 = max(ow * sw - pw, 0), min(ow * sw - pw + kw, W)
-                acc = x[p, 0, 0] * 0
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        acc += x[p, ih, iw]
-                d = divisor if divisor != 0 else (_axis_count(oh, H, kh, sh, ph, include_pad)
-                                                  * _axis_count(ow, W, kw, sw, pw, include_pad))
-                out[p, oh, ow] = acc / d
+    for p in numba.prange(out.shape[0]):
+        for oh in range(out.shape[1]):
+            for ow in range(out.shape[2]):
+                out[p, oh, ow] = _avg_window(x, p, oh, ow, kh, kw, sh, sw, ph, pw, include_pad, divisor)
 
 
 @numba.njit(parallel=True, cache=True)
 def _avg_backward(dy, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor):
     planes, H, W = dx.shape
-    _, P, Q = dy.shape
     for p in numba.prange(planes):
-        dx[p] = 0
-        for oh in range(P):
-            h0, h1 = max(oh * sh - ph, 0), min(oh * sh - ph + kh, H)
-            for ow in range(Q):
-                w0, w1 = max(ow * sw - pw, 0), min(ow * sw - pw + kw, W)
-                d = divisor if divisor != 0 else (_axis_count(oh, H, kh, sh, ph, include_pad)
-                                                  * _axis_count(ow, W, kw, sw, pw, include_pad))
-                g = dy[p, oh, ow] / d
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        dx[p, ih, iw] += g
+        for ih in range(H):
+            for iw in range(W):
+                dx[p, ih, iw] = _avg_input_grad(dy, p, ih, iw, H, W, kh, kw, sh, sw, ph, pw, include_pad, divisor)
 
 
 @numba.njit(parallel=True, cache=True)
 def _adaptive_avg_forward(x, out):
-    planes, H, W = x.shape
-    _, P, Q = out.shape
+    planes, P, Q = out.shape
     for p in numba.prange(planes):
         for oh in range(P):
-            h0, h1 = (oh * H) // P, ((oh + 1) * H + P - 1) // P
             for ow in range(Q):
-                w0, w1 = (ow * W) // Q, ((ow + 1) * W + Q - 1) // Q
-                acc = x[p, 0, 0] * 0
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        acc += x[p, ih, iw]
-                out[p, oh, ow] = acc / ((h1 - h0) * (w1 - w0))
+                out[p, oh, ow] = _adaptive_avg_window(x, p, oh, ow, P, Q)
 
 
 @numba.njit(parallel=True, cache=True)
 def _adaptive_avg_backward(dy, dx):
     planes, H, W = dx.shape
-    _, P, Q = dy.shape
     for p in numba.prange(planes):
-        dx[p] = 0
-        for oh in range(P):
-            h0, h1 = (oh * H) // P, ((oh + 1) * H + P - 1) // P
-            for ow in range(Q):
-                w0, w1 = (ow * W) // Q, ((ow + 1) * W + Q - 1) // Q
-                g = dy[p, oh, ow] / ((h1 - h0) * (w1 - w0))
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        dx[p, ih, iw] += g
+        for ih in range(H):
+            for iw in range(W):
+                dx[p, ih, iw] = _adaptive_avg_input_grad(dy, p, ih, iw, H, W)
 
 
 @numba.njit(parallel=True, cache=True)
 def _adaptive_max_forward(x, out, idx):
-    planes, H, W = x.shape
-    _, P, Q = out.shape
+    planes, P, Q = out.shape
     for p in numba.prange(planes):
         for oh in range(P):
-            h0, h1 = (oh * H) // P, ((oh + 1) * H + P - 1) // P
             for ow in range(Q):
-                w0, w1 = (ow * W) // Q, ((ow + 1) * W + Q - 1) // Q
-                m = -np.inf
-                best = h0 * W + w0
-                for ih in range(h0, h1):
-                    for iw in range(w0, w1):
-                        v = x[p, ih, iw]
-                        if v > m or v != v:
-                            m = v
-                            best = ih * W + iw
+                m, best = _adaptive_max_window(x, p, oh, ow, P, Q)
                 out[p, oh, ow] = m
                 idx[p, oh, ow] = best
 

@@ -12,46 +12,21 @@ import math
 import numpy as np
 from numba import cuda
 
+from .._numba import pool_math
+
 _THREADS = 128
-
-
-@cuda.jit(device=True, inline=True)
-def _first_in_range(start, step):
-    while start < 0:
-        start += step
-    return start
-
-
-@cuda.jit(device=True, inline=True)
-def _axis_count(o, size, k, stride, pad, include_pad):
-    a = o * stride - pad
-    b = min(a + k, size + pad)
-    if include_pad:
-        return b - a
-    return min(b, size) - max(a, 0)
+_m = pool_math.compile_for(cuda.jit(device=True, inline=True))
+_max_window, _avg_window, _avg_input_grad = _m.max_window, _m.avg_window, _m.avg_input_grad
+_adaptive_avg_window, _adaptive_max_window = _m.adaptive_avg_window, _m.adaptive_max_window
+_adaptive_avg_input_grad = _m.adaptive_avg_input_grad
 
 
 @cuda.jit
 def _max_forward(x, out, idx, with_indices, kh, kw, sh, sw, ph, pw, dh, dw):
-    planes, H, W = x.shape
-    _, P, Q = out.shape
+    planes, P, Q = out.shape
     for t in range(cuda.grid(1), planes * P * Q, cuda.gridsize(1)):
-        p, rest = t // (P * Q), t % (P * Q)
-        oh, ow = rest // Q, rest % Q
-        m = -math.inf
-        best = _first_in_range(oh * sh - ph, dh) * W + _first_in_range(ow * sw - pw, dw)
-        for i in range(kh):
-            ih = oh * sh - ph + i * dh
-            if ih < 0 or ih >= H:
-                continue
-            for j in range(kw):
-                iw = ow * sw - pw + j * dw
-                if iw < 0 or iw >= W:
-                    continue
-                v = x[p, ih, iw]
-                if v > m or v != v:  # torch's rule: first of tied maxima, NaN propagates
-                    m = v
-                    best = ih * W + iw
+        p, oh, ow = t // (P * Q), (t // Q) % P, t % Q
+        m, best = _max_window(x, p, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw)
         out[p, oh, ow] = m
         if with_indices:
             idx[p, oh, ow] = best
@@ -61,7 +36,7 @@ def _max_forward(x, out, idx, with_indices, kh, kw, sh, sw, ph, pw, dh, dw):
 def _zero(a):
     planes, H, W = a.shape
     for t in range(cuda.grid(1), planes * H * W, cuda.gridsize(1)):
-        a[t // (H * W), (t % (H * W)) // W, t % W] = 0
+        a[t // (H * W), (t // W) % H, t % W] = 0
 
 
 @cuda.jit
@@ -69,104 +44,52 @@ def _scatter_by_indices(dy, idx, dx, bad):
     planes, H, W = dx.shape
     _, P, Q = dy.shape
     for t in range(cuda.grid(1), planes * P * Q, cuda.gridsize(1)):
-        p, rest = t // (P * Q), t % (P * Q)
-        k = idx[p, rest // Q, rest % Q]
+        p, oh, ow = t // (P * Q), (t // Q) % P, t % Q
+        k = idx[p, oh, ow]
         if 0 <= k < H * W:
-            cuda.atomic.add(dx, (p, k // W, k % W), dy[p, rest // Q, rest % Q])
+            cuda.atomic.add(dx, (p, k // W, k % W), dy[p, oh, ow])
         else:
             cuda.atomic.add(bad, 0, 1)
 
 
 @cuda.jit
 def _avg_forward(x, out, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    planes, H, W = x.shape
-    _, P, Q = out.shape
+    planes, P, Q = out.shape
     for t in range(cuda.grid(1), planes * P * Q, cuda.gridsize(1)):
-        p, rest = t // (P * Q), t % (P * Q)
-        oh, ow = rest // Q, rest % Q
-        acc = x[p, 0, 0] * 0
-        for ih in range(max(oh * sh - ph, 0), min(oh * sh - ph + kh, H)):
-            for iw in range(max(ow * sw - pw, 0), min(ow * sw - pw + kw, W)):
-                acc += x[p, ih, iw]
-        d = divisor
-        if d == 0:
-            d = _axis_count(oh, H, kh, sh, ph, include_pad) * _axis_count(ow, W, kw, sw, pw, include_pad)
-        out[p, oh, ow] = acc / d
+        p, oh, ow = t // (P * Q), (t // Q) % P, t % Q
+        out[p, oh, ow] = _avg_window(x, p, oh, ow, kh, kw, sh, sw, ph, pw, include_pad, divisor)
 
 
 @cuda.jit
 def _avg_backward(dy, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor):
     planes, H, W = dx.shape
-    _, P, Q = dy.shape
     for t in range(cuda.grid(1), planes * H * W, cuda.gridsize(1)):
-        p, rest = t // (H * W), t % (H * W)
-        ih, iw = rest // W, rest % W
-        # outputs whose window [o*s - pad, o*s - pad + k) contains i: o in [ceil((i+pad-k+1)/s), floor((i+pad)/s)]
-        oh0, oh1 = max(-((kh - 1 - ih - ph) // sh), 0), min((ih + ph) // sh, P - 1)
-        ow0, ow1 = max(-((kw - 1 - iw - pw) // sw), 0), min((iw + pw) // sw, Q - 1)
-        acc = dy[p, 0, 0] * 0
-        for oh in range(oh0, oh1 + 1):
-            for ow in range(ow0, ow1 + 1):
-                d = divisor
-                if d == 0:
-                    d = _axis_count(oh, H, kh, sh, ph, include_pad) * _axis_count(ow, W, kw, sw, pw, include_pad)
-                acc += dy[p, oh, ow] / d
-        dx[p, ih, iw] = acc
+        p, ih, iw = t // (H * W), (t // W) % H, t % W
+        dx[p, ih, iw] = _avg_input_grad(dy, p, ih, iw, H, W, kh, kw, sh, sw, ph, pw, include_pad, divisor)
 
 
 @cuda.jit
 def _adaptive_avg_forward(x, out):
-    planes, H, W = x.shape
-    _, P, Q = out.shape
+    planes, P, Q = out.shape
     for t in range(cuda.grid(1), planes * P * Q, cuda.gridsize(1)):
-        p, rest = t // (P * Q), t % (P * Q)
-        oh, ow = rest // Q, rest % Q
-        h0, h1 = (oh * H) // P, ((oh + 1) * H + P - 1) // P
-        w0, w1 = (ow * W) // Q, ((ow + 1) * W + Q - 1) // Q
-        acc = x[p, 0, 0] * 0
-        for ih in range(h0, h1):
-            for iw in range(w0, w1):
-                acc += x[p, ih, iw]
-        out[p, oh, ow] = acc / ((h1 - h0) * (w1 - w0))
+        p, oh, ow = t // (P * Q), (t // Q) % P, t % Q
+        out[p, oh, ow] = _adaptive_avg_window(x, p, oh, ow, P, Q)
 
 
 @cuda.jit
 def _adaptive_avg_backward(dy, dx):
     planes, H, W = dx.shape
-    _, P, Q = dy.shape
     for t in range(cuda.grid(1), planes * H * W, cuda.gridsize(1)):
-        p, rest = t // (H * W), t % (H * W)
-        ih, iw = rest // W, rest % W
-        acc = dy[p, 0, 0] * 0
-        for oh in range((ih * P) // H, min(((ih + 1) * P + H - 1) // H, P)):
-            h0, h1 = (oh * H) // P, ((oh + 1) * H + P - 1) // P
-            if ih < h0 or ih >= h1:
-                continue
-            for ow in range((iw * Q) // W, min(((iw + 1) * Q + W - 1) // W, Q)):
-                w0, w1 = (ow * W) // Q, ((ow + 1) * W + Q - 1) // Q
-                if iw < w0 or iw >= w1:
-                    continue
-                acc += dy[p, oh, ow] / ((h1 - h0) * (w1 - w0))
-        dx[p, ih, iw] = acc
+        p, ih, iw = t // (H * W), (t // W) % H, t % W
+        dx[p, ih, iw] = _adaptive_avg_input_grad(dy, p, ih, iw, H, W)
 
 
 @cuda.jit
 def _adaptive_max_forward(x, out, idx):
-    planes, H, W = x.shape
-    _, P, Q = out.shape
+    planes, P, Q = out.shape
     for t in range(cuda.grid(1), planes * P * Q, cuda.gridsize(1)):
-        p, rest = t // (P * Q), t % (P * Q)
-        oh, ow = rest // Q, rest % Q
-        h0, h1 = (oh * H) // P, ((oh + 1) * H + P - 1) // P
-        w0, w1 = (ow * W) // Q, ((ow + 1) * W + Q - 1) // Q
-        m = -math.inf
-        best = h0 * W + w0
-        for ih in range(h0, h1):
-            for iw in range(w0, w1):
-                v = x[p, ih, iw]
-                if v > m or v != v:
-                    m = v
-                    best = ih * W + iw
+        p, oh, ow = t // (P * Q), (t // Q) % P, t % Q
+        m, best = _adaptive_max_window(x, p, oh, ow, P, Q)
         out[p, oh, ow] = m
         idx[p, oh, ow] = best
 
