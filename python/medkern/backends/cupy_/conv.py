@@ -7,17 +7,13 @@ results are deterministic. The CUDA source below is compiled twice, once per dty
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-
 import numpy as np
-import torch
+
+from ._launch import MAX_BLOCKS, THREADS, Kernels, as_cupy, blocks, on_torch_stream
 
 KERNELS = ("medkern_conv2d_forward", "medkern_conv2d_grad_input", "medkern_conv2d_grad_weight",
            "medkern_conv2d_grad_bias")
 BIAS_THREADS = 256  # must match the shared buffer of medkern_conv2d_grad_bias (a power of two)
-THREADS = 256
-MAX_BLOCKS = 1 << 20  # the kernels loop over larger outputs
 
 # Shapes arrive as long long: products such as N*K*P*Q may pass 2^31.
 SOURCE = r"""
@@ -139,47 +135,8 @@ extern "C" __global__ void medkern_conv2d_grad_bias(
 }
 """
 
-_CTYPES = {torch.float32: "float", torch.float64: "double"}
-
-
-def source_for(ctype: str) -> str:
-    """The complete CUDA source compiled for one element type (``"float"`` or ``"double"``)."""
-    return f"typedef {ctype} scalar_t;\n" + SOURCE
-
-
-@functools.lru_cache(maxsize=None)
-def _module(ctype: str):
-    import cupy
-
-    # CuPy compiles lazily, once per device, and caches the binary on disk.
-    return cupy.RawModule(code=source_for(ctype))
-
-
-def _kernel(name: str, dtype: torch.dtype):
-    return _module(_CTYPES[dtype]).get_function(name)
-
-
-def _blocks(total: int) -> int:
-    return min((total + THREADS - 1) // THREADS, MAX_BLOCKS)
-
-
-@contextlib.contextmanager
-def _on_torch_stream(t: torch.Tensor):
-    """Makes ``t``'s GPU current (for torch, which refuses to export a tensor of another device, and for
-    CuPy) and CuPy's current stream torch's current stream there, so the kernels queue behind the torch
-    work that produced their inputs and nothing needs synchronising."""
-    import cupy
-
-    with torch.cuda.device(t.device), cupy.cuda.Device(t.device.index):
-        with cupy.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream):
-            yield
-
-
-def _cp(t: torch.Tensor):
-    """Zero-copy CuPy view of a contiguous CUDA tensor (autograd state does not matter to a kernel)."""
-    import cupy
-
-    return cupy.from_dlpack(t.detach())
+_KERNELS = Kernels(SOURCE)
+source_for = _KERNELS.source_for
 
 
 def _shape_args(x_shape, w_shape, out_hw, p):
@@ -194,38 +151,38 @@ def conv2d_forward(x, weight, bias, out, p):
     total = out.numel()
     if total == 0:
         return
-    with _on_torch_stream(x):
-        xc = _cp(x)
-        args = (xc, _cp(weight), xc if bias is None else _cp(bias), np.int32(bias is not None), _cp(out))
-        _kernel("medkern_conv2d_forward", x.dtype)(
-            (_blocks(total),), (THREADS,), args + _shape_args(x.shape, weight.shape, out.shape[2:], p))
+    with on_torch_stream(x):
+        xc = as_cupy(x)
+        args = (xc, as_cupy(weight), xc if bias is None else as_cupy(bias), np.int32(bias is not None), as_cupy(out))
+        _KERNELS.get("medkern_conv2d_forward", x.dtype)(
+            (blocks(total),), (THREADS,), args + _shape_args(x.shape, weight.shape, out.shape[2:], p))
 
 
 def conv2d_grad_input(grad_out, weight, grad_x, p):
     total = grad_x.numel()
     if total == 0:
         return
-    with _on_torch_stream(grad_x):
-        args = (_cp(grad_out), _cp(weight), _cp(grad_x))
-        _kernel("medkern_conv2d_grad_input", grad_x.dtype)(
-            (_blocks(total),), (THREADS,), args + _shape_args(grad_x.shape, weight.shape, grad_out.shape[2:], p))
+    with on_torch_stream(grad_x):
+        args = (as_cupy(grad_out), as_cupy(weight), as_cupy(grad_x))
+        _KERNELS.get("medkern_conv2d_grad_input", grad_x.dtype)(
+            (blocks(total),), (THREADS,), args + _shape_args(grad_x.shape, weight.shape, grad_out.shape[2:], p))
 
 
 def conv2d_grad_weight(grad_out, x, grad_w, p):
     total = grad_w.numel()
     if total == 0:
         return
-    with _on_torch_stream(x):
-        args = (_cp(grad_out), _cp(x), _cp(grad_w))
-        _kernel("medkern_conv2d_grad_weight", x.dtype)(
-            (_blocks(total),), (THREADS,), args + _shape_args(x.shape, grad_w.shape, grad_out.shape[2:], p))
+    with on_torch_stream(x):
+        args = (as_cupy(grad_out), as_cupy(x), as_cupy(grad_w))
+        _KERNELS.get("medkern_conv2d_grad_weight", x.dtype)(
+            (blocks(total),), (THREADS,), args + _shape_args(x.shape, grad_w.shape, grad_out.shape[2:], p))
 
 
 def conv2d_grad_bias(grad_out, grad_b):
     N, K, P, Q = grad_out.shape
     if K == 0:
         return
-    with _on_torch_stream(grad_out):
-        _kernel("medkern_conv2d_grad_bias", grad_out.dtype)(
+    with on_torch_stream(grad_out):
+        _KERNELS.get("medkern_conv2d_grad_bias", grad_out.dtype)(
             (min(K, MAX_BLOCKS),), (BIAS_THREADS,),
-            (_cp(grad_out), _cp(grad_b), np.int64(N), np.int64(K), np.int64(P * Q)))
+            (as_cupy(grad_out), as_cupy(grad_b), np.int64(N), np.int64(K), np.int64(P * Q)))

@@ -13,12 +13,10 @@ As in conv.py, the CUDA source is compiled once per dtype by prefixing a ``typed
 """
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 
-from .conv import THREADS, _blocks, _cp, _on_torch_stream
+from ._launch import THREADS, Kernels, as_cupy, blocks, on_torch_stream
 
 KERNELS = ("medkern_max_pool2d_forward", "medkern_max_pool2d_scatter", "medkern_avg_pool2d_forward",
            "medkern_avg_pool2d_backward", "medkern_adaptive_avg_pool2d_forward",
@@ -214,24 +212,8 @@ extern "C" __global__ void medkern_adaptive_max_pool2d_forward(
 }
 """
 
-_CTYPES = {torch.float32: "float", torch.float64: "double"}
-
-
-def source_for(ctype: str) -> str:
-    """The complete CUDA source compiled for one element type (``"float"`` or ``"double"``)."""
-    return f"typedef {ctype} scalar_t;\n" + SOURCE
-
-
-@functools.lru_cache(maxsize=None)
-def _module(ctype: str):
-    import cupy
-
-    # CuPy compiles lazily, once per device, and caches the binary on disk.
-    return cupy.RawModule(code=source_for(ctype))
-
-
-def _kernel(name: str, dtype: torch.dtype):
-    return _module(_CTYPES[dtype]).get_function(name)
+_KERNELS = Kernels(SOURCE)
+source_for = _KERNELS.source_for
 
 
 def _planes_args(x_shape, out_hw):
@@ -249,9 +231,9 @@ def _launch(name, ref, total, args):
     """Runs kernel `name` for `ref`'s dtype over `total` elements on torch's current stream of `ref`'s GPU."""
     if total == 0:
         return
-    with _on_torch_stream(ref):
-        _kernel(name, ref.dtype)((_blocks(total),), (THREADS,), tuple(_cp(a) if isinstance(a, torch.Tensor) else a
-                                                                      for a in args))
+    with on_torch_stream(ref):
+        cupy_args = tuple(as_cupy(a) if isinstance(a, torch.Tensor) else a for a in args)
+        _KERNELS.get(name, ref.dtype)((blocks(total),), (THREADS,), cupy_args)
 
 
 def max_pool2d_forward(x, out, indices, p):
@@ -269,15 +251,15 @@ def max_pool2d_backward(grad_out, indices, grad_x):
     N, C, H, W = grad_x.shape
     P, Q = grad_out.shape[2:]
     total = grad_out.numel()
-    with _on_torch_stream(grad_x):
-        dx = _cp(grad_x)
+    with on_torch_stream(grad_x):
+        dx = as_cupy(grad_x)
         dx.fill(0)
         if total == 0:
             return
         bad = cupy.zeros(1, dtype=cupy.uint64)
-        _kernel("medkern_max_pool2d_scatter", grad_x.dtype)(
-            (_blocks(total),), (THREADS,),
-            (_cp(grad_out), _cp(indices), dx, np.int64(total), np.int64(P * Q), np.int64(H * W), bad))
+        _KERNELS.get("medkern_max_pool2d_scatter", grad_x.dtype)(
+            (blocks(total),), (THREADS,),
+            (as_cupy(grad_out), as_cupy(indices), dx, np.int64(total), np.int64(P * Q), np.int64(H * W), bad))
         n_bad = int(bad.get()[0])  # copies on the current (torch's) stream and waits for it
     if n_bad:
         raise ValueError(f"indices: {n_bad} value(s) outside [0, H*W) of the input plane")
