@@ -53,6 +53,13 @@ inline void set_window(Pool2dShape& s, int64_t kh, int64_t kw, int64_t sh, int64
 
 // Whether a device implements the fused max-pool backward from the input (the CPU does; elsewhere the
 // Python backend composes the indexed forward and backward).
+inline void set_average_window(Pool2dShape& s, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                               int64_t pw, bool count_include_pad, int64_t divisor_override) {
+  set_window(s, kh, kw, sh, sw, ph, pw, 1, 1);
+  s.count_include_pad = count_include_pad;
+  s.divisor_override = divisor_override;
+}
+
 template <class Impl, class = void>
 struct has_backward_from_input : std::false_type {};
 template <class Impl>
@@ -148,9 +155,7 @@ void bind_pool2d(py::module_& m) {
         TensorView x = view_of(x_, "input"), y = view_of(y_, "out");
         expect_device(x, Impl::device, "input");
         Pool2dShape s = pool_planes(x, y, "input", "out");
-        set_window(s, kh, kw, sh, sw, ph, pw, 1, 1);
-        s.count_include_pad = count_include_pad;
-        s.divisor_override = divisor_override;
+        set_average_window(s, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override);
         prefer_huge_pages(y);
         py::gil_scoped_release nogil;
         dispatch_float(x.dtype, [&](auto t) {
@@ -172,9 +177,7 @@ void bind_pool2d(py::module_& m) {
         TensorView dy = view_of(dy_, "grad_output"), dx = view_of(dx_, "grad_input");
         expect_device(dx, Impl::device, "grad_input");
         Pool2dShape s = pool_planes(dx, dy, "grad_input", "grad_output");
-        set_window(s, kh, kw, sh, sw, ph, pw, 1, 1);
-        s.count_include_pad = count_include_pad;
-        s.divisor_override = divisor_override;
+        set_average_window(s, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override);
         prefer_huge_pages(dx);
         py::gil_scoped_release nogil;
         dispatch_float(dx.dtype, [&](auto t) {
