@@ -64,3 +64,25 @@ def test_native_cpu_is_deterministic(threads):
         assert all(torch.equal(runs[0], r) for r in runs[1:])
     finally:
         C.set_num_threads(before)
+
+
+def test_non_finite_values_stay_in_their_batch_element(kernels):
+    """Sums start from zero, not from some element times zero (inf * 0 is NaN): an inf or NaN in one
+    image must not leak into another image's outputs or gradients."""
+    k, device = kernels
+    p = CASES[0].params
+    x = torch.ones(2, 3, 7, 9, dtype=torch.float64, device=device)
+    x[0, 0, 0, 0] = float("inf")
+    x[0, 1, 3, 3] = float("nan")
+    w = torch.ones(5, 3, 3, 3, dtype=torch.float64, device=device)
+    y = poisoned((2, 5, 7, 9), torch.float64, device)
+    k.conv2d_forward(x, w, None, y, p)
+    assert torch.isfinite(y[1]).all() and (y[1, :, 3, 4] == 27).all()
+    dy = torch.ones_like(y)
+    dy[0, 0, 0, 0] = float("inf")
+    dw = poisoned(w.shape, torch.float64, device)
+    k.conv2d_grad_weight(dy[1:], x[1:], dw, p)
+    assert torch.isfinite(dw).all()
+    dx = poisoned(x.shape, torch.float64, device)
+    k.conv2d_grad_input(dy, w, dx, p)
+    assert torch.isfinite(dx[1]).all()

@@ -66,4 +66,9 @@ for size in [(2, 3), (1, 1), (4, 8)]:
     om, oi = np.full((2, *size), np.nan), np.full((2, *size), -1, np.int64)
     k.launch_adaptive_max_pool2d_forward(planes(x), om, oi)
     check(np.array_equal(oi, planes(rmi)) and np.allclose(om, planes(rm), equal_nan=True), f"adaptive max {size}")
+xi = np.ones((2, 6, 6))
+xi[:, 0, 0] = np.inf
+out = np.full((2, 3, 3), np.nan)
+k.launch_avg_pool2d_forward(xi, out, (2, 2), (2, 2), (0, 0), True, None)
+check(np.isinf(out[:, 0, 0]).all() and (out.reshape(2, -1)[:, 1:] == 1).all(), "an infinity stays in its windows")
 print("all simulated pooling kernels match torch")

@@ -15,3 +15,4 @@ def test_numba_cuda_pool_kernels_on_the_simulator():
                           env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "all simulated pooling kernels match torch" in proc.stdout
+

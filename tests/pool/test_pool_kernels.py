@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import medkern
+from medkern._geometry import Pool2dParams
 from conftest import TOL, backend_devices, rel_err
 
 from .cases import ADAPTIVE, CASES
@@ -94,3 +95,21 @@ def test_adaptive_pools(kernels, shape, size, dtype):
     idx = torch.full(ref_max.shape, -5, dtype=torch.int64, device=device)
     k.adaptive_max_pool2d_forward(x, out, idx)
     assert same_values(out, ref_max) and torch.equal(idx.cpu(), ref_idx)
+
+
+def test_an_infinity_stays_in_its_own_windows(kernels):
+    """Sums must start from zero, not from some element times zero (inf * 0 is NaN)."""
+    k, device = kernels
+    x = torch.ones(1, 2, 6, 6, dtype=torch.float64, device=device)
+    x[:, :, 0, 0] = float("inf")
+    out = nan_full((1, 2, 3, 3), torch.float64, device)
+    k.avg_pool2d_forward(x, out, Pool2dParams((2, 2), (2, 2), (0, 0), (1, 1)), True, None)
+    assert torch.isinf(out[:, :, 0, 0]).all() and (out.flatten(2)[:, :, 1:] == 1).all()
+    out = nan_full((1, 2, 2, 3), torch.float64, device)
+    k.adaptive_avg_pool2d_forward(x, out)
+    assert torch.isinf(out[:, :, 0, 0]).all() and (out.flatten(2)[:, :, 1:] == 1).all()
+    dy = torch.ones(1, 2, 3, 3, dtype=torch.float64, device=device)
+    dy[:, :, 2, 2] = float("inf")
+    dx = nan_full(x.shape, torch.float64, device)
+    k.avg_pool2d_backward(dy, dx, Pool2dParams((2, 2), (2, 2), (0, 0), (1, 1)), True, None)
+    assert torch.isinf(dx[:, :, 4:, 4:]).all() and (dx[:, :, :4, :4] == 0.25).all()

@@ -56,7 +56,7 @@ def compile_for(jit) -> SimpleNamespace:
     @jit
     def avg_window(x, p, oh, ow, kh, kw, sh, sw, ph, pw, include_pad, divisor):
         H, W = x.shape[1], x.shape[2]
-        acc = x[p, 0, 0] * 0
+        acc = 0.0  # float64 accumulator; x[..]*0 would be NaN when that element is inf
         for ih in range(max(oh * sh - ph, 0), min(oh * sh - ph + kh, H)):
             for iw in range(max(ow * sw - pw, 0), min(ow * sw - pw + kw, W)):
                 acc += x[p, ih, iw]
@@ -68,7 +68,7 @@ def compile_for(jit) -> SimpleNamespace:
         """Gradient of one input element: the outputs whose windows contain it are
         o in [ceil((i + pad - k + 1) / s), floor((i + pad) / s)], each contributing dy / its divisor."""
         P, Q = dy.shape[1], dy.shape[2]
-        acc = dy[p, 0, 0] * 0
+        acc = 0.0
         for oh in range(max(-((kh - 1 - ih - ph) // sh), 0), min((ih + ph) // sh, P - 1) + 1):
             for ow in range(max(-((kw - 1 - iw - pw) // sw), 0), min((iw + pw) // sw, Q - 1) + 1):
                 acc += dy[p, oh, ow] / avg_divisor(oh, ow, H, W, kh, kw, sh, sw, ph, pw, include_pad, divisor)
@@ -90,7 +90,7 @@ def compile_for(jit) -> SimpleNamespace:
         H, W = x.shape[1], x.shape[2]
         h0, h1 = adaptive_start(oh, H, P), adaptive_end(oh, H, P)
         w0, w1 = adaptive_start(ow, W, Q), adaptive_end(ow, W, Q)
-        acc = x[p, 0, 0] * 0
+        acc = 0.0  # float64 accumulator; x[..]*0 would be NaN when that element is inf
         for ih in range(h0, h1):
             for iw in range(w0, w1):
                 acc += x[p, ih, iw]
@@ -117,7 +117,7 @@ def compile_for(jit) -> SimpleNamespace:
     def adaptive_avg_input_grad(dy, p, ih, iw, H, W):
         """Gradient of one input element of adaptive average pooling: the windows that contain it."""
         P, Q = dy.shape[1], dy.shape[2]
-        acc = dy[p, 0, 0] * 0
+        acc = 0.0
         for oh in range(adaptive_start(ih, P, H), min(adaptive_end(ih, P, H), P)):
             h0, h1 = adaptive_start(oh, H, P), adaptive_end(oh, H, P)
             if ih < h0 or ih >= h1:

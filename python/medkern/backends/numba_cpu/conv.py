@@ -35,6 +35,12 @@ def _span(offset, stride, size, n_out):
     return lo, hi
 
 
+@numba.njit(inline="always")
+def _zeros_rows(rows, like_row):
+    """A (rows, len(like_row)) array of zeros of like_row's dtype."""
+    return np.zeros((rows, like_row.shape[0]), like_row.dtype)
+
+
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def _forward(x, w, b, has_bias, out, sh, sw, ph, pw, dh, dw, groups):
     N, C, H, W = x.shape
@@ -131,12 +137,6 @@ def _grad_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw, groups):
                 dw_out[k, cl, r, s] = total
 
 
-@numba.njit(inline="always")
-def _zeros_rows(rows, like_row):
-    """A (rows, len(like_row)) array of zeros of like_row's dtype."""
-    return np.zeros((rows, like_row.shape[0]), like_row.dtype)
-
-
 @numba.njit(parallel=True, cache=True, fastmath=False)
 def _grad_bias(dy, db):
     N, K, P, Q = dy.shape
@@ -147,7 +147,7 @@ def _grad_bias(dy, db):
             for p in range(P):
                 dy_row = dyk[p]
                 for q in range(Q):
-                    acc[q] += dy_row[q]
+                    acc[uint64(q)] += dy_row[uint64(q)]
         total = acc[0]
         for q in range(1, Q):
             total += acc[q]
