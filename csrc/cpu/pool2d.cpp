@@ -46,16 +46,21 @@ struct SumOp {
   template <typename V> static V combine_vec(V acc, V v) { return acc + v; }
 };
 
+// Scratch of one thread. Rows are padded to whole vectors (plus one vector of slack in every phase), so
+// the row loops run on full vectors only; lanes past the output width are computed and dropped.
 template <typename T>
 struct SeparableWork {
-  int64_t padded_len, phase_len;
-  Buffer<T> padded, phases, row_max;
+  static constexpr int L = Vec<T>::lanes;
+  int64_t q_padded, phase_len;
+  Buffer<T> padded, phases, row_out, row_max;
   Buffer<int64_t> row_index;
   explicit SeparableWork(const Pool2dShape& s)
-      : padded_len(std::max((s.Q - 1) * s.sw + (s.kw - 1) * s.dw + 1, s.pw + s.W)),
-        phase_len(ceil_div(padded_len, s.sw)),
+      : q_padded(ceil_div(s.Q, L) * L),
+        phase_len(ceil_div(ceil_div(std::max((s.Q - 1) * s.sw + (s.kw - 1) * s.dw + 1, s.pw + s.W), s.sw) +
+                                (s.kw - 1) * s.dw / s.sw + q_padded - s.Q + L, L) * L),
         padded(alloc_buffer<T>(phase_len * s.sw)),
         phases(alloc_buffer<T>(phase_len * s.sw)),
+        row_out(alloc_buffer<T>(q_padded)),
         row_max(alloc_buffer<T>(s.Q)),
         row_index(alloc_buffer<int64_t>(s.Q)) {}
 };
@@ -70,8 +75,7 @@ const T* split_phases(const Pool2dShape& s, SeparableWork<T>& w) {
   if (s.sw == 1) return t;
   T* __restrict ph = w.phases.get();
   if (s.sw == 2) {
-    int64_t j = 0;
-    for (; j + L <= w.phase_len; j += L) {
+    for (int64_t j = 0; j < w.phase_len; j += L) {  // phase_len is a whole number of vectors
       const V a = Vec<T>::load(t + 2 * j), b = Vec<T>::load(t + 2 * j + L);
       V even, odd;
       for (int l = 0; l < L; ++l) {  // GCC turns this pair of lane loops into two permutes
@@ -80,10 +84,6 @@ const T* split_phases(const Pool2dShape& s, SeparableWork<T>& w) {
       }
       Vec<T>::store(ph + j, even);
       Vec<T>::store(ph + w.phase_len + j, odd);
-    }
-    for (; j < w.phase_len; ++j) {
-      ph[j] = t[2 * j];
-      ph[w.phase_len + j] = t[2 * j + 1];
     }
   } else {
     for (int64_t r = 0; r < s.sw; ++r)
@@ -118,17 +118,18 @@ void separable_row(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* _
   }
   if (first) std::fill(body, body + s.W, id);  // unreachable with torch's padding rule; kept total
   const T* phase_base = split_phases(s, w);
+  T* __restrict acc = s.Q == w.q_padded ? out : w.row_out.get();
   for (int64_t kw = 0; kw < s.kw; ++kw) {
     const int64_t o = kw * s.dw;
     const T* __restrict src = phase_base + (o % s.sw) * w.phase_len + o / s.sw;
     if (kw == 0) {
-      std::memcpy(out, src, s.Q * sizeof(T));
+      std::memcpy(acc, src, w.q_padded * sizeof(T));
       continue;
     }
-    int64_t q = 0;
-    for (; q + L <= s.Q; q += L) Vec<T>::store(out + q, Op::combine_vec(Vec<T>::load(out + q), Vec<T>::load(src + q)));
-    for (; q < s.Q; ++q) out[q] = Op::combine(out[q], src[q]);
+    for (int64_t q = 0; q < w.q_padded; q += L)
+      Vec<T>::store(acc + q, Op::combine_vec(Vec<T>::load(acc + q), Vec<T>::load(src + q)));
   }
+  if (acc != out) std::memcpy(out, acc, s.Q * sizeof(T));
 }
 
 // Max pooling with indices must pick the same element as torch on ties and NaNs, so each window is
