@@ -29,3 +29,16 @@ def test_bench_prints_ratios_and_appends_csv(tmp_path):
 def test_bad_arguments_exit_nonzero():
     assert _medkern("bench", "--dtype", "int8").returncode != 0
     assert _medkern("frobnicate").returncode != 0
+
+
+def test_demo_checks_a_patched_model_then_benchmarks(monkeypatch, capsys):
+    """The main job in-process, with the (minutes-long) benchmark replaced by a recorder."""
+    from medkern import cli
+    from medkern.bench import runner
+
+    calls = []
+    monkeypatch.setattr(runner, "run", lambda **kwargs: calls.append(kwargs))
+    assert cli.main(["demo", "--csv", ""]) == 0
+    out = capsys.readouterr().out
+    assert "patched CNN vs torch" in out and "4 layers swapped" in out
+    assert calls and calls[0]["device"] == "cpu"
