@@ -46,8 +46,9 @@ struct SumOp {
   template <typename V> static V combine_vec(V acc, V v) { return acc + v; }
 };
 
-// Scratch of one thread. Rows are padded to whole vectors (plus one vector of slack in every phase), so
-// the row loops run on full vectors only; lanes past the output width are computed and dropped.
+// Scratch of one thread. Output rows are padded to whole vectors and every phase is long enough for the
+// last tap to read a whole padded row, so the row loops run on full vectors only; lanes past the output
+// width are computed and dropped.
 template <typename T>
 struct SeparableWork {
   static constexpr int L = Vec<T>::lanes;
@@ -56,8 +57,8 @@ struct SeparableWork {
   Buffer<int64_t> row_index;
   explicit SeparableWork(const Pool2dShape& s)
       : q_padded(ceil_div(s.Q, L) * L),
-        phase_len(ceil_div(ceil_div(std::max((s.Q - 1) * s.sw + (s.kw - 1) * s.dw + 1, s.pw + s.W), s.sw) +
-                                (s.kw - 1) * s.dw / s.sw + q_padded - s.Q + L, L) * L),
+        phase_len(ceil_div(std::max(ceil_div(std::max((s.Q - 1) * s.sw + (s.kw - 1) * s.dw + 1, s.pw + s.W), s.sw),
+                                    (s.kw - 1) * s.dw / s.sw + q_padded), L) * L),
         padded(alloc_buffer<T>(phase_len * s.sw)),
         phases(alloc_buffer<T>(phase_len * s.sw)),
         row_out(alloc_buffer<T>(q_padded)),
