@@ -78,13 +78,9 @@ const T* split_phases(const Pool2dShape& s, SeparableWork<T>& w) {
   if (s.sw == 2) {
     for (int64_t j = 0; j < w.phase_len; j += L) {  // phase_len is a whole number of vectors
       const V a = Vec<T>::load(t + 2 * j), b = Vec<T>::load(t + 2 * j + L);
-      V even, odd;
-      for (int l = 0; l < L; ++l) {  // GCC turns this pair of lane loops into two permutes
-        even[l] = l < L / 2 ? a[2 * l] : b[2 * l - L];
-        odd[l] = l < L / 2 ? a[2 * l + 1] : b[2 * l + 1 - L];
-      }
-      Vec<T>::store(ph + j, even);
-      Vec<T>::store(ph + w.phase_len + j, odd);
+      // Two-source permutes (vpermt2ps/pd on AVX-512): lanes 0..L-1 index a, L..2L-1 index b.
+      Vec<T>::store(ph + j, __builtin_shuffle(a, b, Vec<T>::even_lanes()));
+      Vec<T>::store(ph + w.phase_len + j, __builtin_shuffle(a, b, Vec<T>::odd_lanes()));
     }
   } else {
     for (int64_t r = 0; r < s.sw; ++r)
