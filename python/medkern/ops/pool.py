@@ -73,12 +73,16 @@ def _max_backward_from_input(grad_out, x, kernel, stride, padding, dilation):
         return grad_x.zero_()
     k, p = _kernels(x), _params(kernel, stride, padding, dilation)
     x, grad_out = x.contiguous(), grad_out.contiguous()
-    try:
-        k.max_pool2d_backward_from_input(grad_out, x, grad_x, p)
-    except (AttributeError, NotImplementedError):
-        indices = torch.empty(grad_out.shape, dtype=torch.int64, device=x.device)
-        k.max_pool2d_forward(x, torch.empty_like(grad_out), indices, p)
-        k.max_pool2d_backward(grad_out, indices, grad_x)
+    fused = getattr(k, "max_pool2d_backward_from_input", None)
+    if fused is not None:
+        try:
+            fused(grad_out, x, grad_x, p)
+            return grad_x
+        except NotImplementedError:  # the backend has it for some devices only
+            pass
+    indices = torch.empty(grad_out.shape, dtype=torch.int64, device=x.device)
+    k.max_pool2d_forward(x, torch.empty_like(grad_out), indices, p)
+    k.max_pool2d_backward(grad_out, indices, grad_x)
     return grad_x
 
 
