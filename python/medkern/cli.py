@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="version, build flags and backends").set_defaults(func=_info)
     bench = sub.add_parser("bench", help="medkern vs torch, interleaved in one process")
     bench.add_argument("--case", default="", help="run only cases whose name contains this")
-    bench.add_argument("--family", default="", choices=["", "conv", "pool"], help="one op family (default: all)")
+    from medkern.bench.runner import FAMILIES
+
+    bench.add_argument("--family", default="", choices=["", *FAMILIES], help="one op family (default: all)")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     bench.add_argument("--backend", default=None, help="backend to measure (default: the one in force)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
