@@ -124,3 +124,102 @@ def test_patch_swaps_pooling_layers():
     medkern.patch(model)
     assert [type(m).__module__.split(".")[0] for m in model[:4]] == ["medkern"] * 4
     assert rel_err(model(x), want) < 1e-6
+
+
+def _same_module_behaviour(ours, theirs, x, **call):
+    """Same parameter names and initial values, state_dicts load both ways, same outputs and gradients."""
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()):
+        assert torch.equal(a, b)
+    theirs.load_state_dict(ours.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    x = x.clone().requires_grad_()
+    y, y_ref = ours(x, **call), theirs(x, **call)
+    assert y.shape == y_ref.shape and rel_err(y, y_ref) < 1e-5
+    g = torch.autograd.grad(y.square().sum(), [x, *ours.parameters()])
+    g_ref = torch.autograd.grad(y_ref.square().sum(), [x, *theirs.parameters()])
+    for a, b in zip(g, g_ref):
+        assert rel_err(a, b) < 1e-5
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(in_channels=3, out_channels=8, kernel_size=7, padding=3),
+    dict(in_channels=4, out_channels=6, kernel_size=4, stride=2, dilation=2, groups=2, bias=False),
+    dict(in_channels=3, out_channels=5, kernel_size=4, padding="same"),
+    dict(in_channels=3, out_channels=5, kernel_size=3, padding=2, padding_mode="reflect"),
+])
+def test_conv1d_module_is_a_drop_in(kwargs):
+    torch.manual_seed(0)
+    ours = medkern.nn.Conv1d(**kwargs)
+    torch.manual_seed(0)
+    _same_module_behaviour(ours, torch.nn.Conv1d(**kwargs), torch.randn(2, kwargs["in_channels"], 23))
+
+
+@pytest.mark.parametrize("kwargs,output_size", [
+    (dict(in_channels=8, out_channels=4, kernel_size=4, stride=2, padding=1), None),
+    (dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, output_padding=1, groups=2), None),
+    (dict(in_channels=3, out_channels=5, kernel_size=3, stride=2, padding=1, dilation=2, bias=False), None),
+    (dict(in_channels=8, out_channels=4, kernel_size=3, stride=2, padding=1), (12, 11)),  # output_size picks padding
+])
+def test_conv_transpose2d_module_is_a_drop_in(kwargs, output_size):
+    torch.manual_seed(0)
+    ours = medkern.nn.ConvTranspose2d(**kwargs)
+    torch.manual_seed(0)
+    theirs = torch.nn.ConvTranspose2d(**kwargs)
+    call = {} if output_size is None else {"output_size": output_size}
+    _same_module_behaviour(ours, theirs, torch.randn(2, kwargs["in_channels"], 6, 6), **call)
+
+
+def _conv_act_model(slope=0.2):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(inplace=True),
+                               torch.nn.Conv2d(8, 8, 3), torch.nn.LeakyReLU(slope),
+                               torch.nn.Flatten(),
+                               torch.nn.Linear(8 * 6 * 6, 2))
+
+
+def test_patch_fuses_conv_and_activation_keeping_outputs_and_state_dict():
+    model = _conv_act_model()
+    x = torch.randn(2, 3, 8, 8)
+    expected = model(x)
+    keys = list(model.state_dict())
+    medkern.patch(model)
+    assert [m.fused_activation for m in model if isinstance(m, medkern.nn.Conv2d)] == ["relu", "leaky_relu"]
+    assert model[2].negative_slope == 0.2
+    assert isinstance(model[1], torch.nn.Identity) and isinstance(model[3], torch.nn.Identity)
+    assert list(model.state_dict()) == keys
+    assert rel_err(model(x), expected) < 1e-5
+    unfused = medkern.patch(_conv_act_model(), fuse=False)
+    assert all(m.fused_activation is None for m in unfused if isinstance(m, medkern.nn.Conv2d))
+    xg = x.clone().requires_grad_()
+    g = torch.autograd.grad(model(xg).sum(), [xg, *model.parameters()])
+    g_ref = torch.autograd.grad(unfused(xg).sum(), [xg, *unfused.parameters()])
+    for a, b in zip(g, g_ref):
+        assert rel_err(a, b) < 1e-5
+
+
+def test_patch_does_not_fuse_where_outputs_could_change():
+    model = _conv_act_model(slope=-0.1)  # a negative slope
+    shared = model[0]
+    outer = torch.nn.Sequential(model, shared)  # the first conv is used again without its ReLU
+    model[2].register_forward_hook(lambda m, i, o: None)  # a hook observes the pre-activation output
+    medkern.patch(outer)
+    assert all(m.fused_activation is None for m in model if isinstance(m, medkern.nn.Conv2d))
+    assert isinstance(model[1], torch.nn.ReLU) and isinstance(model[3], torch.nn.LeakyReLU)
+
+    class MySequential(torch.nn.Sequential):  # a subclass may have its own forward
+        pass
+
+    sub = MySequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
+    medkern.patch(sub)
+    assert sub[0].fused_activation is None and isinstance(sub[1], torch.nn.ReLU)
+
+
+def test_patch_swaps_conv1d_and_conv_transpose2d():
+    model = torch.nn.Sequential(torch.nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1), torch.nn.Flatten(2),
+                                torch.nn.Conv1d(2, 3, 5, padding=2))
+    x = torch.randn(2, 4, 5, 5)
+    expected = model(x)
+    medkern.patch(model)
+    assert type(model[0]) is medkern.nn.ConvTranspose2d and type(model[2]) is medkern.nn.Conv1d
+    assert rel_err(model(x), expected) < 1e-5

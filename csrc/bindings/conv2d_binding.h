@@ -20,7 +20,9 @@ void bind_conv2d(py::module_& m) {
   m.def(
       "conv2d_forward",
       [=](py::handle x_, py::handle w_, py::handle b_, py::handle y_, int64_t sh, int64_t sw, int64_t ph,
-          int64_t pw, int64_t dh, int64_t dw, int64_t groups, intptr_t stream) {
+          int64_t pw, int64_t dh, int64_t dw, int64_t groups, intptr_t stream, int activation, double slope) {
+        if (activation < 0 || activation > 2) fail_value("activation: must be 0 (none), 1 (relu) or 2 (leaky_relu)");
+        if (!(slope >= 0.0) || slope > 1e30) fail_value("negative_slope: must be finite and non-negative");
         TensorView x = view_of(x_, "input"), w = view_of(w_, "weight"), y = view_of(y_, "out");
         expect_device(x, Impl::device, "input");
         expect_rank(y, 4, "out");
@@ -41,12 +43,15 @@ void bind_conv2d(py::module_& m) {
           using T = decltype(t);
           Conv2dArgs<T> a{};
           a.s = s; a.x = x.ptr<T>(); a.w = w.ptr<T>(); a.bias = has_bias ? b.ptr<T>() : nullptr; a.y = y.ptr<T>();
+          a.act = static_cast<Activation>(activation); a.slope = static_cast<T>(slope);
           Impl::template forward<T>(a, stream);
         });
       },
       arg("input"), arg("weight"), arg("bias"), arg("out"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
-      arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"), arg("stream") = 0,
-      "out = conv2d(input, weight) + bias, written in full into `out` (N, K, P, Q).");
+      arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"), arg("stream") = 0, arg("activation") = 0,
+      arg("negative_slope") = 0.0,
+      "out = act(conv2d(input, weight) + bias), written in full into `out` (N, K, P, Q); activation 0 none, "
+      "1 relu, 2 leaky_relu with negative_slope >= 0.");
 
   m.def(
       "conv2d_grad_input",

@@ -36,6 +36,17 @@ MEDKERN_HD int64_t conv_out_coord(int64_t i, int64_t r, int64_t stride, int64_t 
   return o < out_size ? o : -1;
 }
 
+// The forward pass's fused epilogue, applied to conv + bias as the output is stored. The backward
+// recovers the activation's derivative from the output alone, which needs negative_slope >= 0.
+enum class Activation : int { none = 0, relu = 1, leaky_relu = 2 };
+
+// torch's semantics: relu(-inf) = 0, relu(NaN) = NaN, leaky_relu(v) = v < 0 ? v * slope : v.
+template <typename T>
+MEDKERN_HD T activate(T v, Activation act, T slope) {
+  if (act == Activation::none || !(v < T(0))) return v;
+  return act == Activation::relu ? T(0) : v * slope;
+}
+
 template <typename T>
 struct Conv2dArgs {
   Conv2dShape s;
@@ -47,6 +58,8 @@ struct Conv2dArgs {
   T* dx;          // grad-input output, N x C x H x W
   T* dw;          // grad-weight output, K x C/groups x R x S
   T* db;          // grad-bias output, K
+  Activation act; // forward epilogue (zero-initialised: none)
+  T slope;        // leaky_relu's negative slope
 };
 
 }  // namespace medkern

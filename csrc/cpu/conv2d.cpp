@@ -41,7 +41,7 @@ std::vector<T> pack_weights_per_group(const T* w, int64_t groups, int64_t M, int
 }
 
 template <typename T>
-void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep = {}) {
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int64_t a_size = packed_a_size<T>(Kg, CRS);
   const std::vector<T> a_packed = pack_weights_per_group(w, s.groups, Kg, CRS, CRS, 1, Kg * CRS);
@@ -63,7 +63,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
         }
       };
       gemm_packed<T>(Kg, ncur, CRS, a_packed.data() + g * a_size, pack_b, b_buf.get(),
-                     y + (n * s.K + g * Kg) * PQ + j0, PQ, bias ? bias + g * Kg : nullptr, false);
+                     y + (n * s.K + g * Kg) * PQ + j0, PQ, bias ? bias + g * Kg : nullptr, false, ep);
     }
   }
 }
@@ -95,7 +95,7 @@ bool grad_input_as_forward(const Conv2dArgs<T>& a) {
 
 template <typename T>
 void conv2d_forward(const Conv2dArgs<T>& a) {
-  forward_impl<T>(a.s, a.x, a.w, a.bias, a.y);
+  forward_impl<T>(a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{a.act, a.slope});
 }
 
 template <typename T>

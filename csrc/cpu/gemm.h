@@ -3,7 +3,7 @@
 // the operands (so im2col happens while packing, never as a separate tensor) and this file supplies the
 // micro-kernel, the panel layout and the blocked loop.
 //
-//   C[M x N] = (accumulate ? C : row_bias) + A[M x Kd] * B[Kd x N]
+//   C[M x N] = act((accumulate ? C : row_bias) + A[M x Kd] * B[Kd x N])
 //
 // Packed A: for each block of KC reduction steps, MR-row panels, each stored k-major (MR values per k).
 // Packed B: NR-column panels, each stored k-major (NR values per k).
@@ -13,6 +13,7 @@
 #include <memory>
 #include <new>
 
+#include "../common/conv2d_params.h"
 #include "simd.h"
 
 namespace medkern::cpu {
@@ -42,9 +43,25 @@ Buffer<T> alloc_buffer(int64_t n) {
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // C tile (m_valid x n_valid of MR x NR) from kc steps of one A panel and one B panel.
+// An activation applied as the final C values are stored (none while partial sums are still being
+// accumulated over reduction blocks).
+template <typename T>
+struct Epilogue {
+  Activation act = Activation::none;
+  T slope = T(0);
+
+  typename Vec<T>::type apply(typename Vec<T>::type v) const {
+    using V = typename Vec<T>::type;
+    if (act == Activation::none) return v;
+    const V neg = act == Activation::relu ? V{} : v * Vec<T>::broadcast(slope);
+    return v < V{} ? neg : v;
+  }
+  T apply(T v) const { return activate(v, act, slope); }
+};
+
 template <typename T>
 inline void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, int64_t ldc,
-                         int m_valid, int n_valid, const T* row_bias, bool accumulate) {
+                         int m_valid, int n_valid, const T* row_bias, bool accumulate, const Epilogue<T>& ep = {}) {
   using G = GemmTile<T>;
   using V = typename Vec<T>::type;
   constexpr int MR = G::MR, NV = G::NV, L = G::L;
@@ -64,7 +81,7 @@ inline void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict 
       for (int v = 0; v < NV; ++v) {
         T* p = c + i * ldc + v * L;
         const V base = accumulate ? Vec<T>::load(p) : Vec<T>::broadcast(row_bias ? row_bias[i] : T(0));
-        Vec<T>::store(p, base + acc[i][v]);
+        Vec<T>::store(p, ep.apply(base + acc[i][v]));
       }
     return;
   }
@@ -74,7 +91,7 @@ inline void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict 
   for (int i = 0; i < m_valid; ++i) {
     T* p = c + i * ldc;
     const T base = row_bias ? row_bias[i] : T(0);
-    for (int j = 0; j < n_valid; ++j) p[j] = (accumulate ? p[j] : base) + tile[i][j];
+    for (int j = 0; j < n_valid; ++j) p[j] = ep.apply((accumulate ? p[j] : base) + tile[i][j]);
   }
 }
 
@@ -105,9 +122,10 @@ int64_t packed_b_size(int64_t N) { return ceil_div(N, GemmTile<T>::NR) * GemmTil
 
 // C (+)= A * B for one column block. `pack_b(k0, kc, dst)` fills the B panels of reduction rows
 // [k0, k0+kc) for all N columns (zero past N). `a_packed` comes from pack_a with the same M and Kd.
+// The epilogue applies to the final sums only, so a caller that accumulates across calls passes none.
 template <typename T, class PackB>
 void gemm_packed(int64_t M, int64_t N, int64_t Kd, const T* a_packed, PackB&& pack_b, T* b_buf, T* C, int64_t ldc,
-                 const T* row_bias, bool accumulate) {
+                 const T* row_bias, bool accumulate, const Epilogue<T>& epilogue = {}) {
   using G = GemmTile<T>;
   const int64_t m_panels = ceil_div(M, G::MR), n_panels = ceil_div(N, G::NR);
   for (int64_t k0 = 0; k0 < Kd; k0 += G::KC) {
@@ -115,13 +133,14 @@ void gemm_packed(int64_t M, int64_t N, int64_t Kd, const T* a_packed, PackB&& pa
     pack_b(k0, kc, b_buf);
     const T* a_block = a_packed + m_panels * G::MR * k0;
     const bool acc = accumulate || k0 > 0;
+    const Epilogue<T> ep = k0 + kc == Kd ? epilogue : Epilogue<T>{};
     for (int64_t ip = 0; ip < m_panels; ++ip) {
       const int m_valid = static_cast<int>(std::min<int64_t>(G::MR, M - ip * G::MR));
       const T* bias = (row_bias && !acc) ? row_bias + ip * G::MR : nullptr;
       for (int64_t jp = 0; jp < n_panels; ++jp) {
         const int n_valid = static_cast<int>(std::min<int64_t>(G::NR, N - jp * G::NR));
         micro_kernel<T>(kc, a_block + ip * G::MR * kc, b_buf + jp * G::NR * kc, C + ip * G::MR * ldc + jp * G::NR, ldc,
-                        m_valid, n_valid, bias, acc);
+                        m_valid, n_valid, bias, acc, ep);
       }
     }
   }

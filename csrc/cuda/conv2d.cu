@@ -110,6 +110,8 @@ struct ForwardOp {
   const T* w;
   const T* bias;
   T* y;
+  Activation act;
+  T slope;
   int64_t M, Ncols, Kred;
   int64_t C, Cg, H, W, K, HW, PQ, sh, sw, ph, pw, dh, dw;
   Div by_rs, by_s, by_pq, by_q;
@@ -117,7 +119,7 @@ struct ForwardOp {
   static ForwardOp make(const Conv2dArgs<T>& a) {
     const Conv2dShape& s = a.s;
     ForwardOp op;
-    op.x = a.x; op.w = a.w; op.bias = a.bias; op.y = a.y;
+    op.x = a.x; op.w = a.w; op.bias = a.bias; op.y = a.y; op.act = a.act; op.slope = a.slope;
     op.M = s.k_per_group(); op.Ncols = s.N * s.P * s.Q; op.Kred = s.crs();
     op.C = s.C; op.Cg = s.c_per_group(); op.H = s.H; op.W = s.W; op.K = s.K;
     op.HW = s.H * s.W; op.PQ = s.P * s.Q;
@@ -153,7 +155,7 @@ struct ForwardOp {
     const int64_t k = g * M + m;
     int64_t img, pq;
     by_pq.divmod(n, img, pq);
-    y[(img * K + k) * PQ + pq] = bias != nullptr ? v + __ldg(bias + k) : v;
+    y[(img * K + k) * PQ + pq] = activate(bias != nullptr ? v + __ldg(bias + k) : v, act, slope);
   }
 };
 

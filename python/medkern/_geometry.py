@@ -10,11 +10,17 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
+# The forward epilogue's activation codes, shared with the kernels (csrc/common/conv2d_params.h).
+ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2}
+
+
 class Conv2dParams(NamedTuple):
     stride: tuple[int, int]
     padding: tuple[int, int]  # leading (top, left)
     dilation: tuple[int, int]
     groups: int
+    activation: int = 0  # forward only: ACTIVATIONS code applied to conv + bias as it is stored
+    negative_slope: float = 0.0  # leaky_relu's, >= 0
 
 
 def conv_out_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:

@@ -77,6 +77,9 @@ def run(name, N, C, H, W, K, R, S, stride=(1, 1), padding=(0, 0), extra=(0, 0), 
             sys.exit(1)
         return
     check(f"{name}: forward", out, y, rtol)
+    for code, slope in ((1, 0.0), (2, 0.25)):  # the fused epilogue: relu, leaky_relu
+        kern.launch_conv2d_forward(arr(x), arr(w), None if b is None else arr(b), out, *geom, code, slope)
+        check(f"{name}: forward + activation {code}", out, F.leaky_relu(y, slope), rtol)
 
     dy = torch.randn(y.shape, generator=g, dtype=torch.float64)
     want = torch.autograd.grad(y, [t for t in (x, w, b) if t is not None], dy)

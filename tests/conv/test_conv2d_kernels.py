@@ -86,3 +86,32 @@ def test_non_finite_values_stay_in_their_batch_element(kernels):
     dx = poisoned(x.shape, torch.float64, device)
     k.conv2d_grad_input(dy, w, dx, p)
     assert torch.isfinite(dx[1]).all()
+
+
+@pytest.mark.parametrize("activation,slope", [("relu", 0.0), ("leaky_relu", 0.2), ("leaky_relu", 0.0)])
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[9], CASES[12]], ids=lambda c: c.id())
+def test_conv2d_forward_epilogue(kernels, case, activation, slope):
+    """act(conv + bias) fused into the store, on every path (CASES[9] spans several reduction blocks, so
+    the activation must see only the final sum). A bias of -inf and NaN checks torch's relu(-inf) = 0 and
+    NaN propagation."""
+    from medkern._geometry import ACTIVATIONS
+
+    k, device = kernels
+    x, w, b, dy = case.tensors(torch.float64, device)
+    if b is None:
+        b = torch.randn(w.shape[0], dtype=torch.float64, device=device)
+    b = b.clone()
+    b[0] = float("-inf")
+    b[-1] = float("nan") if b.numel() > 1 else b[-1]
+    case_b = type(case)(**{**case.__dict__, "bias": True})
+    y_ref = reference(case_b, x, w, b, dy)[0]
+    y_ref = torch.relu(y_ref) if activation == "relu" else torch.nn.functional.leaky_relu(y_ref, slope)
+    p = case.params._replace(activation=ACTIVATIONS[activation], negative_slope=slope)
+    y = poisoned(y_ref.shape, torch.float64, device)
+    k.conv2d_forward(x, w, b, y, p)
+    finite = torch.isfinite(y_ref)
+    assert torch.equal(torch.isnan(y.cpu()), torch.isnan(y_ref)), "NaN positions"
+    assert torch.equal(y.cpu()[torch.isinf(y_ref)], y_ref[torch.isinf(y_ref)]), "infinities"
+    assert rel_err(y.cpu()[finite], y_ref[finite]) < TOL[torch.float64]
+    if activation == "relu":
+        assert (y.cpu()[:, 0] == 0).all(), "relu(-inf) must be 0"

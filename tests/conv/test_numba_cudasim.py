@@ -38,7 +38,7 @@ def test_numba_cuda_conv2d_kernels_compile_to_ptx():
         kernels = conv._kernels(np.dtype(dtype))
         scalar = numba.from_dtype(np.dtype(dtype))
         a4, a1, i = types.Array(scalar, 4, "C"), types.Array(scalar, 1, "C"), types.int64
-        signatures = {"forward": (a4, a4, a1, types.boolean, a4) + (i,) * 7,
+        signatures = {"forward": (a4, a4, a1, types.boolean, a4) + (i,) * 7 + (i, scalar),  # + activation, slope
                       "grad_input": (a4, a4, a4) + (i,) * 7,
                       "grad_weight": (a4, a4, a4) + (i,) * 7,
                       "grad_bias": (a4, a1)}

@@ -1,15 +1,12 @@
 """Drop-in ``torch.nn`` layers computed by medkern, and ``patch`` to swap them into a model."""
-import torch
-
-from . import pool as _pool
-from .conv import Conv2d
+from . import conv as _conv, pool as _pool
+from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .patch import patch, register_swap
 from .pool import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d,
                    MaxPool1d, MaxPool2d)
 
-register_swap(torch.nn.Conv2d, Conv2d)
-for _torch_cls, _medkern_cls in _pool.SWAPS.items():
+for _torch_cls, _medkern_cls in {**_conv.SWAPS, **_pool.SWAPS}.items():
     register_swap(_torch_cls, _medkern_cls)
 
-__all__ = ["Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
-           "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "patch", "register_swap"]
+__all__ = ["Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
+           "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "patch", "register_swap"]

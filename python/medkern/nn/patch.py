@@ -23,12 +23,57 @@ def _swappable(module: torch.nn.Module) -> bool:
     return all(p.dtype in _SUPPORTED_DTYPES for p in module.parameters(recurse=False))
 
 
-def patch(model: torch.nn.Module) -> torch.nn.Module:
+def patch(model: torch.nn.Module, fuse: bool = True) -> torch.nn.Module:
     """Replaces, in place, every layer of ``model`` (itself included) that medkern implements, keeping
-    its weights, and returns ``model``. Layers in dtypes medkern does not compute are left alone."""
+    its weights, and returns ``model``. Layers in dtypes medkern does not compute are left alone.
+
+    With ``fuse``, a ``Conv2d`` directly followed by a ``ReLU`` or ``LeakyReLU`` inside an
+    ``nn.Sequential`` computes the activation in its output pass and the activation's slot becomes an
+    ``nn.Identity`` (see :func:`_fuse_conv_activations` for when that is done)."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     for module in model.modules():
         if _swappable(module):
             module.__class__ = _SWAPS[type(module)]
+    if fuse:
+        _fuse_conv_activations(model)
     return model
+
+
+def _has_hooks(m: torch.nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                or getattr(m, "_backward_pre_hooks", None))
+
+
+def _fused_form(act: torch.nn.Module):
+    """(activation, slope) a conv can fuse in place of ``act``, or None. A negative LeakyReLU slope is not
+    fused: the backward could not tell the input's sign from the output."""
+    if type(act) is torch.nn.ReLU:
+        return "relu", 0.0
+    if type(act) is torch.nn.LeakyReLU and act.negative_slope >= 0:
+        return "leaky_relu", float(act.negative_slope)
+    return None
+
+
+def _fuse_conv_activations(model: torch.nn.Module) -> None:
+    """Fuses only where the outputs stay the same: the container is an exact ``nn.Sequential`` (a subclass
+    may have its own forward), the conv is medkern's and used nowhere else in the model (a shared conv
+    would gain the activation at its other uses too), and neither layer has hooks (which would observe the
+    pre-activation output or the activation call). ReLU/LeakyReLU hold no state, so state_dict keys stay."""
+    from .conv import Conv2d
+
+    uses: dict[int, int] = {}
+    for _, m in model.named_modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
+    for seq in model.modules():
+        if type(seq) is not torch.nn.Sequential:
+            continue
+        names = list(seq._modules)
+        for first, second in zip(names, names[1:]):
+            conv, act = seq._modules[first], seq._modules[second]
+            form = _fused_form(act)
+            if (type(conv) is not Conv2d or conv.fused_activation is not None or form is None
+                    or uses[id(conv)] > 1 or _has_hooks(conv) or _has_hooks(act)):
+                continue
+            conv.fused_activation, conv.negative_slope = form
+            seq._modules[second] = torch.nn.Identity()

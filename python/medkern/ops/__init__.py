@@ -1,8 +1,8 @@
 """medkern's ops: functional forms with torch's signatures, each a ``torch.library`` custom op in the
 ``medkern`` namespace (``torch.ops.medkern.*``) with fake kernels and registered autograd."""
-from .conv import conv2d
+from .conv import conv1d, conv2d, conv_transpose2d
 from .pool import (adaptive_avg_pool1d, adaptive_avg_pool2d, adaptive_max_pool1d, adaptive_max_pool2d, avg_pool1d,
                    avg_pool2d, max_pool1d, max_pool2d)
 
-__all__ = ["conv2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
+__all__ = ["conv1d", "conv2d", "conv_transpose2d", "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
            "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d"]

@@ -12,11 +12,11 @@ import torch
 from torch import Tensor
 
 from .. import backends
-from .._geometry import Conv2dParams, conv_out_size
+from .._geometry import ACTIVATIONS, Conv2dParams, conv_out_size
 from . import _alloc, _validate as v
 from ._dispatch import fast_path_ok
 
-__all__ = ["conv2d", "conv2d_output_shape"]
+__all__ = ["conv1d", "conv2d", "conv2d_output_shape", "conv_transpose2d"]
 
 
 def _normalise_conv2d(input, weight, bias, stride, padding, dilation, groups):
@@ -66,8 +66,24 @@ def conv2d_output_shape(input_shape, weight_shape, stride, padding, dilation):
             conv_out_size(W, S, stride[1], padding[1] + padding[3], dilation[1]))
 
 
-def _params(stride, padding, dilation, groups) -> Conv2dParams:
-    return Conv2dParams(tuple(stride), (padding[0], padding[1]), tuple(dilation), groups)
+def _normalise_activation(activation, negative_slope) -> tuple[int, float]:
+    """(ACTIVATIONS code, slope). The backward reads the activation's derivative off the output, which
+    only works for slopes >= 0 (with a negative slope a positive output can come from a negative input)."""
+    if activation is None:
+        return 0, 0.0
+    if activation not in ("relu", "leaky_relu"):
+        raise ValueError(f"activation: expected None, 'relu' or 'leaky_relu', got {activation!r}")
+    if activation == "relu":
+        return ACTIVATIONS["relu"], 0.0
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
+        raise TypeError(f"negative_slope: expected a float, got {type(negative_slope).__name__}")
+    if not 0.0 <= negative_slope < float("inf"):
+        raise ValueError(f"negative_slope: the fused leaky_relu needs a finite slope >= 0, got {negative_slope}")
+    return ACTIVATIONS["leaky_relu"], float(negative_slope)
+
+
+def _params(stride, padding, dilation, groups, activation=0, negative_slope=0.0) -> Conv2dParams:
+    return Conv2dParams(tuple(stride), (padding[0], padding[1]), tuple(dilation), groups, activation, negative_slope)
 
 
 def _kernels(t: Tensor):
@@ -76,12 +92,12 @@ def _kernels(t: Tensor):
 
 # --- implementations (shared by the fast path and the custom ops) -------------------------------------
 
-def _forward(input, weight, bias, stride, padding, dilation, groups):
+def _forward(input, weight, bias, stride, padding, dilation, groups, activation=0, negative_slope=0.0):
     out = _alloc.empty(conv2d_output_shape(input.shape, weight.shape, stride, padding, dilation), input)
     if out.numel():
         _kernels(input).conv2d_forward(input.contiguous(), weight.contiguous(),
                                        None if bias is None else bias.contiguous(), out,
-                                       _params(stride, padding, dilation, groups))
+                                       _params(stride, padding, dilation, groups, activation, negative_slope))
     return out
 
 
@@ -114,9 +130,10 @@ def _grad_bias(grad_output):
 
 @torch.library.custom_op("medkern::conv2d", mutates_args=())
 def conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
-              dilation: list[int], groups: int) -> Tensor:
-    """Normalised conv2d: padding is (top, left, bottom, right)."""
-    return _forward(input, weight, bias, stride, padding, dilation, groups)
+              dilation: list[int], groups: int, activation: int = 0, negative_slope: float = 0.0) -> Tensor:
+    """Normalised conv2d: padding is (top, left, bottom, right); activation an ACTIVATIONS code fused
+    into the output pass."""
+    return _forward(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope)
 
 
 @torch.library.custom_op("medkern::conv2d_grad_input", mutates_args=())
@@ -137,7 +154,7 @@ def conv2d_grad_bias_op(grad_output: Tensor) -> Tensor:
 
 
 @conv2d_op.register_fake
-def _(input, weight, bias, stride, padding, dilation, groups):
+def _(input, weight, bias, stride, padding, dilation, groups, activation=0, negative_slope=0.0):
     return input.new_empty(conv2d_output_shape(input.shape, weight.shape, stride, padding, dilation))
 
 
@@ -165,19 +182,30 @@ def _save_geometry(ctx, stride, padding, dilation, groups):
 
 
 def _conv2d_setup(ctx, inputs, output):
-    input, weight, bias, *geometry = inputs
-    ctx.save_for_backward(input, weight)
+    input, weight, bias, stride, padding, dilation, groups, activation, negative_slope = inputs
+    ctx.activation, ctx.negative_slope = activation, negative_slope
+    ctx.save_for_backward(input, weight, output if activation else None)
     ctx.has_bias = bias is not None
-    _save_geometry(ctx, *geometry)
+    _save_geometry(ctx, stride, padding, dilation, groups)
+
+
+def _activation_grad(grad_output, output, activation, negative_slope):
+    """d act / d z from the fused output alone: with a slope >= 0, output > 0 exactly where z > 0 (torch's
+    relu backward also tests the result; leaky_relu's tests z > 0, the same set)."""
+    if activation == ACTIVATIONS["relu"]:
+        return torch.where(output > 0, grad_output, torch.zeros_like(grad_output))
+    return torch.where(output > 0, grad_output, grad_output * negative_slope)
 
 
 def _conv2d_backward(ctx, grad_output):
-    input, weight = ctx.saved_tensors
+    input, weight, output = ctx.saved_tensors
     g = ctx.geometry
+    if ctx.activation:
+        grad_output = _activation_grad(grad_output, output, ctx.activation, ctx.negative_slope)
     gx = conv2d_grad_input_op(grad_output, weight, list(input.shape), *g) if ctx.needs_input_grad[0] else None
     gw = conv2d_grad_weight_op(grad_output, input, list(weight.shape), *g) if ctx.needs_input_grad[1] else None
     gb = conv2d_grad_bias_op(grad_output) if ctx.has_bias and ctx.needs_input_grad[2] else None
-    return gx, gw, gb, None, None, None, None
+    return gx, gw, gb, None, None, None, None, None, None
 
 
 def _grad_input_setup(ctx, inputs, output):
@@ -226,12 +254,16 @@ torch.library.register_autograd("medkern::conv2d_grad_bias", _grad_bias_backward
 # --- public entry point -----------------------------------------------------------------------------
 
 def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
-           groups: int = 1) -> Tensor:
+           groups: int = 1, activation: Optional[str] = None, negative_slope: float = 0.01) -> Tensor:
     """2-D convolution with the signature and semantics of ``torch.nn.functional.conv2d``.
 
     ``input`` is (N, C, H, W) or unbatched (C, H, W); float32 or float64, CPU or CUDA; padding an int, a
-    pair, ``'same'`` or ``'valid'``. Differentiable to any order. Outputs are contiguous NCHW.
+    pair, ``'same'`` or ``'valid'``. ``activation`` (``'relu'`` or ``'leaky_relu'`` with
+    ``negative_slope >= 0``) is applied to conv + bias inside the kernel's output pass, which equals
+    ``F.relu(F.conv2d(...))`` / ``F.leaky_relu(..., negative_slope)`` without a second pass over the output.
+    Differentiable to any order. Outputs are contiguous NCHW.
     """
+    act = _normalise_activation(activation, negative_slope)
     v.tensor(input, "input", (3, 4))
     v.tensor(weight, "weight", (4,))
     if bias is not None:
@@ -241,7 +273,89 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
     x = input.unsqueeze(0) if unbatched else input
     geometry = _normalise_conv2d(x, weight, bias, stride, padding, dilation, groups)
     if fast_path_ok(x, weight, bias):
-        y = _forward(x, weight, bias, *geometry)
+        y = _forward(x, weight, bias, *geometry, *act)
     else:
-        y = conv2d_op(x, weight, bias, *geometry)
+        y = conv2d_op(x, weight, bias, *geometry, *act)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
+           groups: int = 1, activation: Optional[str] = None, negative_slope: float = 0.01) -> Tensor:
+    """1-D convolution with the signature and semantics of ``torch.nn.functional.conv1d`` (plus the fused
+    ``activation`` of :func:`conv2d`): ``input`` (N, C, L) or unbatched (C, L), weight (K, C/groups, S).
+
+    It runs as a conv2d over a height-1 image (a view, no copy), so every backend, the custom ops and
+    their derivatives of any order are conv2d's."""
+    v.tensor(input, "input", (2, 3))
+    v.tensor(weight, "weight", (3,))
+    stride = v.int_tuple(stride, "stride", 1, minimum=1)
+    dilation = v.int_tuple(dilation, "dilation", 1, minimum=1)
+    padding = padding if isinstance(padding, str) else v.int_tuple(padding, "padding", 1, minimum=0)
+    padding_2d = padding if isinstance(padding, str) else (0, padding[0])
+    y = conv2d(input.unsqueeze(-2), weight.unsqueeze(-2), bias, (1, stride[0]), padding_2d, (1, dilation[0]),
+               groups, activation, negative_slope)
+    return y.squeeze(-2)
+
+
+def _normalise_conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation):
+    """Validates a conv_transpose2d call; returns (output size, stride, padding, dilation, groups) of the
+    convolution whose input gradient it is."""
+    Cin, Cout_g, R, S = weight.shape
+    N, C, H, W = x.shape
+    stride = v.int_tuple(stride, "stride", 2, minimum=1)
+    dilation = v.int_tuple(dilation, "dilation", 2, minimum=1)
+    padding = v.int_tuple(padding, "padding", 2, minimum=0)
+    output_padding = v.int_tuple(output_padding, "output_padding", 2, minimum=0)
+    groups = v.integer(groups, "groups", minimum=1)
+    if min(Cin, Cout_g, R, S) < 1:
+        raise ValueError(f"weight: every size must be positive, got shape {tuple(weight.shape)}")
+    if min(C, H, W) < 1:
+        raise ValueError(f"input: channel and spatial sizes must be positive, got shape {tuple(x.shape)}")
+    if C != Cin:
+        raise ValueError(f"weight: expected {C} input channels in dim 0 (input has {C} channels), got weight of "
+                         f"shape {tuple(weight.shape)}")
+    if Cin % groups:
+        raise ValueError(f"groups: {groups} must divide the input channels ({Cin})")
+    if bias is not None and tuple(bias.shape) != (Cout_g * groups,):
+        raise ValueError(f"bias: expected shape ({Cout_g * groups},), got {tuple(bias.shape)}")
+    for op, s_, d in zip(output_padding, stride, dilation):
+        if op >= max(s_, d):
+            raise ValueError(f"output_padding: {output_padding} must be smaller than either stride {stride} or "
+                             f"dilation {dilation}")
+    out_hw = [(n - 1) * s_ - 2 * p + d * (k - 1) + op + 1
+              for n, s_, p, d, k, op in zip((H, W), stride, padding, dilation, (R, S), output_padding)]
+    if min(out_hw) < 1:
+        raise ValueError(f"input: output size {tuple(out_hw)} of the transposed convolution is not positive "
+                         f"(padding {padding} too large)")
+    # The transposed convolution maps out_hw back to (H, W): its trailing padding is padding - output_padding
+    # (negative: it crops), which makes its derivatives (conv2d_op of the output size) agree in shape.
+    pads = [padding[0], padding[1], padding[0] - output_padding[0], padding[1] - output_padding[1]]
+    return [N, Cout_g * groups, *out_hw], list(stride), pads, list(dilation), groups
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """Transposed 2-D convolution with the signature and semantics of ``torch.nn.functional.conv_transpose2d``:
+    ``input`` (N, Cin, H, W) or unbatched, weight (Cin, Cout/groups, R, S).
+
+    It is the input gradient of the convolution it transposes, so it runs the ``conv2d_grad_input`` kernels
+    and custom op; its own derivatives (a forward convolution, a weight gradient) and their derivatives come
+    from that op's registered autograd."""
+    v.tensor(input, "input", (3, 4))
+    v.tensor(weight, "weight", (4,))
+    if bias is not None:
+        v.tensor(bias, "bias", (1,))
+    v.same_device_dtype(input, "input", weight=weight, bias=bias)
+    unbatched = input.dim() == 3
+    x = input.unsqueeze(0) if unbatched else input
+    out_size, *geometry = _normalise_conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
+                                                      dilation)
+    if fast_path_ok(x, weight, bias):
+        y = _grad_input(x, weight, out_size, *geometry)
+        if bias is not None:
+            y += bias.view(1, -1, 1, 1)
+    else:
+        y = conv2d_grad_input_op(x, weight, out_size, *geometry)
+        if bias is not None:
+            y = y + bias.view(1, -1, 1, 1)
     return y.squeeze(0) if unbatched else y

@@ -27,10 +27,11 @@ SOURCE = r"""
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (total);     \
          i += (long long)gridDim.x * blockDim.x)
 
-// out[n,k,p,q] = bias[k] + sum_{c,r,s} x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw] * w[k,c,r,s]
+// out[n,k,p,q] = act(bias[k] + sum_{c,r,s} x[n, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw] * w[k,c,r,s])
+// act: 0 none, 1 relu (relu(-inf) = 0, relu(NaN) = NaN), 2 leaky_relu with slope >= 0.
 extern "C" __global__ void medkern_conv2d_forward(
     const scalar_t* __restrict__ x, const scalar_t* __restrict__ w, const scalar_t* __restrict__ bias,
-    int has_bias, scalar_t* __restrict__ y, MEDKERN_SHAPE_PARAMS) {
+    int has_bias, scalar_t* __restrict__ y, MEDKERN_SHAPE_PARAMS, int act, scalar_t slope) {
   const long long Cg = C / groups, Kg = K / groups;
   MEDKERN_FOR_EACH(i, N * K * P * Q) {
     const long long q = i % Q, p = i / Q % P, k = i / (P * Q) % K, n = i / (K * P * Q);
@@ -48,7 +49,7 @@ extern "C" __global__ void medkern_conv2d_forward(
           acc += xg[(c * H + h) * W + v] * wk[(c * R + r) * S + s];
         }
       }
-    y[i] = acc;
+    y[i] = (act == 0 || !(acc < (scalar_t)0)) ? acc : (act == 1 ? (scalar_t)0 : acc * slope);
   }
 }
 
@@ -155,7 +156,8 @@ def conv2d_forward(x, weight, bias, out, p):
         xc = as_cupy(x)
         args = (xc, as_cupy(weight), xc if bias is None else as_cupy(bias), np.int32(bias is not None), as_cupy(out))
         _KERNELS.get("medkern_conv2d_forward", x.dtype)(
-            (blocks(total),), (THREADS,), args + _shape_args(x.shape, weight.shape, out.shape[2:], p))
+            (blocks(total),), (THREADS,), args + _shape_args(x.shape, weight.shape, out.shape[2:], p)
+            + (np.int32(p.activation), xc.dtype.type(p.negative_slope)))
 
 
 def conv2d_grad_input(grad_out, weight, grad_x, p):

@@ -8,7 +8,7 @@ def conv2d_forward(x, weight, bias, out, p):
     mod, stream, ctx = module_and_stream(x)
     with ctx:
         mod.conv2d_forward(dl(x), dl(weight), None if bias is None else dl(bias), dl(out),
-                           *p.stride, *p.padding, *p.dilation, p.groups, stream)
+                           *p.stride, *p.padding, *p.dilation, p.groups, stream, p.activation, p.negative_slope)
 
 
 def conv2d_grad_input(grad_out, weight, grad_x, p):

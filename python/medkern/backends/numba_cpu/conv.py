@@ -42,7 +42,7 @@ def _zeros_rows(rows, like_row):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
-def _forward(x, w, b, has_bias, out, sh, sw, ph, pw, dh, dw, groups):
+def _forward(x, w, b, has_bias, out, sh, sw, ph, pw, dh, dw, groups, act, slope):
     N, C, H, W = x.shape
     K, Cg, R, S = w.shape
     P, Q = out.shape[2], out.shape[3]
@@ -68,6 +68,11 @@ def _forward(x, w, b, has_bias, out, sh, sw, ph, pw, dh, dw, groups):
                         x_row = xc[p * sh - ph + r * dh]
                         for q in range(q_lo, q_hi):
                             out_row[uint64(q)] += wv * x_row[uint64(q * sw + col)]
+        if act != 0:
+            for p in range(P):
+                for q in range(Q):
+                    if o[p, q] < 0:  # relu(NaN) stays NaN: NaN < 0 is false
+                        o[p, q] = o[p, q] * slope if act == 2 else 0
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
@@ -170,7 +175,7 @@ def conv2d_forward(x, weight, bias, out, p):
     w = _np(weight)
     # without a bias, any 1-D array of the same type stands in (never read), so no second specialisation
     b = w.reshape(-1) if bias is None else _np(bias)
-    _forward(_np(x), w, b, bias is not None, _np(out), *_geometry(p))
+    _forward(_np(x), w, b, bias is not None, _np(out), *_geometry(p), p.activation, w.dtype.type(p.negative_slope))
 
 
 def conv2d_grad_input(grad_out, weight, grad_x, p):

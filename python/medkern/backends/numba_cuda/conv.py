@@ -40,7 +40,7 @@ def _kernels(dtype: np.dtype) -> SimpleNamespace:
     scalar = numba.from_dtype(dtype)
 
     @cuda.jit
-    def forward(x, w, b, has_bias, out, sh, sw, ph, pw, dh, dw, groups):
+    def forward(x, w, b, has_bias, out, sh, sw, ph, pw, dh, dw, groups, act, slope):
         N, C, H, W = x.shape
         K, Cg, R, S = w.shape
         P, Q = out.shape[2], out.shape[3]
@@ -60,6 +60,8 @@ def _kernels(dtype: np.dtype) -> SimpleNamespace:
                         v = q * sw - pw + s * dw
                         if 0 <= v < W:
                             acc += x[n, c_first + c, h, v] * w[k, c, r, s]
+            if act != 0 and acc < zero:  # the fused epilogue (relu(NaN) stays NaN: NaN < 0 is false)
+                acc = zero if act == 1 else acc * slope
             out[n, k, p, q] = acc
 
     @cuda.jit
@@ -151,13 +153,15 @@ def _blocks(n: int) -> int:
 
 # --- array-level launchers: numba device arrays, or numpy arrays under the simulator ---------------------
 
-def launch_conv2d_forward(x, w, b, out, stride, padding, dilation, groups, stream=0):
+def launch_conv2d_forward(x, w, b, out, stride, padding, dilation, groups, activation=0, negative_slope=0.0,
+                          stream=0):
     has_bias = b is not None
     if not has_bias:
         # the kernel takes an array either way; a 1-D view of w has bias's type and is never read
         b = w.reshape(w.size)
     _kernels(np.dtype(x.dtype)).forward[_blocks(out.size), THREADS, stream](
-        x, w, b, has_bias, out, *stride, *padding, *dilation, groups)
+        x, w, b, has_bias, out, *stride, *padding, *dilation, groups, activation,
+        np.dtype(x.dtype).type(negative_slope))
 
 
 def launch_conv2d_grad_input(dy, w, dx, stride, padding, dilation, groups, stream=0):
@@ -197,7 +201,7 @@ def _geometry(p):
 def conv2d_forward(x, weight, bias, out, p):
     with _stream_of(x) as stream:
         launch_conv2d_forward(_dev(x), _dev(weight), None if bias is None else _dev(bias), _dev(out),
-                              *_geometry(p), stream=stream)
+                              *_geometry(p), p.activation, p.negative_slope, stream=stream)
 
 
 def conv2d_grad_input(grad_out, weight, grad_x, p):

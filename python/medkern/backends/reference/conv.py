@@ -23,9 +23,17 @@ def _backward(grad_out, x_padded, weight, p, mask):
                                                list(p.dilation), False, [0, 0], p.groups, mask)
 
 
+def _activate(y, p):
+    if p.activation == 1:
+        return F.relu(y)
+    if p.activation == 2:
+        return F.leaky_relu(y, p.negative_slope)
+    return y
+
+
 def conv2d_forward(x, weight, bias, out, p):
     pads = _pads(p, weight.shape, x.shape[2:], out.shape[2:])
-    out.copy_(F.conv2d(F.pad(x, pads), weight, bias, p.stride, 0, p.dilation, p.groups))
+    out.copy_(_activate(F.conv2d(F.pad(x, pads), weight, bias, p.stride, 0, p.dilation, p.groups), p))
 
 
 def conv2d_grad_input(grad_out, weight, grad_x, p):
