@@ -61,6 +61,9 @@ def run(*, device: str = "cpu", backend: str | None = None, select: str = "", fa
                      f"{row['ratio']:>6.2f} {row['flop_floor_ms']:>10.3f} {row['byte_floor_ms']:>10.3f}")
         if include_overhead and family in ("", "conv") and select in conv.OVERHEAD_CASE.name:
             rows.append(_overhead(device, dtype, repeats, min_round_s, backend, threads, commit, print_fn))
+        if (include_overhead and family in ("", "conv") and select in conv.SCALING_CASE.name and device == "cpu"
+                and backend == "native" and threads > 1):
+            rows.append(_thread_scaling(dtype, repeats, min_round_s, threads, commit, print_fn))
     if csv_path:
         path = Path(csv_path)
         new = not path.exists() or path.stat().st_size == 0
@@ -71,6 +74,32 @@ def run(*, device: str = "cpu", backend: str | None = None, select: str = "", fa
             for row in rows:
                 writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
     return rows
+
+
+def _thread_scaling(dtype, repeats, min_round_s, threads, commit, print_fn) -> dict:
+    """medkern's native kernel on one thread against all of them, interleaved. In its CSV row the
+    ``torch_ms`` column holds the one-thread medkern time, so ``ratio`` is the speed-up."""
+    case = conv.SCALING_CASE
+    medkern_fn, _ = case.build("cpu", dtype)
+    C = _native._C
+
+    def on(n):
+        def call():
+            C.set_num_threads(n)
+            return medkern_fn()
+        return call
+
+    try:
+        t = compare({"one": on(1), "all": on(threads)}, device="cpu", repeats=repeats, min_round_s=min_round_s)
+    finally:
+        C.set_num_threads(threads)
+    print_fn(f"thread scaling of {case.name} ({case.shape}): 1 thread {t['one'] * 1e3:.3f} ms, {threads} threads "
+             f"{t['all'] * 1e3:.3f} ms: {t['one'] / t['all']:.2f}x")
+    return {"op": "conv2d_thread_scaling", "case": f"{case.name}_1_vs_{threads}_threads", "backend": "native",
+            "device": "cpu", "shape": case.shape, "dtype": str(dtype).replace("torch.", ""),
+            "medkern_ms": t["all"] * 1e3, "torch_ms": t["one"] * 1e3, "ratio": t["one"] / t["all"],
+            "flop_floor_ms": float("nan"), "byte_floor_ms": float("nan"),
+            "device_name": machine.device_name("cpu"), "threads": threads, "commit": commit}
 
 
 def _overhead(device, dtype, repeats, min_round_s, backend, threads, commit, print_fn) -> dict:
