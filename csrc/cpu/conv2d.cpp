@@ -4,12 +4,17 @@
 //   grad-input   stride 1: a forward conv of dy with the flipped, transposed kernel;
 //                otherwise col(dx[n,g]) = W[g]^T * dy[n,g], scattered back by col2im
 //   grad-weight  dW[g] (Kg x CRS) = sum_n dy[n,g] (Kg x PQ) * col(x[n,g])^T (PQ x CRS)
+// 3x3 stride-1 forward convolutions with enough channels (and so stride-1 grad-inputs) take the Winograd
+// path of conv2d_winograd.cpp instead.
 #include "conv2d.h"
 
 #include <omp.h>
 
+#include <atomic>
+
 #include <vector>
 
+#include "conv2d_winograd.h"
 #include "gemm.h"
 #include "im2col.h"
 
@@ -42,6 +47,7 @@ std::vector<T> pack_weights_per_group(const T* w, int64_t groups, int64_t M, int
 
 template <typename T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep = {}) {
+  if (winograd_applies(s)) return conv2d_forward_winograd(s, x, w, bias, y, ep);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int64_t a_size = packed_a_size<T>(Kg, CRS);
   const std::vector<T> a_packed = pack_weights_per_group(w, s.groups, Kg, CRS, CRS, 1, Kg * CRS);
@@ -95,7 +101,11 @@ bool grad_input_as_forward(const Conv2dArgs<T>& a) {
 
 template <typename T>
 void conv2d_forward(const Conv2dArgs<T>& a) {
-  forward_impl<T>(a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{a.act, a.slope});
+  // Stream outputs past several MiB: they leave the caches anyway, and streaming saves the memory
+  // read that a normal store does first (a third of the stem convolution's traffic).
+  const bool streaming = a.s.N * a.s.K * a.s.P * a.s.Q * int64_t(sizeof(T)) >= (int64_t(8) << 20);
+  forward_impl<T>(a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{a.act, a.slope, streaming});
+  if (streaming) std::atomic_thread_fence(std::memory_order_seq_cst);  // order the streaming stores
 }
 
 template <typename T>

@@ -52,6 +52,7 @@ template <typename T>
 struct Epilogue {
   Activation act = Activation::none;
   T slope = T(0);
+  bool streaming = false;  // final values bypass the caches (outputs much larger than them)
 
   typename Vec<T>::type apply(typename Vec<T>::type v) const {
     using V = typename Vec<T>::type;
@@ -84,7 +85,11 @@ inline void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict 
       for (int v = 0; v < NV; ++v) {
         T* p = c + i * ldc + v * L;
         const V base = accumulate ? Vec<T>::load(p) : Vec<T>::broadcast(row_bias ? row_bias[i] : T(0));
-        Vec<T>::store(p, ep.apply(base + acc[i][v]));
+        const V out = ep.apply(base + acc[i][v]);
+        if (ep.streaming)
+          Vec<T>::store_streaming(p, out);
+        else
+          Vec<T>::store(p, out);
       }
     return;
   }

@@ -3,6 +3,10 @@
 // AVX2 or plain SSE/NEON depending on -march, which is the portable fallback MEDKERN_ARCH=portable needs.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace medkern::cpu {
 
@@ -43,7 +47,39 @@ struct Vec {
   }
   static type load(const T* p) { type v; std::memcpy(&v, p, sizeof(v)); return v; }
   static void store(T* p, type v) { std::memcpy(p, &v, sizeof(v)); }
-  static type broadcast(T x) { return type{} + x; }
+  // A store that bypasses the caches when p is vector-aligned: for outputs far larger than the caches, it
+  // saves reading each line from memory before overwriting it (write-allocate). Callers fence afterwards.
+  static void store_streaming(T* p, type v) {
+#if defined(__x86_64__)
+    if (reinterpret_cast<uintptr_t>(p) % sizeof(type) == 0) {
+      constexpr bool f32 = std::is_same<T, float>::value;
+#if defined(__AVX512F__)
+      if constexpr (sizeof(type) == 64) {
+        if constexpr (f32) _mm512_stream_ps(p, (__m512)v); else _mm512_stream_pd(p, (__m512d)v);
+        return;
+      }
+#endif
+#if defined(__AVX__)
+      if constexpr (sizeof(type) == 32) {
+        if constexpr (f32) _mm256_stream_ps(p, (__m256)v); else _mm256_stream_pd(p, (__m256d)v);
+        return;
+      }
+#endif
+      if constexpr (sizeof(type) == 16) {
+        if constexpr (f32) _mm_stream_ps(p, (__m128)v); else _mm_stream_pd(p, (__m128d)v);
+        return;
+      }
+    }
+#endif
+    store(p, v);
+  }
+  // Lane by lane, so GCC emits one broadcast (from memory when x comes from memory); `type{} + x` cost
+  // an extra scalar add per broadcast (0 + x is not x for x = -0) inside the GEMM micro-kernel.
+  static type broadcast(T x) {
+    type v;
+    for (int l = 0; l < lanes; ++l) v[l] = x;
+    return v;
+  }
 };
 
 }  // namespace medkern::cpu

@@ -77,7 +77,15 @@ HAND_PICKED = [
     Case(1, 3, 6, 7, 2, 1, 1, padding=(1, 1)),  # padding larger than the kernel reach
     Case(2, 6, 8, 8, 6, 3, 3, stride=(1, 2), padding=(0, 1), groups=6),  # depthwise
     Case(3, 2, 37, 41, 5, 3, 3, stride=(2, 3), padding=(1, 1), bias=False),
+] + [
+    # The native CPU Winograd F(2x2, 3x3) path: 3x3, stride 1, one group, 16+ channels each side (also the
+    # stride-1 grad-input, which runs as a forward convolution).
+    Case(2, 16, 9, 11, 16, 3, 3, padding=(1, 1)),  # odd output width: a half tile
+    Case(1, 17, 7, 6, 33, 3, 3, bias=False),  # no padding, odd output height
+    Case(2, 300, 5, 6, 20, 3, 3, padding=(2, 2)),  # 300 channels: more than one reduction block
+    Case(1, 24, 6, 61, 16, 3, 3, padding=(1, 1), extra=(1, 0)),  # 31 tiles a row: blocks cross panels
 ]
+WINOGRAD = HAND_PICKED[-4:]
 
 
 def random_cases(n: int, seed: int):
