@@ -56,17 +56,13 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
 #pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
   {
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
-    Buffer<T> row = alloc_buffer<T>(nc);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t n = t / (s.groups * col_blocks), g = (t / col_blocks) % s.groups, j0 = (t % col_blocks) * nc;
       const int64_t ncur = std::min(nc, PQ - j0);
       const T* x_g = x + (n * s.C + g * Cg) * HW;
       auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
-        for (int64_t k = 0; k < kc; ++k) {
-          im2col_row(x_g, s, k0 + k, j0, ncur, row.get());
-          scatter_row_to_panels(row.get(), ncur, k, kc, dst);
-        }
+        for (int64_t k = 0; k < kc; ++k) im2col_row_to_panels<GemmTile<T>::NR>(x_g, s, k0 + k, j0, ncur, k, kc, dst);
       };
       gemm_packed<T>(Kg, ncur, CRS, a_packed.data() + g * a_size, pack_b, b_buf.get(),
                      y + (n * s.K + g * Kg) * PQ + j0, PQ, bias ? bias + g * Kg : nullptr, false, ep);
