@@ -73,9 +73,26 @@ struct Vec {
 #endif
     store(p, v);
   }
-  // Lane by lane, so GCC emits one broadcast (from memory when x comes from memory); `type{} + x` cost
-  // an extra scalar add per broadcast (0 + x is not x for x = -0) inside the GEMM micro-kernel.
+  // One broadcast instruction (from memory when x comes from memory), through the intrinsics on x86:
+  // `type{} + x` cost an extra scalar add (0 + x is not x for x = -0) and a lane-by-lane fill compiled to
+  // a 256-bit broadcast plus an insert, both inside the GEMM micro-kernel's inner loop.
   static type broadcast(T x) {
+#if defined(__x86_64__)
+    constexpr bool f32 = std::is_same<T, float>::value;
+#if defined(__AVX512F__)
+    if constexpr (sizeof(type) == 64) {
+      if constexpr (f32) return (type)_mm512_set1_ps(x); else return (type)_mm512_set1_pd(x);
+    }
+#endif
+#if defined(__AVX__)
+    if constexpr (sizeof(type) == 32) {
+      if constexpr (f32) return (type)_mm256_set1_ps(x); else return (type)_mm256_set1_pd(x);
+    }
+#endif
+    if constexpr (sizeof(type) == 16) {
+      if constexpr (f32) return (type)_mm_set1_ps(x); else return (type)_mm_set1_pd(x);
+    }
+#endif
     type v;
     for (int l = 0; l < lanes; ++l) v[l] = x;
     return v;
