@@ -251,7 +251,18 @@ torch.library.register_autograd("medkern::conv2d_grad_weight", _grad_weight_back
 torch.library.register_autograd("medkern::conv2d_grad_bias", _grad_bias_backward, setup_context=_grad_bias_setup)
 
 
-# --- public entry point -----------------------------------------------------------------------------
+# --- public entry points ----------------------------------------------------------------------------
+
+def _checked_batch(input, weight, bias):
+    """Type checks shared by the 2-D ops; returns (input as a batch, whether it was unbatched)."""
+    v.tensor(input, "input", (3, 4))
+    v.tensor(weight, "weight", (4,))
+    if bias is not None:
+        v.tensor(bias, "bias", (1,))
+    v.same_device_dtype(input, "input", weight=weight, bias=bias)
+    unbatched = input.dim() == 3
+    return (input.unsqueeze(0) if unbatched else input), unbatched
+
 
 def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
            groups: int = 1, activation: Optional[str] = None, negative_slope: float = 0.01) -> Tensor:
@@ -264,13 +275,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
     Differentiable to any order. Outputs are contiguous NCHW.
     """
     act = _normalise_activation(activation, negative_slope)
-    v.tensor(input, "input", (3, 4))
-    v.tensor(weight, "weight", (4,))
-    if bias is not None:
-        v.tensor(bias, "bias", (1,))
-    v.same_device_dtype(input, "input", weight=weight, bias=bias)
-    unbatched = input.dim() == 3
-    x = input.unsqueeze(0) if unbatched else input
+    x, unbatched = _checked_batch(input, weight, bias)
     geometry = _normalise_conv2d(x, weight, bias, stride, padding, dilation, groups)
     if fast_path_ok(x, weight, bias):
         y = _forward(x, weight, bias, *geometry, *act)
@@ -341,13 +346,7 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     It is the input gradient of the convolution it transposes, so it runs the ``conv2d_grad_input`` kernels
     and custom op; its own derivatives (a forward convolution, a weight gradient) and their derivatives come
     from that op's registered autograd."""
-    v.tensor(input, "input", (3, 4))
-    v.tensor(weight, "weight", (4,))
-    if bias is not None:
-        v.tensor(bias, "bias", (1,))
-    v.same_device_dtype(input, "input", weight=weight, bias=bias)
-    unbatched = input.dim() == 3
-    x = input.unsqueeze(0) if unbatched else input
+    x, unbatched = _checked_batch(input, weight, bias)
     out_size, *geometry = _normalise_conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
                                                       dilation)
     if fast_path_ok(x, weight, bias):
