@@ -3,6 +3,8 @@ import csv
 import subprocess
 import sys
 
+import pytest
+
 
 def _medkern(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "medkern", *args], capture_output=True, text=True, timeout=timeout)
@@ -31,14 +33,108 @@ def test_bad_arguments_exit_nonzero():
     assert _medkern("frobnicate").returncode != 0
 
 
-def test_demo_checks_a_patched_model_then_benchmarks(monkeypatch, capsys):
-    """The main job in-process, with the (minutes-long) benchmark replaced by a recorder."""
+def test_demo_trains_reports_and_times_both_layer_kinds(tmp_path, capsys):
+    """The main job in-process, shrunk to seconds."""
     from medkern import cli
-    from medkern.bench import runner
 
-    calls = []
-    monkeypatch.setattr(runner, "run", lambda **kwargs: calls.append(kwargs))
-    assert cli.main(["demo", "--csv", ""]) == 0
-    out = capsys.readouterr().out
-    assert "patched CNN vs torch" in out and "4 layers swapped" in out
-    assert calls and calls[0]["device"] == "cpu"
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--out", str(out), "--n-train", "48", "--n-test", "24", "--epochs", "1",
+                     "--speed-repeats", "1", "--n-boot", "10"]) == 0
+    text = capsys.readouterr().out
+    assert "patched CNN vs torch" in text and "4 layers swapped" in text
+    assert "image: ImageClassifier trained" in text and "ecg: SequenceClassifier trained" in text
+    for model in ("image ResNet", "ECG conv+GRU"):
+        rows = [line for line in text.splitlines() if line.startswith(model)]
+        assert len(rows) == 2 and all(float(r.split()[-1].rstrip("x")) > 0 for r in rows)
+    for name, explain in (("image", "gradcam.png"), ("ecg", "saliency.png")):
+        assert {"metrics.json", "history.csv", "curves.png", "roc.png", "pr.png", "confusion.png", "calibration.png",
+                explain} <= {p.name for p in (out / name).iterdir()}
+
+
+def _run(capsys, *args):
+    from medkern import cli
+
+    assert cli.main([str(a) for a in args]) == 0
+    return capsys.readouterr().out
+
+
+HEADLINE = ("auroc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")
+TINY = ("--epochs", "1", "--n-boot", "20", "--quiet")
+
+
+def test_train_classify_evaluate_predict(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    run = tmp_path / "run"
+    text = _run(capsys, "train", "classify", "--out", run, "--n-train", "40", "--n-test", "20", "--width", "4",
+                "--depth", "2", "--batch-size", "8", *TINY)
+    assert "test metrics" in text and "auroc" in text
+    record = json.loads((run / "metrics.json").read_text())
+    assert set(HEADLINE) <= set(record["test"]) and set(HEADLINE) <= set(record["test"]["ci"])
+    assert record["model"] == "ImageClassifier" and record["data"].startswith("synthetic:lesions")
+    history = (run / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,lr,train_loss") and len(history) == 2
+    assert {"model.pt", "checkpoint.pt", "curves.png", "roc.png", "pr.png", "confusion.png", "calibration.png",
+            "gradcam.png"} <= {p.name for p in run.iterdir()}
+    text = _run(capsys, "evaluate", run, "--n-train", "10", "--n-test", "30", "--n-boot", "20")
+    assert "metrics on synthetic:lesions" in text and (run / "eval-synthetic" / "metrics.json").is_file()
+    img = (np.random.default_rng(0).random((28, 28, 3)) * 255).astype(np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    np.save(tmp_path / "b.npy", np.random.default_rng(1).random((2, 3, 28, 28)).astype(np.float32))
+    rows = [json.loads(line) for line in _run(capsys, "predict", run, tmp_path / "a.png", tmp_path / "b.npy")
+            .splitlines()]
+    assert [r["input"] for r in rows] == [str(tmp_path / "a.png"), f"{tmp_path / 'b.npy'}[0]",
+                                          f"{tmp_path / 'b.npy'}[1]"]
+    assert all(r["class"] in ("benign", "malignant") and sum(r["probabilities"].values()) == pytest.approx(1)
+               for r in rows)
+    # resume of a finished run trains no further epochs and rewrites the same report
+    _run(capsys, "train", "classify", "--out", run, "--n-train", "40", "--n-test", "20", "--width", "4",
+         "--depth", "2", "--batch-size", "8", "--resume", *TINY)
+    assert len((run / "history.csv").read_text().splitlines()) == 2
+
+
+def test_train_sequence_on_ucr_files(tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def ucr(path, n):
+        y = np.arange(n) % 2
+        x = rng.normal(size=(n, 30)) + 2.0 * y[:, None] * np.sin(np.linspace(0, 3, 30))
+        np.savetxt(path, np.column_stack([np.where(y == 1, 1, -1), x]))
+    ucr(tmp_path / "T_TRAIN.txt", 40)
+    ucr(tmp_path / "T_TEST.txt", 20)
+    run = tmp_path / "seq"
+    _run(capsys, "train", "sequence", "--data", tmp_path / "T_TRAIN.txt", "--test", tmp_path / "T_TEST.txt",
+         "--out", run, "--rnn", "lstm", "--hidden", "4", "--conv-channels", "4", "--no-bidirectional",
+         "--class-weight", "balanced", "--loss", "focal", "--threshold", "sensitivity:0.9", "--ema", "0.9", *TINY)
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["test"]["n"] == 20 and record["arch"]["rnn"] == "lstm" and not record["arch"]["bidirectional"]
+    assert record["train"]["loss"] == "focal" and record["train"]["target_sensitivity"] == 0.9
+    assert record["train"]["ema"] == 0.9 and record["train"]["class_weight"] == "balanced"
+    assert (run / "saliency.png").is_file()
+    rows = _run(capsys, "predict", run, tmp_path / "T_TEST.txt").splitlines()
+    assert len(rows) == 20 and json.loads(rows[0])["input"].endswith("T_TEST.txt[0]")
+
+
+def test_train_forecast(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "fc"
+    text = _run(capsys, "train", "forecast", "--out", run, "--n-train", "40", "--n-test", "10", "--hidden", "4",
+                *TINY)
+    assert "mae" in text
+    record = json.loads((run / "metrics.json").read_text())
+    assert {"mae", "rmse", "mape"} <= set(record["test"]) and (run / "forecast.png").is_file()
+
+
+def test_train_reports_bad_data_by_name(tmp_path):
+    bad = tmp_path / "broken.npz"
+    bad.write_bytes(b"not a zip")
+    proc = _medkern("train", "classify", "--data", str(bad), "--out", str(tmp_path / "r"), "--quiet")
+    assert proc.returncode != 0 and "broken.npz" in proc.stderr

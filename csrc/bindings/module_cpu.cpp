@@ -3,11 +3,15 @@
 #include <pybind11/pybind11.h>
 
 #include "../cpu/conv2d.h"
+#include "../cpu/gan_loss.h"
 #include "../cpu/machine_probe.h"
 #include "../cpu/pool2d.h"
+#include "../cpu/rnn.h"
 #include "../cpu/simd.h"
 #include "conv2d_binding.h"
+#include "gan_loss_binding.h"
 #include "pool2d_binding.h"
+#include "rnn_binding.h"
 
 namespace medkern {
 
@@ -33,6 +37,26 @@ struct CpuPool2d {
   template <class T> static void adaptive_max_forward(const Pool2dArgs<T>& a, intptr_t) { cpu::adaptive_max_pool2d_forward(a); }
 };
 
+struct CpuRnn {
+  static constexpr DeviceKind device = DeviceKind::cpu;
+  template <class T> static void lstm_forward(const RnnArgs<T>& a, intptr_t) { cpu::lstm_forward(a); }
+  template <class T> static void lstm_backward(const RnnArgs<T>& a, intptr_t) { cpu::lstm_backward(a); }
+  template <class T> static void gru_forward(const RnnArgs<T>& a, intptr_t) { cpu::gru_forward(a); }
+  template <class T> static void gru_backward(const RnnArgs<T>& a, intptr_t) { cpu::gru_backward(a); }
+  template <class T> static void lstm_cell(const RnnCellArgs<T>& a) { cpu::lstm_cell_forward(a); }
+  template <class T> static void gru_cell(const RnnCellArgs<T>& a) { cpu::gru_cell_forward(a); }
+  template <class T> static void input_projection(int64_t M, int64_t K, int64_t N, const T* x, const T* w, const T* b,
+                                                 T* out) {
+    cpu::rnn_input_projection(M, K, N, x, w, b, out);
+  }
+};
+
+struct CpuGanLoss {
+  static constexpr DeviceKind device = DeviceKind::cpu;
+  template <class T> static void loss_forward(const GanLossArgs<T>& a, intptr_t) { cpu::gan_loss_forward(a); }
+  template <class T> static void penalty_forward(const GanPenaltyArgs<T>& a, intptr_t) { cpu::gan_penalty_forward(a); }
+};
+
 }  // namespace medkern
 
 PYBIND11_MODULE(_C, m) {
@@ -40,6 +64,8 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "medkern CPU kernels";
   medkern::bind_conv2d<medkern::CpuConv2d>(m);
   medkern::bind_pool2d<medkern::CpuPool2d>(m);
+  medkern::bind_rnn<medkern::CpuRnn>(m);
+  medkern::bind_gan_loss<medkern::CpuGanLoss>(m);
   m.def("build_info", [] {
     py::dict d;
     d["isa"] = medkern::cpu::kIsaName;

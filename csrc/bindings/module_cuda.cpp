@@ -7,9 +7,13 @@
 #include <pybind11/pybind11.h>
 
 #include "../cuda/conv2d.h"
+#include "../cuda/gan_loss.cuh"
 #include "../cuda/pool2d.h"
+#include "../cuda/rnn.h"
 #include "conv2d_binding.h"
+#include "gan_loss_binding.h"
 #include "pool2d_binding.h"
+#include "rnn_binding.h"
 
 namespace medkern {
 
@@ -52,6 +56,24 @@ struct CudaPool2d {
   }
 };
 
+struct CudaRnn {
+  static constexpr DeviceKind device = DeviceKind::cuda;
+  template <class T> static void lstm_forward(const RnnArgs<T>& a, intptr_t stream) { cuda::lstm_forward(a, stream); }
+  template <class T> static void lstm_backward(const RnnArgs<T>& a, intptr_t stream) { cuda::lstm_backward(a, stream); }
+  template <class T> static void gru_forward(const RnnArgs<T>& a, intptr_t stream) { cuda::gru_forward(a, stream); }
+  template <class T> static void gru_backward(const RnnArgs<T>& a, intptr_t stream) { cuda::gru_backward(a, stream); }
+};
+
+struct CudaGanLoss {
+  static constexpr DeviceKind device = DeviceKind::cuda;
+  template <class T> static void loss_forward(const GanLossArgs<T>& a, intptr_t stream) {
+    cuda::gan_loss_forward(a, stream);
+  }
+  template <class T> static void penalty_forward(const GanPenaltyArgs<T>& a, intptr_t stream) {
+    cuda::gan_penalty_forward(a, stream);
+  }
+};
+
 }  // namespace medkern
 
 PYBIND11_MODULE(_C_cuda, m) {
@@ -59,6 +81,8 @@ PYBIND11_MODULE(_C_cuda, m) {
   m.doc() = "medkern CUDA kernels";
   medkern::bind_conv2d<medkern::CudaConv2d>(m);
   medkern::bind_pool2d<medkern::CudaPool2d>(m);
+  medkern::bind_rnn<medkern::CudaRnn>(m);
+  medkern::bind_gan_loss<medkern::CudaGanLoss>(m);
   m.def(
       "device_count",
       [] {

@@ -6,7 +6,7 @@ the implementation (native C++/CUDA, numba, cupy, or the plain-torch reference).
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from . import backends, nn, ops
+from . import backends, losses, nn, ops
 from .nn import patch
 
 try:
@@ -14,4 +14,4 @@ try:
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["backends", "nn", "ops", "patch", "__version__"]
+__all__ = ["backends", "losses", "nn", "ops", "patch", "__version__"]

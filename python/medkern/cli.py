@@ -1,7 +1,8 @@
-"""The ``medkern`` command line: ``info``, ``bench`` and ``demo``."""
+"""The ``medkern`` command line: ``info``, ``bench``, ``train``, ``evaluate``, ``predict`` and ``demo``."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import torch
@@ -40,30 +41,138 @@ def _bench(args) -> int:
 
 
 def _demo(args) -> int:
-    """The main job, for now: what is built, a correctness check of a patched CNN against torch, and the
-    benchmarks of every family."""
-    import medkern
+    from medkern.models import demo
 
     _info(args)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-                                torch.nn.Conv2d(8, 16, 3, stride=2, padding="valid"), torch.nn.ReLU(),
-                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 2))
-    x = torch.randn(4, 1, 28, 28)
-    expected = model(x)
-    medkern.patch(model)
-    got = model(x)
-    err = (got - expected).abs().max().item()
-    print(f"\npatched CNN vs torch on 4x1x28x28: max abs difference {err:.2e} "
-          f"({sum(type(m).__module__.startswith('medkern.') for m in model.modules())} layers swapped)")
-    if err > 1e-4:
-        print("error: patched model disagrees with torch", file=sys.stderr)
-        return 1
     print()
-    from medkern.bench import runner
+    return demo.run(args.out, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
+                    speed_repeats=args.speed_repeats, n_boot=args.n_boot)
 
-    runner.run(device="cpu", repeats=args.repeats, min_round_s=0.02, csv_path=args.csv)
+
+def _train(args) -> int:
+    from medkern.models import runs
+    from medkern.train import shutdown
+
+    names = ({"width": "width", "depth": "depth", "blocks": "blocks"} if args.task == "classify" else
+             {"rnn": "rnn", "hidden": "hidden", "num_layers": "rnn_layers", "bidirectional": "bidirectional",
+              "conv_channels": "conv_channels"})
+    # Only what was given: the rest are the model's defaults.
+    arch = {k: getattr(args, a) for k, a in {**names, "dropout": "dropout"}.items() if getattr(args, a) is not None}
+    threshold, target = (None if args.threshold == "none" else args.threshold), None
+    if args.threshold.startswith("sensitivity:"):
+        threshold, target = "sensitivity", float(args.threshold.partition(":")[2])
+    options = {"device": args.device, "num_workers": args.workers, "progress": not args.quiet,
+               "class_weight": args.class_weight, "sampler": args.sampler, "threshold": threshold,
+               "target_sensitivity": target}
+    options.update({k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
+                                      ("weight_decay", args.weight_decay), ("patience", args.patience),
+                                      ("loss", args.loss), ("monitor", args.monitor), ("ema", args.ema))
+                    if v is not None})
+    if args.no_augment:
+        options["augment"] = False
+    try:
+        record = runs.train_run(args.task, args.out, data=args.data, test=args.test, val_fraction=args.val_fraction,
+                                seed=args.seed, layers=args.layers, arch=arch, options=options,
+                                reader=_reader(args), n_boot=args.n_boot, resume=args.resume,
+                                log=None if args.quiet else print)
+    finally:
+        shutdown()
+    if record is not None:
+        _print_metrics(record["test"], f"test metrics ({args.out}/metrics.json)")
     return 0
+
+
+def _reader(args) -> dict:
+    if args.data is None or str(args.data).startswith("synthetic"):
+        return {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test)) if v is not None}
+    return {}
+
+
+def _print_metrics(m: dict, title: str) -> None:
+    print(title)
+    for k, v in m.items():
+        if isinstance(v, float):
+            ci = m.get("ci", {}).get(k)
+            print(f"  {k:<18} {v:.4f}" + (f"  (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci and None not in ci else ""))
+        elif v is None:
+            print(f"  {k:<18} undefined")
+
+
+def _evaluate(args) -> int:
+    from medkern.models import runs
+
+    record = runs.evaluate_run(args.run_dir, args.data, test=args.test, reader=_reader(args), n_boot=args.n_boot)
+    _print_metrics(record["test"], f"metrics on {record['data']} ({record['out']}/metrics.json)")
+    return 0
+
+
+def _predict(args) -> int:
+    from medkern.models import runs
+
+    for row in runs.predict_files(args.run_dir, args.inputs):
+        print(json.dumps(row))
+    return 0
+
+
+def _add_run_commands(sub) -> None:
+    train = sub.add_parser("train", help="train a model and write a run folder")
+    tasks = train.add_subparsers(dest="task", required=True)
+    for task, text in (("classify", "image classification (ImageClassifier)"),
+                       ("sequence", "signal classification (SequenceClassifier)"),
+                       ("forecast", "forecasting the next values of a series (SequenceForecaster)")):
+        p = tasks.add_parser(task, help=text)
+        p.add_argument("--data", default=None, help="MedMNIST .npz, image folder with labels CSV, UCR .txt/.tsv, "
+                       "WFDB record, or synthetic[:lesions|ecg|vitals] (default: synthetic)")
+        p.add_argument("--test", default=None, help="the test file where --data has no test split")
+        p.add_argument("--out", required=True, help="run folder")
+        p.add_argument("--layers", default="medkern", choices=["medkern", "torch"])
+        p.add_argument("--epochs", type=int)
+        p.add_argument("--batch-size", type=int, help="global batch (split over torchrun processes)")
+        p.add_argument("--lr", type=float)
+        p.add_argument("--weight-decay", type=float)
+        p.add_argument("--patience", type=int, help="early-stopping patience in epochs")
+        p.add_argument("--monitor", help="validation metric for early stopping and best checkpoint")
+        p.add_argument("--dropout", type=float)
+        p.add_argument("--ema", type=float, help="keep an exponential moving average of the weights (decay per step)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--val-fraction", type=float, default=0.15, help="carved from train where there is no val split")
+        p.add_argument("--n-train", type=int, help="synthetic data: training items")
+        p.add_argument("--n-test", type=int, help="synthetic data: test items")
+        p.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% CIs")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+        p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+        p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+        p.add_argument("--quiet", action="store_true", help="no progress output")
+        p.add_argument("--no-augment", action="store_true")
+        p.add_argument("--class-weight", default=None, choices=["balanced"])
+        p.add_argument("--sampler", default=None, choices=["weighted"])
+        p.add_argument("--loss", choices=["ce", "focal"])
+        p.add_argument("--threshold", default="youden" if task != "forecast" else "none",
+                       help="binary decision threshold on validation: youden, sensitivity:0.9, or none (0.5)")
+        if task == "classify":
+            p.add_argument("--width", type=int, help="channels of the first stage (default 32)")
+            p.add_argument("--depth", type=int, help="stages (default 3)")
+            p.add_argument("--blocks", type=int, help="residual blocks per stage (default 1)")
+        else:
+            p.add_argument("--rnn", choices=["gru", "lstm"], help="default gru")
+            p.add_argument("--hidden", type=int, help="recurrent units (default 64)")
+            p.add_argument("--rnn-layers", type=int, help="stacked recurrent layers (default 1)")
+            p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, help="default on")
+            p.add_argument("--conv-channels", type=int,
+                           help="1-D conv front end channels, 0 for none (default 32; forecasting 0)")
+        p.set_defaults(func=_train)
+    ev = sub.add_parser("evaluate", help="evaluate a run's model on data")
+    ev.add_argument("run_dir")
+    ev.add_argument("--data", default=None)
+    ev.add_argument("--test", default=None)
+    ev.add_argument("--n-train", type=int)
+    ev.add_argument("--n-test", type=int)
+    ev.add_argument("--n-boot", type=int, default=200)
+    ev.set_defaults(func=_evaluate)
+    pr = sub.add_parser("predict", help="predict with a run's model: images, .npy arrays or text series")
+    pr.add_argument("run_dir")
+    pr.add_argument("inputs", nargs="+")
+    pr.set_defaults(func=_predict)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,14 +191,24 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--min-round", type=float, default=0.05, help="seconds per round at least")
     bench.add_argument("--csv", default="bench-results.csv", help="append rows here ('' to skip)")
     bench.set_defaults(func=_bench)
-    demo = sub.add_parser("demo", help="the main job: info, a patched-model check and the benchmarks")
-    demo.add_argument("--repeats", type=int, default=5)
-    demo.add_argument("--csv", default="bench-results.csv")
+    demo = sub.add_parser("demo", help="the main job: train an image and an ECG model on synthetic data, "
+                                        "report metrics and plots, and time medkern layers against torch's")
+    demo.add_argument("--out", default="medkern-demo", help="folder for the plots and metrics")
+    demo.add_argument("--n-train", type=int, default=1500, help="synthetic training items per model")
+    demo.add_argument("--n-test", type=int, default=500)
+    demo.add_argument("--epochs", type=int, default=15)
+    demo.add_argument("--speed-repeats", type=int, default=3, help="epochs timed per variant (median)")
+    demo.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% CIs")
     demo.set_defaults(func=_demo)
+    _add_run_commands(sub)
     args = parser.parse_args(argv)
     if getattr(args, "device", "cpu") == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as e:  # bad data or options: the message names the file or option
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .. import _native, backends
-from . import conv, machine, pool
+from . import conv, gan_loss, machine, pool, rnn
 from .timing import compare
 
 CSV_FIELDS = ["op", "case", "backend", "device", "shape", "dtype", "medkern_ms", "torch_ms", "ratio",
@@ -19,7 +19,7 @@ def _threads(device: str) -> int:
     return _native._C.num_threads() if device == "cpu" and _native._C is not None else torch.get_num_threads()
 
 
-FAMILIES = {"conv": conv.CASES, "pool": pool.CASES}
+FAMILIES = {"conv": conv.CASES, "pool": pool.CASES, "gan_loss": gan_loss.CASES, "rnn": rnn.CASES}
 
 
 def _floor_ms(amount: float, rate: float) -> float:

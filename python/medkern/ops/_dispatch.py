@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
 
 def fast_path_ok(*tensors: torch.Tensor | None) -> bool:
     """True for a plain eager call that needs no autograd graph: no gradient will be asked for, no
@@ -14,5 +16,7 @@ def fast_path_ok(*tensors: torch.Tensor | None) -> bool:
         return False
     if torch._C._len_torch_dispatch_stack() > 0:
         return False
-    return all(t is None or (type(t) is torch.Tensor and not torch._C._functorch.is_functorch_wrapped_tensor(t))
+    # nn.Parameter is a plain tensor to the kernels (module weights take the fast path); other subclasses
+    # may override torch functions, so they go through the custom op.
+    return all(t is None or (type(t) in _PLAIN and not torch._C._functorch.is_functorch_wrapped_tensor(t))
                for t in tensors)

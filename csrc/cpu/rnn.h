@@ -1,0 +1,303 @@
+#pragma once
+// The CPU recurrent kernels and what they share: vector gate math, the per-step matrix product with a
+// weight packed once per call, the batch split over threads, and the fused pointwise passes.
+//
+// Threads split the batch, not the step: batch rows are independent through time, so each thread runs
+// the whole time loop over its own rows with no barrier per step (a fork/join per step costs more than
+// the step's work at hidden 64). Small batches run on the calling thread.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "../common/rnn_params.h"
+#include "gemm.h"
+#include "simd.h"
+
+namespace medkern::cpu {
+
+// --- nonlinearities ---------------------------------------------------------------------------------
+
+// float: Eigen's rational tanh (a 13/6 odd/even polynomial on [-9, 9], a few ulp), which vectorises;
+// libm's tanhf does not here (no -ffast-math, so no libmvec). sigmoid(x) = (1 + tanh(x/2)) / 2.
+template <class V>
+inline V rational_tanh(V x) {
+  const V hi = V{} + 9.f, lo = V{} - 9.f;
+  x = x < hi ? x : hi;
+  x = x > lo ? x : lo;
+  const V x2 = x * x;
+  V p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  p = p * x;
+  V q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return p / q;
+}
+
+template <typename T, class V>
+struct CpuMath;
+
+template <class V>
+struct CpuMath<float, V> {
+  static V one() { return V{} + 1.f; }
+  static V tanh(V x) { return rational_tanh(x); }
+  static V sigmoid(V x) { return rational_tanh(x * 0.5f) * 0.5f + 0.5f; }
+};
+
+// double: libm lane by lane (float64 runs are for accuracy, not speed).
+template <class V>
+struct CpuMath<double, V> {
+  static V one() { return V{} + 1.0; }
+  static V tanh(V x) { return map(x, [](double v) { return std::tanh(v); }); }
+  static V sigmoid(V x) { return map(x, [](double v) { return 1.0 / (1.0 + std::exp(-v)); }); }
+  template <class F>
+  static V map(V x, F f) {
+    if constexpr (std::is_same<V, double>::value) {
+      return f(x);
+    } else {
+      for (int l = 0; l < Vec<double>::lanes; ++l) x[l] = f(x[l]);
+      return x;
+    }
+  }
+};
+
+// Runs body(V-typed loads/stores helper) over j in [0, n): full vectors, then a scalar tail, so one
+// templated lambda serves both. `body(j, tag)` where tag is a V or a T.
+template <typename T, class Body>
+inline void for_lanes(int64_t n, Body&& body) {
+  constexpr int L = Vec<T>::lanes;
+  int64_t j = 0;
+  for (; j + L <= n; j += L) body(j, typename Vec<T>::type{});
+  for (; j < n; ++j) body(j, T{});
+}
+
+template <class V, typename T>
+inline V load_as(const T* p) {
+  if constexpr (std::is_same<V, T>::value) return *p;
+  else return Vec<T>::load(p);
+}
+
+template <class V, typename T>
+inline void store_as(T* p, V v) {
+  if constexpr (std::is_same<V, T>::value) *p = v;
+  else Vec<T>::store(p, v);
+}
+
+// --- the per-step matrix product ---------------------------------------------------------------------
+
+template <typename T>
+struct RnnTile {
+  static constexpr int L = Vec<T>::lanes;
+  static constexpr int NV = kVecBytes >= 64 ? 4 : 2;  // vectors per panel row: 64 floats with AVX-512
+  static constexpr int NR = L * NV;
+  static constexpr int MR = kVecBytes >= 64 ? 6 : 4;  // MR * NV accumulators + NV + 1 fit the registers
+};
+
+// The right operand of C = A * B (B is K x N), packed once per call: NR-column panels, each k-major over
+// the whole K, columns past N zero. A recurrent weight is at most a few hundred KiB, so its panels
+// stream from L1/L2 every step.
+template <typename T>
+struct PackedB {
+  Buffer<T> data;
+  int64_t K = 0, N = 0, panels = 0;
+
+  // B(k, n) = src[n * rs + k * cs].
+  PackedB(const T* src, int64_t K_, int64_t N_, int64_t rs, int64_t cs) : K(K_), N(N_) {
+    constexpr int NR = RnnTile<T>::NR;
+    panels = ceil_div(N, NR);
+    data = alloc_buffer<T>(panels * NR * K);
+    for (int64_t p = 0; p < panels; ++p) {
+      T* dst = data.get() + p * NR * K;
+      for (int64_t k = 0; k < K; ++k)
+        for (int j = 0; j < NR; ++j) {
+          const int64_t n = p * NR + j;
+          dst[k * NR + j] = n < N ? src[n * rs + k * cs] : T(0);
+        }
+    }
+  }
+  const T* panel(int64_t p) const { return data.get() + p * RnnTile<T>::NR * K; }
+};
+
+// C rows [0, MR) x one panel: c = base + a * B, base being a matrix (ldbase), a bias row, or zero.
+template <typename T, int MR>
+inline void rnn_tile(int64_t K, const T* __restrict a, int64_t lda, const T* __restrict panel, T* c, int64_t ldc,
+                     const T* base, int64_t ldbase, const T* bias, int n_valid) {
+  using G = RnnTile<T>;
+  using V = typename Vec<T>::type;
+  constexpr int NV = G::NV, L = G::L;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) acc[i][v] = V{};
+  for (int64_t k = 0; k < K; ++k) {
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = Vec<T>::load(panel + k * G::NR + v * L);
+    for (int i = 0; i < MR; ++i) {
+      const V av = Vec<T>::broadcast(a[i * lda + k]);
+      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
+    }
+  }
+  if (n_valid == G::NR) {
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) {
+        V out = acc[i][v];
+        if (base) out += Vec<T>::load(base + i * ldbase + v * L);
+        else if (bias) out += Vec<T>::load(bias + v * L);
+        Vec<T>::store(c + i * ldc + v * L, out);
+      }
+    return;
+  }
+  alignas(64) T tile[G::NR];
+  for (int i = 0; i < MR; ++i) {
+    for (int v = 0; v < NV; ++v) Vec<T>::store(tile + v * L, acc[i][v]);
+    for (int j = 0; j < n_valid; ++j)
+      c[i * ldc + j] = tile[j] + (base ? base[i * ldbase + j] : bias ? bias[j] : T(0));
+  }
+}
+
+template <typename T, int MR>
+inline void rnn_rows(int64_t K, const T* a, int64_t lda, const PackedB<T>& b, int64_t p, T* c, int64_t ldc,
+                     const T* base, int64_t ldbase, const T* bias, int m) {
+  if constexpr (MR > 1) {
+    if (m < MR) return rnn_rows<T, MR - 1>(K, a, lda, b, p, c, ldc, base, ldbase, bias, m);
+  }
+  constexpr int NR = RnnTile<T>::NR;
+  const int n_valid = static_cast<int>(std::min<int64_t>(NR, b.N - p * NR));
+  rnn_tile<T, MR>(K, a, lda, b.panel(p), c + p * NR, ldc, base ? base + p * NR : nullptr, ldbase,
+                  bias ? bias + p * NR : nullptr, n_valid);
+}
+
+// C[M x N] = base + A[M x K] * B. Panel-outer order: one panel (K x NR) stays in L1 across the rows.
+template <typename T>
+void rnn_gemm(int64_t M, const T* a, int64_t lda, const PackedB<T>& b, T* c, int64_t ldc, const T* base = nullptr,
+              int64_t ldbase = 0, const T* bias = nullptr) {
+  constexpr int MR = RnnTile<T>::MR;
+  for (int64_t p = 0; p < b.panels; ++p)
+    for (int64_t i = 0; i < M; i += MR)
+      rnn_rows<T, MR>(b.K, a + i * lda, lda, b, p, c + i * ldc, ldc, base ? base + i * ldbase : nullptr, ldbase,
+                      bias, static_cast<int>(std::min<int64_t>(MR, M - i)));
+}
+
+// Sums of L vectors (one per row), lane r of the result being the sum of vector r: pairwise even+odd
+// lane shuffles halve the vector count each level, so L rows cost L - 1 adds instead of L (L - 1)
+// dependent scalar adds.
+template <typename T>
+inline typename Vec<T>::type reduce_rows(typename Vec<T>::type* v) {
+  constexpr int L = Vec<T>::lanes;
+  for (int n = L; n > 1; n /= 2)
+    for (int i = 0; i < n / 2; ++i)
+      v[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], Vec<T>::even_lanes()) +
+             __builtin_shuffle(v[2 * i], v[2 * i + 1], Vec<T>::odd_lanes());
+  return v[0];
+}
+
+// c[i, n] += sum_k a[i, k] * w[n, k] for a row-major w (N x K) that is not worth packing: one step of a
+// cell, where packing would copy the weight once to use it once. L rows of w at a time, dot products
+// along k, reduced together.
+template <typename T>
+void rnn_gemm_unpacked(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* w, T* c, int64_t ldc) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  const int64_t k_full = K / L * L;
+  for (int64_t i = 0; i < M; ++i) {
+    const T* ai = a + i * lda;
+    T* ci = c + i * ldc;
+    alignas(64) T a_tail[L] = {};
+    for (int64_t k = k_full; k < K; ++k) a_tail[k - k_full] = ai[k];
+    int64_t n = 0;
+    for (; n + L <= N; n += L) {
+      V acc[L];
+      for (int r = 0; r < L; ++r) acc[r] = V{};
+      for (int64_t k = 0; k < k_full; k += L) {
+        const V av = Vec<T>::load(ai + k);
+        for (int r = 0; r < L; ++r) acc[r] += av * Vec<T>::load(w + (n + r) * K + k);
+      }
+      if (k_full < K) {
+        const V av = Vec<T>::load(a_tail);
+        for (int r = 0; r < L; ++r) {
+          alignas(64) T w_tail[L] = {};
+          for (int64_t k = k_full; k < K; ++k) w_tail[k - k_full] = w[(n + r) * K + k];
+          acc[r] += av * Vec<T>::load(w_tail);
+        }
+      }
+      Vec<T>::store(ci + n, Vec<T>::load(ci + n) + reduce_rows<T>(acc));
+    }
+    for (; n < N; ++n) {
+      T sum = T(0);
+      for (int64_t k = 0; k < K; ++k) sum += ai[k] * w[n * K + k];
+      ci[n] += sum;
+    }
+  }
+}
+
+// --- threads ------------------------------------------------------------------------------------------
+
+// fn(b0, b1) over contiguous batch chunks, one per thread, each a multiple of the tile height so no
+// thread gets a ragged tile it would not otherwise have. Threads only where each gets two full tiles.
+template <typename T, class Fn>
+void for_batch_chunks(int64_t B, Fn&& fn) {
+  constexpr int64_t MR = RnnTile<T>::MR;
+  const int64_t tiles = ceil_div(B, MR);
+  const int nt = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), tiles / 2));
+  if (nt <= 1) {
+    fn(int64_t(0), B);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+    const int64_t b0 = std::min(B, tiles * id / n * MR), b1 = std::min(B, tiles * (id + 1) / n * MR);
+    if (b1 > b0) fn(b0, b1);
+  }
+}
+
+// --- small row helpers --------------------------------------------------------------------------------
+
+template <typename T>
+inline void copy_row(T* dst, const T* src, int64_t n) { std::memcpy(dst, src, n * sizeof(T)); }
+template <typename T>
+inline void zero_row(T* dst, int64_t n) { std::memset(dst, 0, n * sizeof(T)); }
+template <typename T>
+inline void add_row(T* dst, const T* src, int64_t n) {
+  for_lanes<T>(n, [&](int64_t j, auto tag) {
+    using V = decltype(tag);
+    store_as<V>(dst + j, load_as<V>(dst + j) + load_as<V>(src + j));
+  });
+}
+
+// out[M x N] = bias + x[M x K] * w^T for a row-major w (N x K): the input projection of every step at
+// once. Rows are split over the threads; the packed weight is shared.
+template <typename T>
+void rnn_input_projection(int64_t M, int64_t K, int64_t N, const T* x, const T* w, const T* bias, T* out) {
+  const PackedB<T> wt(w, K, N, K, 1);
+  constexpr int64_t MR = RnnTile<T>::MR;
+  const int64_t tiles = ceil_div(M, MR);
+  // Threads only where each gets enough multiply-adds to pay for waking it.
+  const int nt = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, M * K * N / 65536)));
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t tile = 0; tile < tiles; ++tile) {
+    const int64_t i = tile * MR, m = std::min(MR, M - i);
+    rnn_gemm<T>(m, x + i * K, K, wt, out + i * N, N, nullptr, 0, bias);
+  }
+}
+
+// --- entry points ---------------------------------------------------------------------------------------
+
+// Whole-sequence recurrences (see RnnArgs for what each reads and writes). The caller has put the initial
+// state into hs (and cs) at the first step's read slot.
+template <typename T> void lstm_forward(const RnnArgs<T>& a);
+template <typename T> void lstm_backward(const RnnArgs<T>& a);
+template <typename T> void gru_forward(const RnnArgs<T>& a);
+template <typename T> void gru_backward(const RnnArgs<T>& a);
+
+// One inference step of a cell without packing: the no-grad fast path of LSTMCell / GRUCell.
+template <typename T> void lstm_cell_forward(const RnnCellArgs<T>& a);
+template <typename T> void gru_cell_forward(const RnnCellArgs<T>& a);
+
+}  // namespace medkern::cpu

@@ -1,0 +1,39 @@
+"""Recurrent family on medkern's compiled kernels (see backends/CONTRACT.md)."""
+from __future__ import annotations
+
+from ._interop import dl, module_and_stream
+
+
+def _opt(t):
+    return None if t is None else dl(t)
+
+
+def rnn_forward(lstm, gx, gx_offset, w_hh, b_hh, w_hr, lengths, out, out_offset, hs, cs, gates, hraw, reverse):
+    mod, stream, ctx = module_and_stream(gx)
+    with ctx:
+        mod.rnn_forward(lstm, dl(gx), gx_offset, dl(w_hh), _opt(b_hh), _opt(w_hr), _opt(lengths), dl(out), out_offset,
+                        dl(hs), _opt(cs), _opt(gates), _opt(hraw), reverse, stream)
+
+
+def rnn_backward(lstm, grad_out, out_offset, grad_hn, grad_cn, w_hh, w_hr, lengths, hs, cs, gates, hraw, grad_gx,
+                 gx_offset, grad_gh, grad_hp, grad_h0, grad_c0, reverse):
+    mod, stream, ctx = module_and_stream(grad_gx)
+    with ctx:
+        mod.rnn_backward(lstm, dl(grad_out), out_offset, dl(grad_hn), _opt(grad_cn), dl(w_hh), _opt(w_hr),
+                         _opt(lengths), dl(hs), _opt(cs), dl(gates), _opt(hraw), dl(grad_gx), gx_offset, _opt(grad_gh),
+                         _opt(grad_hp), dl(grad_h0), _opt(grad_c0), reverse, stream)
+
+
+def rnn_cell_forward(lstm, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
+    if x.device.type != "cpu":
+        raise NotImplementedError  # the ops layer runs the cell as a one-step sequence instead
+    mod, _, _ = module_and_stream(x)
+    mod.rnn_cell_forward(lstm, dl(x), dl(h), _opt(c), dl(w_ih), dl(w_hh), _opt(b_ih), _opt(b_hh), dl(h_out),
+                         _opt(c_out))
+
+
+def rnn_input_projection(x, w_ih, bias, out):
+    if x.device.type != "cpu":
+        raise NotImplementedError  # the ops layer uses torch's matrix product instead
+    mod, _, _ = module_and_stream(x)
+    mod.rnn_input_projection(dl(x), dl(w_ih), _opt(bias), dl(out))

@@ -1,0 +1,217 @@
+"""The shared model API: ``fit``, ``predict``, ``evaluate``, ``save`` and ``load`` around a network from
+``networks`` and the loop in ``medkern.train``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import metrics, train as training
+from ..data import ArrayDataset
+from . import networks
+
+FORMAT = "medkern-model/1"
+
+
+def as_dataset(data, name: str) -> ArrayDataset:
+    """An ``ArrayDataset``, or an ``(x, y)`` pair of arrays made into one."""
+    if isinstance(data, ArrayDataset):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return ArrayDataset(*data)
+    raise TypeError(f"{name} must be a medkern.data.ArrayDataset or an (x, y) pair, got {type(data).__name__}")
+
+
+class Model:
+    """Subclasses set ``TASK`` (``"classify"``, ``"sequence"`` or ``"forecast"``), ``INPUT_DIMS`` (3 for
+    (C, L) signals, 4 for (C, H, W) images), ``ARCH`` (architecture options and defaults), ``TRAIN``
+    (their training defaults, over ``TrainConfig``'s) and ``NETWORK`` (a class of ``networks``), and implement
+    ``_data_shape``, ``_network_args``, ``_objective`` and ``evaluate``."""
+
+    TASK: str
+    INPUT_DIMS: int
+    ARCH: dict
+    TRAIN: dict = {}
+    NETWORK: type
+
+    def __init__(self, *, layers: str = "medkern", seed: int = 0, **arch):
+        unknown = sorted(set(arch) - set(self.ARCH))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown option(s) {unknown}; known: {sorted(self.ARCH)}")
+        if layers not in networks.LAYERS:
+            raise ValueError(f"layers must be one of {networks.LAYERS}, got {layers!r}")
+        self.arch = {**self.ARCH, **arch}
+        self.layers, self.seed = layers, int(seed)
+        self.shape: dict = {}          # what the data fixed: channels, input size, classes or horizon
+        self.class_names: list = []
+        self.threshold: float | None = None
+        self.result: training.FitResult | None = None
+        self.train_config: dict | None = None
+        self.network: torch.nn.Module | None = None
+
+    # -- building -------------------------------------------------------------------------------------
+    def _data_shape(self, ds: ArrayDataset) -> dict:
+        raise NotImplementedError
+
+    def _network_args(self) -> dict:
+        raise NotImplementedError
+
+    def _objective(self, train: ArrayDataset | None, config: training.TrainConfig):
+        raise NotImplementedError
+
+    def _augment(self):
+        return None
+
+    def _prepare(self, train: ArrayDataset) -> None:
+        """Hook for statistics of the training data the network keeps (e.g. input standardisation)."""
+
+    def _build(self, layers: str | None = None) -> torch.nn.Module:
+        torch.manual_seed(self.seed)
+        return networks.build(self.NETWORK, layers or self.layers, **self._network_args())
+
+    def _check_input(self, x: torch.Tensor, name: str, batch_only: bool = False) -> torch.Tensor:
+        """``x`` as a float32 batch; one item (a dimension less) is made a batch of one unless ``batch_only``."""
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if x.dim() == self.INPUT_DIMS - 1 and not batch_only:
+            x = x[None]
+        if x.dim() != self.INPUT_DIMS:
+            what = "(N, C, H, W) images" if self.INPUT_DIMS == 4 else "(N, C, L) signals"
+            raise ValueError(f"{name} must hold {what}, got shape {tuple(x.shape)}")
+        if self.shape and x.shape[1] != self.shape["in_channels"]:
+            raise ValueError(f"{name} has {x.shape[1]} channels; the model was trained on {self.shape['in_channels']}")
+        return x
+
+    # -- the API --------------------------------------------------------------------------------------
+    def fit(self, train, val=None, *, out=None, resume: bool = False, log=print, **options) -> "Model":
+        """Trains on ``train`` (an ``ArrayDataset`` or ``(x, y)``), choosing the best epoch, and for binary
+        classifiers the decision threshold, on ``val``. ``options`` are ``medkern.train.TrainConfig``
+        fields (``epochs``, ``batch_size``, ``lr``, ``class_weight``, ``loss``, ...); ``out`` is a folder
+        for the resumable checkpoint. Returns the model."""
+        train = as_dataset(train, "train")
+        val = None if val is None else as_dataset(val, "val")
+        config = training.TrainConfig.with_defaults({**self.TRAIN, "seed": self.seed}, options)
+        self._check_input(train.x[:1], "train.x", batch_only=True)
+        shape = self._data_shape(train)
+        if val is not None:
+            self._check_input(val.x[:1], "val.x", batch_only=True)
+        # A fresh network every time: a fit depends on its data, options and seed only.
+        self.shape = shape
+        self.network = self._build()
+        self._prepare(train)
+        self.result = training.fit(self.network, train, val, self._objective(train, config), config,
+                                   augment=self._augment(), out_dir=out, resume=resume, log=log)
+        self.train_config = config.to_dict()
+        self._after_fit(val, config)
+        return self
+
+    def _after_fit(self, val, config) -> None:
+        pass
+
+    def _require_network(self):
+        if self.network is None:
+            raise RuntimeError(f"{type(self).__name__} is not trained: call fit() or load() first")
+        return self.network
+
+    def predict(self, x, batch_size: int = 256) -> np.ndarray:
+        """Class probabilities ``(N, K)`` (forecasters: the predicted values ``(N, horizon)``) for inputs
+        ``x`` of one item or a batch."""
+        net = self._require_network()
+        x = self._check_input(x, "x")
+        device = next(net.parameters()).device
+        return training.predict_outputs(net, x, self._objective(None, None), batch_size=batch_size, device=device)
+
+    def state(self) -> dict:
+        """Everything ``load`` needs, as plain values and tensors (loadable with ``weights_only=True``)."""
+        net = self._require_network()
+        return {"format": FORMAT, "class": type(self).__name__, "arch": self.arch, "layers": self.layers,
+                "seed": self.seed, "shape": self.shape, "class_names": list(self.class_names),
+                "threshold": self.threshold, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        training.save_atomic(self.state(), path)
+        return path
+
+    @classmethod
+    def load(cls, path, layers: str | None = None) -> "Model":
+        """A saved model; ``layers`` overrides the layers it was built with (same weights either way)."""
+        from . import load as load_any
+        model = load_any(path, layers=layers)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+    @classmethod
+    def from_state(cls, state: dict, layers: str | None = None) -> "Model":
+        model = cls(layers=layers or state["layers"], seed=state["seed"], **state["arch"])
+        model.shape, model.class_names, model.threshold = state["shape"], state["class_names"], state["threshold"]
+        model.network = model._build()
+        model.network.load_state_dict(state["state_dict"])
+        model.network.eval()
+        return model
+
+
+class Classifier(Model):
+    """Image and sequence classifiers: softmax over ``num_classes``; binary ones also carry a decision
+    threshold on the positive-class probability, chosen on validation data."""
+
+    TRAIN = {"monitor": "auroc"}
+
+    def _data_shape(self, ds):
+        if not ds.is_classification:
+            raise ValueError(f"{type(self).__name__} needs int64 class labels y (N,), got {ds.y.dtype} "
+                             f"of shape {tuple(ds.y.shape)}")
+        # Class names (set by whoever loaded the data) may name classes absent from this training set.
+        num_classes = max(int(ds.y.max()) + 1, len(self.class_names), 2)
+        return {"in_channels": int(ds.x.shape[1]), "num_classes": num_classes, **self._extra_shape(ds)}
+
+    def _extra_shape(self, ds) -> dict:
+        return {}
+
+    def _objective(self, train, config):
+        if config is None:
+            return training.Classification(self.shape["num_classes"])
+        weight = None
+        if config.class_weight == "balanced":
+            weight = training.balanced_class_weights(train.y, self.shape["num_classes"])
+        return training.Classification(self.shape["num_classes"], config.loss, weight, config.focal_gamma)
+
+    @property
+    def binary(self) -> bool:
+        return self.shape.get("num_classes") == 2
+
+    def _after_fit(self, val, config):
+        self.threshold = None
+        if self.binary and val is not None and config.threshold is not None and len(torch.unique(val.y)) == 2:
+            self.threshold = metrics.choose_threshold(val.y.numpy(), self.predict(val.x)[:, 1],
+                                                      config.threshold, config.target_sensitivity)
+
+    def scores(self, probs: np.ndarray) -> np.ndarray:
+        """What ``medkern.metrics`` takes: the positive-class probability for binary models."""
+        return probs[:, 1] if self.binary else probs
+
+    def predict_labels(self, x) -> np.ndarray:
+        return self.decide(self.predict(x))
+
+    def decide(self, probs: np.ndarray) -> np.ndarray:
+        """Class labels from ``predict``'s probabilities: the threshold for binary models, else the argmax."""
+        if self.binary:
+            return (probs[:, 1] >= (0.5 if self.threshold is None else self.threshold)).astype(np.int64)
+        return probs.argmax(axis=1)
+
+    def evaluate(self, data, n_boot: int = 0, seed: int = 0) -> dict:
+        """``medkern.metrics.classification_metrics`` at the model's threshold, plus ``ci``: bootstrap 95%
+        intervals of the headline metrics when ``n_boot`` > 0."""
+        ds = as_dataset(data, "data")
+        probs = self.scores(self.predict(ds.x))
+        y = ds.y.numpy()
+        out = metrics.classification_metrics(y, probs, threshold=self.threshold if self.binary else None)
+        if n_boot:
+            out["ci"] = {name: list(metrics.bootstrap_ci(y, probs, name, n_boot=n_boot, seed=seed,
+                                                         threshold=self.threshold if self.binary else None))
+                         for name in HEADLINE}
+        return out
+
+
+HEADLINE = ("auroc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")

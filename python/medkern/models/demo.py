@@ -1,0 +1,71 @@
+"""``medkern demo``, the main job: a patched-model correctness check, then an image classifier and an ECG
+sequence classifier trained on the built-in synthetic data, their test metrics and report plots, and the
+speed of each model built from medkern layers against the same model built from torch layers."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .. import data as datasets, viz
+from . import ImageClassifier, SequenceClassifier, speed
+
+SHOWN = ("auroc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")
+
+
+def patched_cnn_check(log=print) -> bool:
+    """A small CNN computed by torch, then by medkern after ``medkern.patch``: the outputs must agree."""
+    import medkern
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                                torch.nn.Conv2d(8, 16, 3, stride=2, padding="valid"), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    x = torch.randn(4, 1, 28, 28)
+    expected = model(x)
+    medkern.patch(model)
+    err = (model(x) - expected).abs().max().item()
+    log(f"patched CNN vs torch on 4x1x28x28: max abs difference {err:.2e} "
+        f"({sum(type(m).__module__.startswith('medkern.') for m in model.modules())} layers swapped)")
+    return err <= 1e-4
+
+
+def _train_and_report(name, model, splits, out: Path, epochs: int, n_boot: int, log) -> dict:
+    t0 = time.perf_counter()
+    model.class_names = splits.class_names
+    model.fit(splits.train, splits.val, epochs=epochs, progress=False, log=log)
+    seconds = time.perf_counter() - t0
+    record = viz.write_run(out / name, model, test=splits.test, val=splits.val, history=model.result.history,
+                           n_boot=n_boot, extra={"data": splits.source, "train_seconds": seconds})
+    m = record["test"]
+    shown = ", ".join(f"{k} {m[k]:.3f} [{m['ci'][k][0]:.3f}, {m['ci'][k][1]:.3f}]" for k in SHOWN)
+    log(f"{name}: {type(model).__name__} trained in {seconds:.0f} s ({len(model.result.history)} epochs, "
+        f"{len(splits.train)} training items); test: {shown}")
+    return record
+
+
+def run(out="medkern-demo", *, n_train: int = 1500, n_test: int = 500, epochs: int = 15, speed_repeats: int = 3,
+        speed_items: int = 512, n_boot: int = 200, log=print) -> int:
+    if not patched_cnn_check(log):
+        print("error: patched model disagrees with torch", file=sys.stderr)
+        return 1
+    out = Path(out)
+    images = datasets.load(None, task="classify", n_train=n_train, n_test=n_test, seed=0)
+    ecg = datasets.load(None, task="sequence", n_train=n_train, n_test=n_test, seed=0)
+    image_model = ImageClassifier(width=16, depth=3)
+    ecg_model = SequenceClassifier(hidden=32, conv_channels=16)
+    log(f"\ntraining on synthetic data ({images.source}; {ecg.source}), reports in {out}/")
+    _train_and_report("image", image_model, images, out, epochs, n_boot, log)
+    _train_and_report("ecg", ecg_model, ecg, out, epochs, n_boot, log)
+    log(f"\nspeed on this machine ({torch.get_num_threads()} threads), same weights, interleaved; an epoch is "
+        f"{min(speed_items, len(images.train))} items in batches of 32, median of {speed_repeats}:")
+    log(speed.HEADER)
+    for name, model, splits in (("image ResNet", image_model, images), ("ECG conv+GRU", ecg_model, ecg)):
+        items = splits.train.subset(range(min(speed_items, len(splits.train))))
+        result = speed.compare_layers(model, items, repeats=speed_repeats)
+        for row in speed.format_rows(name, result):
+            log(row)
+    log(f"\nplots and metrics.json in {out}/image and {out}/ecg")
+    return 0

@@ -1,0 +1,35 @@
+"""``ImageClassifier``: a small ResNet for 1- or 3-channel medical images of any size."""
+from __future__ import annotations
+
+from ..data import ImageAugment
+from .base import Classifier
+from .networks import ResNet
+
+
+class ImageClassifier(Classifier):
+    """A ResNet of ``depth`` stages (``blocks`` basic blocks each, ``width`` channels doubling per stage)
+    for images ``(N, C, H, W)`` in [0, 1]; channels, size and classes come from the training data.
+    Training augments with flips, small rotations and shifts and intensity jitter.
+
+    >>> model = ImageClassifier(width=16).fit(splits.train, splits.val, epochs=20)
+    >>> model.evaluate(splits.test)["auroc"]
+    """
+
+    NETWORK = ResNet
+    ARCH = {"width": 32, "depth": 3, "blocks": 1, "dropout": 0.1}
+    TRAIN = {**Classifier.TRAIN, "epochs": 60, "batch_size": 32, "lr": 2e-3, "weight_decay": 5e-4, "patience": 20}
+    TASK, INPUT_DIMS = "classify", 4
+
+    def _extra_shape(self, ds):
+        return {"input_size": [int(ds.x.shape[2]), int(ds.x.shape[3])]}
+
+    def _network_args(self):
+        return {"in_channels": self.shape["in_channels"], "num_classes": self.shape["num_classes"],
+                "input_size": min(self.shape["input_size"]), **self.arch}
+
+    def _augment(self):
+        return ImageAugment()
+
+    def cam_layer(self):
+        """The module whose output Grad-CAM explains: the last convolutional feature map."""
+        return self._require_network().features

@@ -1,0 +1,115 @@
+"""The networks behind the models, written with torch's layer classes; ``build`` then swaps in medkern's
+with ``medkern.patch`` (the swap keeps every weight), so the medkern and torch variants of a model are
+the same network with the same initial weights, and each layer medkern gains is used as soon as it
+registers its swap."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LAYERS = ("medkern", "torch")
+
+
+class BasicBlock(nn.Module):
+    """He et al. 2016: two 3x3 conv-BN pairs around an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.act(self.body(x) + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """A small ResNet for images of any size: ``depth`` stages of ``blocks`` blocks, ``width * 2**i``
+    channels in stage i, halving the resolution from the second stage on, then global average pooling.
+    Images larger than 64 pixels get a stride-2 stem and a max pool first, as in ResNet-18."""
+
+    def __init__(self, in_channels: int, num_classes: int, *, width: int = 32, depth: int = 3, blocks: int = 1,
+                 dropout: float = 0.1, input_size: int = 28):
+        super().__init__()
+        big = input_size > 64
+        stem = [nn.Conv2d(in_channels, width, 3, 2 if big else 1, 1, bias=False), nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True)]
+        self.stem = nn.Sequential(*stem, *([nn.MaxPool2d(3, 2, 1)] if big else []))
+        layers, c = [], width
+        for i in range(depth):
+            for b in range(blocks):
+                layers.append(BasicBlock(c, width * 2 ** i, 2 if i > 0 and b == 0 else 1))
+                c = width * 2 ** i
+        # Grad-CAM reads the activations and gradients of ``features``, the last convolutional map.
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, num_classes))
+
+    def forward(self, x):
+        return self.head(self.features(self.stem(x)))
+
+
+class RecurrentNet(nn.Module):
+    """Signals ``(N, C, L)`` -> an optional 1-D conv front end (``conv_layers`` times conv, BN, ReLU and a
+    2x max pool: a shorter, richer sequence, which the recurrent layer, sequential in time, runs through
+    that much faster) -> an LSTM or GRU -> the last state of each direction concatenated with the mean over
+    time -> a linear head.
+
+    Inputs are standardised first: ``normalize="dataset"`` with per-channel statistics of the training set
+    (buffers set by the model before training), ``"sample"`` with each series' own mean and standard
+    deviation, which for forecasting (``target_channel`` set) are undone on the output so the prediction is
+    in the target channel's units."""
+
+    def __init__(self, in_channels: int, out_features: int, *, rnn: str = "gru", hidden: int = 64,
+                 num_layers: int = 1, bidirectional: bool = True, conv_channels: int = 32, conv_kernel: int = 7,
+                 conv_layers: int = 2,
+                 dropout: float = 0.1, normalize: str = "dataset", target_channel: int | None = None):
+        super().__init__()
+        self.normalize, self.target_channel = normalize, target_channel
+        self.register_buffer("mean", torch.zeros(in_channels, 1))
+        self.register_buffer("std", torch.ones(in_channels, 1))
+        front, c = [], in_channels
+        for _ in range(conv_layers if conv_channels else 0):
+            front += [nn.Conv1d(c, conv_channels, conv_kernel, padding=conv_kernel // 2, bias=False),
+                      nn.BatchNorm1d(conv_channels), nn.ReLU(inplace=True), nn.MaxPool1d(2)]
+            c = conv_channels
+        self.front = nn.Sequential(*front)
+        cell = {"gru": nn.GRU, "lstm": nn.LSTM}[rnn]
+        self.rnn = cell(c, hidden, num_layers, batch_first=True,
+                        bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
+        self.hidden, self.directions = hidden, 2 if bidirectional else 1
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * self.directions * hidden, out_features))
+
+    def _standardise(self, x):
+        if self.normalize == "sample":
+            mean = x.mean(dim=-1, keepdim=True)
+            std = x.std(dim=-1, keepdim=True).clamp(min=1e-3) if x.shape[-1] > 1 else torch.ones_like(mean)
+            return (x - mean) / std, mean, std
+        if self.normalize == "dataset":
+            return (x - self.mean) / self.std, self.mean.expand(x.shape[0], -1, -1), self.std.expand(x.shape[0], -1, -1)
+        return x, None, None
+
+    def forward(self, x):
+        z, mean, std = self._standardise(x)
+        seq, _ = self.rnn(self.front(z).transpose(1, 2))
+        last = seq[:, -1, :self.hidden]
+        if self.directions == 2:  # the backward direction ends at the first time step
+            last = torch.cat([last, seq[:, 0, self.hidden:]], dim=1)
+        out = self.head(torch.cat([last, seq.mean(dim=1)], dim=1))
+        if self.target_channel is not None and mean is not None:
+            c = self.target_channel
+            out = out * std[:, c] + mean[:, c]
+        return out
+
+
+def build(cls, layers: str, *args, **kwargs) -> nn.Module:
+    """``cls(*args, **kwargs)`` with medkern's layers swapped in (``layers="medkern"``) or torch's."""
+    if layers not in LAYERS:
+        raise ValueError(f"layers must be one of {LAYERS}, got {layers!r}")
+    net = cls(*args, **kwargs)
+    if layers == "medkern":
+        import medkern
+        medkern.patch(net)
+    return net

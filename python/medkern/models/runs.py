@@ -1,0 +1,105 @@
+"""Run folders, as the ``medkern train|evaluate|predict`` commands use them: train a model on a data
+source and record it, evaluate a saved run on other data, predict from files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import data as datasets, viz
+from ..train import context
+from . import BY_TASK, load
+
+MODEL_FILE = "model.pt"
+TEST_FRACTION = 0.2  # carved from the training data, stratified, when the source has no test split
+
+
+def train_run(task: str, out, *, data=None, test=None, val_fraction: float = 0.15, seed: int = 0,
+              layers: str = "medkern", arch: dict | None = None, options: dict | None = None,
+              reader: dict | None = None, n_boot: int = 200, resume: bool = False, log=print) -> dict | None:
+    """Loads ``data`` (see ``medkern.data.load``), trains the task's model with ``arch`` and training
+    ``options`` and writes ``out``: ``model.pt``, ``checkpoint.pt``, ``metrics.json``, ``history.csv`` and
+    the plots. Under ``torchrun`` every process trains and the first writes; returns the metrics record
+    there, None elsewhere."""
+    out = Path(out)
+    splits = datasets.load(data, test=test, task=task, val_fraction=val_fraction, seed=seed,
+                           test_fraction=TEST_FRACTION, **(reader or {}))
+    model = BY_TASK[task](layers=layers, seed=seed, **(arch or {}))
+    model.class_names = list(splits.class_names)
+    main = context((options or {}).get("device", "auto")).is_main  # joins the process group under torchrun
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        if log is not None:
+            log(f"data {splits.source}: train {len(splits.train)}, val {len(splits.val) if splits.val else 0}, "
+                f"test {len(splits.test) if splits.test else 0}")
+    model.fit(splits.train, splits.val, out=out, resume=resume, log=log, **(options or {}))
+    if not main:
+        return None
+    model.save(out / MODEL_FILE)
+    extra = {"task": task, "model": type(model).__name__, "data": splits.source, "class_names": model.class_names,
+             "layers": layers, "arch": model.arch, "train": model.train_config, "threshold": model.threshold,
+             "best_epoch": model.result.best_epoch, "epochs_run": len(model.result.history)}
+    return viz.write_run(out, model, test=splits.test, val=splits.val, history=model.result.history, n_boot=n_boot,
+                         extra=extra)
+
+
+def evaluate_run(run_dir, data, *, test=None, reader: dict | None = None, n_boot: int = 200, out=None) -> dict:
+    """The saved model of ``run_dir`` on the test split of ``data`` (all of it when it has none); the
+    report goes to ``out`` (default ``run_dir/eval-<data name>``)."""
+    run_dir = Path(run_dir)
+    model = load(run_dir / MODEL_FILE)
+    splits = datasets.load(data, test=test, task=model.TASK, val_fraction=0, **(reader or {}))
+    ds = splits.test if splits.test is not None else splits.train
+    name = Path(str(data)).stem if data is not None else "synthetic"
+    out = Path(out) if out is not None else run_dir / f"eval-{name}"
+    record = viz.write_run(out, model, test=ds, n_boot=n_boot, extra={"data": splits.source, "n": len(ds)})
+    return {"out": str(out), **record}
+
+
+def read_inputs(model, paths) -> tuple[list[str], torch.Tensor]:
+    """Items to predict from files: images (PNG/JPEG, resized as in training), ``.npy`` arrays of one item
+    or a batch, or text files with one series per row (a leading label column, as in UCR files, is
+    dropped when the row is one longer than the model's input)."""
+    from ..data.image_folder import IMAGE_SUFFIXES, _read_image
+
+    names, items = [], []
+    for p in map(Path, paths):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: no such file")
+        suffix = p.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            if model.INPUT_DIMS != 4:
+                raise ValueError(f"{p}: an image, but the model ({type(model).__name__}) takes signals")
+            arr = _read_image(p, model.shape["input_size"][0], model.shape["in_channels"])[None]
+        elif suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+            arr = arr[None] if arr.ndim == model.INPUT_DIMS - 1 else arr
+            if model.INPUT_DIMS == 3 and arr.ndim == 1:
+                arr = arr[None, None]
+        elif suffix in (".txt", ".csv", ".tsv"):
+            arr = np.loadtxt(p, delimiter="," if suffix == ".csv" else None, ndmin=2)
+            if arr.shape[1] == model.shape.get("length", -1) + 1:
+                arr = arr[:, 1:]
+            arr = arr[:, None]
+        else:
+            raise ValueError(f"{p}: unsupported input (expected .png/.jpg/.jpeg, .npy, .txt/.csv/.tsv)")
+        if arr.ndim != model.INPUT_DIMS:
+            raise ValueError(f"{p}: array of shape {arr.shape} is neither one item nor a batch for "
+                             f"{type(model).__name__}")
+        names += [str(p)] if len(arr) == 1 else [f"{p}[{i}]" for i in range(len(arr))]
+        items.append(torch.as_tensor(arr, dtype=torch.float32))
+    return names, torch.cat(items)
+
+
+def predict_files(run_dir, paths) -> list[dict]:
+    """One record per item: its name, and the class and probabilities (or the forecast)."""
+    model = load(Path(run_dir) / MODEL_FILE)
+    names, x = read_inputs(model, paths)
+    out = model.predict(x)
+    if model.TASK == "forecast":
+        return [{"input": n, "forecast": [float(v) for v in row]} for n, row in zip(names, out)]
+    labels = model.decide(out)
+    classes = model.class_names or [str(k) for k in range(out.shape[1])]
+    return [{"input": n, "class": classes[int(k)], "probabilities": {c: float(p) for c, p in zip(classes, row)}}
+            for n, k, row in zip(names, labels, out)]

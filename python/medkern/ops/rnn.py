@@ -1,0 +1,469 @@
+"""Recurrent ops: LSTM and GRU layers over whole sequences, and their single-step cells, with torch's
+equations, gate order, parameter layout and return values.
+
+One layer runs as: the input projection for every step and both directions as one matrix product
+(``gx = x W_ih^T + b``), then per direction the backend's recurrence (per step a small product with W_hh
+and one fused pointwise pass; the time loop never returns to Python). The backward pass mirrors it: the
+backend's recurrence produces the gate gradients of every step, then the weight gradients are large
+products over all steps at once (torch's GEMM, differentiated by torch's autograd for the projection).
+Under no_grad the projection is the backend's own ``rnn_input_projection`` where it has one (native CPU):
+at these shapes (input size 1 to 32, a few hundred rows) torch's addmm measured 5 to 40 times slower
+than the per-call cost of the packed kernel.
+
+The recurrence is the custom op ``medkern::rnn_scan`` with a fake kernel and registered autograd; its
+backward ``medkern::rnn_scan_backward`` is a custom op too (double backward is not supported and says so).
+Variable lengths are masks: past its length a sequence keeps its state and emits zeros.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import backends
+from . import _alloc, _validate as v
+from ._dispatch import fast_path_ok
+
+__all__ = ["lstm", "gru", "lstm_cell", "gru_cell"]
+
+
+def _eager(inputs, weights) -> bool:
+    """fast_path_ok for the inputs, extended to weights that are nn.Parameters (which fast_path_ok turns
+    away as a Tensor subclass, though a Parameter dispatches exactly as a Tensor)."""
+    if not fast_path_ok(*inputs):
+        return False
+    grad = torch.is_grad_enabled()
+    for w in weights:
+        if w is not None and ((grad and w.requires_grad) or type(w) not in _PLAIN
+                              or torch._C._functorch.is_functorch_wrapped_tensor(w)):
+            return False
+    return True
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _kernels(t: Tensor):
+    return backends.family("rnn", t.device.type)
+
+
+def _gates(lstm: bool) -> int:
+    return 4 if lstm else 3
+
+
+# --- the recurrence, shared by the fast path and the custom ops ------------------------------------------
+
+def _scan_forward(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths, save):
+    """Runs every direction d (w_hh[d], ...) over gx [T, B, D*G*H]. Returns out [T, B, D*P], h_n, c_n and
+    what the backward pass needs (hs, cs, gates, hraw; empty tensors where there is nothing)."""
+    T, B, _ = gx.shape
+    D, P = len(w_hh), w_hh[0].shape[1]
+    H = w_hh[0].shape[0] // _gates(lstm)
+    proj = w_hr[0] is not None
+    out = _alloc.empty((T, B, D * P), gx)
+    hs = _alloc.empty((D, T + 1, B, P), gx)
+    cs = _alloc.empty((D, T + 1, B, H), gx) if lstm else gx.new_empty(0)
+    gates = _alloc.empty((D, T, B, 4 * H), gx) if save else gx.new_empty(0)
+    hraw = _alloc.empty((D, T, B, H), gx) if save and proj else gx.new_empty(0)
+    k = _kernels(gx)
+    contiguous = lambda t: None if t is None else t.contiguous()  # noqa: E731 - kernels take dense weights
+    w_hh, b_hh, w_hr = [contiguous(t) for t in w_hh], [contiguous(t) for t in b_hh], [contiguous(t) for t in w_hr]
+    for d in range(D):
+        first = T if d else 0  # the reverse direction reads slot T first
+        hs[d, first] = h0[d]
+        if lstm:
+            cs[d, first] = c0[d]
+        k.rnn_forward(lstm, gx, d * _gates(lstm) * H, w_hh[d], b_hh[d], w_hr[d], lengths, out, d * P, hs[d],
+                      cs[d] if lstm else None, gates[d] if save else None, hraw[d] if save and proj else None, d == 1)
+    last = [T, 0][:D]
+    h_n = torch.stack([hs[d, last[d]] for d in range(D)])
+    c_n = torch.stack([cs[d, last[d]] for d in range(D)]) if lstm else gx.new_empty(0)
+    return out, h_n, c_n, hs, cs, gates, hraw
+
+
+def _scan_backward(lstm, grad_out, grad_hn, grad_cn, w_hh, w_hr, lengths, hs, cs, gates, hraw):
+    D, T1, B, P = hs.shape
+    T = T1 - 1
+    G, H = _gates(lstm), w_hh.shape[1] // _gates(lstm)
+    proj = w_hr.numel() > 0
+    grad_gx = _alloc.empty((T, B, D * G * H), hs)
+    grad_gh = _alloc.empty((D, T, B, G * H), hs) if not lstm else None
+    grad_hp = _alloc.empty((D, T, B, P), hs) if proj else None
+    grad_h0 = _alloc.empty((D, B, P), hs)
+    grad_c0 = _alloc.empty((D, B, H), hs) if lstm else None
+    w_hh, w_hr = w_hh.contiguous(), w_hr.contiguous()
+    k = _kernels(hs)
+    for d in range(D):
+        k.rnn_backward(lstm, grad_out, d * P, grad_hn[d], grad_cn[d] if lstm else None, w_hh[d],
+                       w_hr[d] if proj else None, lengths, hs[d], cs[d] if lstm else None, gates[d],
+                       hraw[d] if proj else None, grad_gx, d * G * H, grad_gh[d] if not lstm else None,
+                       grad_hp[d] if proj else None, grad_h0[d], grad_c0[d] if lstm else None, d == 1)
+    # Weight gradients: one product over all steps per direction. The state before step t is hs[t]
+    # (forward) or hs[t + 1] (reverse).
+    grad_w_hh = torch.empty_like(w_hh)
+    grad_b_hh = hs.new_empty(0) if lstm else torch.empty((D, G * H), dtype=hs.dtype, device=hs.device)
+    grad_w_hr = torch.empty_like(w_hr) if proj else hs.new_empty(0)
+    for d in range(D):
+        h_prev = (hs[d, 1:] if d else hs[d, :T]).reshape(T * B, P)
+        g = (grad_gx[..., d * G * H:(d + 1) * G * H] if lstm else grad_gh[d]).reshape(T * B, G * H)
+        torch.mm(g.t(), h_prev, out=grad_w_hh[d])
+        if not lstm:
+            torch.sum(g, 0, out=grad_b_hh[d])
+        if proj:
+            torch.mm(grad_hp[d].reshape(T * B, P).t(), hraw[d].reshape(T * B, H), out=grad_w_hr[d])
+    return (grad_gx, grad_w_hh, grad_b_hh, grad_w_hr, grad_h0,
+            grad_c0 if lstm else hs.new_empty(0))
+
+
+def _unstack(t: Optional[Tensor], D: int) -> list:
+    return [None] * D if t is None or t.numel() == 0 else [t[d] for d in range(D)]
+
+
+@torch.library.custom_op("medkern::rnn_scan", mutates_args=())
+def rnn_scan_op(lstm: bool, gx: Tensor, w_hh: Tensor, b_hh: Optional[Tensor], w_hr: Optional[Tensor], h0: Tensor,
+                c0: Optional[Tensor], lengths: Optional[Tensor]
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The recurrence of one layer in all its directions (stacked on dim 0 of w_hh, b_hh, w_hr, h0, c0).
+    Returns (out, h_n, c_n, hs, cs, gates, hraw); the last four are saved for the backward pass."""
+    D = w_hh.shape[0]
+    return _scan_forward(lstm, gx, _unstack(w_hh, D), _unstack(b_hh, D), _unstack(w_hr, D), h0, c0, lengths,
+                         save=True)
+
+
+@torch.library.custom_op("medkern::rnn_scan_backward", mutates_args=())
+def rnn_scan_backward_op(lstm: bool, grad_out: Tensor, grad_hn: Tensor, grad_cn: Tensor, w_hh: Tensor,
+                         w_hr: Tensor, lengths: Optional[Tensor], hs: Tensor, cs: Tensor, gates: Tensor,
+                         hraw: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(grad_gx, grad_w_hh, grad_b_hh, grad_w_hr, grad_h0, grad_c0); empty where the layer has none."""
+    return _scan_backward(lstm, grad_out, grad_hn, grad_cn, w_hh, w_hr, lengths, hs, cs, gates, hraw)
+
+
+@rnn_scan_op.register_fake
+def _(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths):
+    T, B, _ = gx.shape
+    D, GH, P = w_hh.shape
+    H = GH // _gates(lstm)
+    proj = w_hr is not None and w_hr.numel() > 0
+    e = gx.new_empty
+    return (e(T, B, D * P), e(D, B, P), e(D, B, H) if lstm else e(0), e(D, T + 1, B, P),
+            e(D, T + 1, B, H) if lstm else e(0), e(D, T, B, 4 * H), e(D, T, B, H) if proj else e(0))
+
+
+@rnn_scan_backward_op.register_fake
+def _(lstm, grad_out, grad_hn, grad_cn, w_hh, w_hr, lengths, hs, cs, gates, hraw):
+    D, T1, B, P = hs.shape
+    GH = w_hh.shape[1]
+    e = hs.new_empty
+    return (e(T1 - 1, B, D * GH), e(w_hh.shape), e(0) if lstm else e(D, GH), e(w_hr.shape),
+            e(D, B, P), e(D, B, GH // 4) if lstm else e(0))
+
+
+def _scan_setup(ctx, inputs, output):
+    lstm, _gx, w_hh, b_hh, w_hr, _h0, _c0, lengths = inputs
+    _out, _hn, _cn, hs, cs, gates, hraw = output
+    ctx.lstm = lstm
+    ctx.has_b_hh = b_hh is not None
+    ctx.save_for_backward(w_hh, w_hr if w_hr is not None else hs.new_empty(0), lengths, hs, cs, gates, hraw)
+    ctx.mark_non_differentiable(hs, cs, gates, hraw)
+    # Unused outputs get None, not zeros: materialising zero gradients of the saved activations would
+    # fill tensors of T*B*4H elements only to ignore them.
+    ctx.set_materialize_grads(False)
+
+
+def _scan_grad(ctx, grad_out, grad_hn, grad_cn, *_saved_grads):
+    w_hh, w_hr, lengths, hs, cs, gates, hraw = ctx.saved_tensors
+    D, T1, B, P = hs.shape
+    zeros = hs.new_zeros
+    grad_out = zeros(T1 - 1, B, D * P) if grad_out is None else grad_out.contiguous()
+    grad_hn = zeros(D, B, P) if grad_hn is None else grad_hn.contiguous()
+    if ctx.lstm:
+        grad_cn = zeros(D, B, cs.shape[-1]) if grad_cn is None else grad_cn.contiguous()
+    else:
+        grad_cn = hs.new_empty(0)
+    g_gx, g_whh, g_bhh, g_whr, g_h0, g_c0 = rnn_scan_backward_op(ctx.lstm, grad_out, grad_hn, grad_cn, w_hh, w_hr,
+                                                                 lengths, hs, cs, gates, hraw)
+    return (None, g_gx, g_whh, g_bhh if ctx.has_b_hh else None, g_whr if w_hr.numel() else None, g_h0,
+            g_c0 if ctx.lstm else None, None)
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError("medkern rnn: double backward (gradients of gradients) through the recurrence is not "
+                       "supported")
+
+
+torch.library.register_autograd("medkern::rnn_scan", _scan_grad, setup_context=_scan_setup)
+torch.library.register_autograd("medkern::rnn_scan_backward", _no_double_backward)
+
+
+# --- layers ----------------------------------------------------------------------------------------------
+
+def _layer(lstm, x, dirs, h0, c0, lengths, need_grad):
+    """One layer: x [T, B, I]; dirs: per direction (w_ih, w_hh, b_ih, b_hh, w_hr). Returns (out, h_n, c_n)."""
+    T, B, I = x.shape
+    D = len(dirs)
+    w_ih = dirs[0][0] if D == 1 else torch.cat([d[0] for d in dirs])
+    if dirs[0][2] is None:
+        bias = None
+    elif lstm:  # both biases add to the same pre-activations
+        bias = torch.cat([d[2] + d[3] for d in dirs]) if D > 1 else dirs[0][2] + dirs[0][3]
+    else:
+        bias = torch.cat([d[2] for d in dirs]) if D > 1 else dirs[0][2]
+    x2 = x.reshape(T * B, I)
+    gx = None
+    project = getattr(_kernels(x), "rnn_input_projection", None) if not need_grad else None
+    if project is not None:
+        gx = _alloc.empty((T * B, w_ih.shape[0]), x)
+        try:
+            project(x2, w_ih.contiguous(), bias, gx)
+        except NotImplementedError:  # the backend has it for some devices only
+            gx = None
+    if gx is None:
+        gx = torch.addmm(bias, x2, w_ih.t()) if bias is not None else torch.mm(x2, w_ih.t())
+    gx = gx.view(T, B, -1)
+    b_hh = [None if lstm else d[3] for d in dirs]
+    if not need_grad:
+        out, h_n, c_n, *_ = _scan_forward(lstm, gx, [d[1] for d in dirs], b_hh, [d[4] for d in dirs], h0, c0,
+                                          lengths, save=False)
+        return out, h_n, c_n
+    stack = (lambda ts: ts[0].unsqueeze(0)) if D == 1 else torch.stack
+    out, h_n, c_n, *_ = rnn_scan_op(lstm, gx, stack([d[1] for d in dirs]),
+                                    None if b_hh[0] is None else stack(b_hh),
+                                    None if dirs[0][4] is None else stack([d[4] for d in dirs]), h0.contiguous(),
+                                    c0.contiguous() if lstm else None, lengths)
+    return out, h_n, c_n
+
+
+def _check_lengths(lengths, T, B, device, enforce_sorted):
+    if lengths is None:
+        return None
+    if not isinstance(lengths, torch.Tensor):
+        lengths = torch.as_tensor(lengths)
+    if lengths.dim() != 1 or lengths.numel() != B:
+        raise ValueError(f"lengths: expected {B} values (one per batch element), got shape {tuple(lengths.shape)}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths: expected an integer tensor, got {lengths.dtype}")
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if lo < 1 or hi > T:
+        raise ValueError(f"lengths: every length must be in [1, {T}] (the sequence length), got [{lo}, {hi}]")
+    if enforce_sorted and B > 1 and bool((lengths[1:] > lengths[:-1]).any()):
+        raise ValueError("lengths: must be sorted in decreasing order, or pass enforce_sorted=False")
+    return lengths.to(device=device, dtype=torch.int64).contiguous()
+
+
+def _rnn(lstm, input, hx, params, has_biases, num_layers, dropout, training, bidirectional, batch_first, lengths,
+         enforce_sorted):
+    v.tensor(input, "input", (2, 3))
+    if isinstance(params, torch.Tensor) or not isinstance(params, (list, tuple)):
+        raise TypeError(f"params: expected a list of weight tensors, got {type(params).__name__}")
+    num_layers = v.integer(num_layers, "num_layers", minimum=1)
+    D = 2 if bidirectional else 1
+    per = len(params) // (num_layers * D) if num_layers * D else 0
+    base = 4 if has_biases else 2
+    if per * num_layers * D != len(params) or per not in (base, base + (1 if lstm else 0)):
+        raise ValueError(f"params: expected {num_layers * D} groups of {base} tensors"
+                         f"{' (or ' + str(base + 1) + ' with a projection)' if lstm else ''}, got {len(params)}")
+    proj = per == base + 1
+    unbatched = input.dim() == 2
+    x = input.unsqueeze(1) if unbatched else (input.transpose(0, 1) if batch_first else input)
+    T, B, I = x.shape
+    if T == 0 or B == 0 or I == 0:
+        raise ValueError(f"input: every size must be positive, got shape {tuple(input.shape)}")
+    groups = []
+    for layer in range(num_layers):
+        dirs = []
+        for d in range(D):
+            g = params[(layer * D + d) * per:(layer * D + d + 1) * per]
+            w_ih, w_hh = g[0], g[1]
+            b_ih, b_hh = (g[2], g[3]) if has_biases else (None, None)
+            w_hr = g[-1] if proj else None
+            sfx = f"_l{layer}{'_reverse' if d else ''}"
+            for name, t in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh),
+                            ("weight_hr", w_hr)):
+                if t is not None:
+                    v.tensor(t, name + sfx, (1,) if name.startswith("bias") else (2,))
+                    v.same_device_dtype(input, "input", **{name + sfx: t})
+            dirs.append((w_ih, w_hh, b_ih, b_hh, w_hr))
+        groups.append(dirs)
+    G = _gates(lstm)
+    H = groups[0][0][1].shape[0] // G
+    P = groups[0][0][4].shape[0] if proj else H
+    in_size = I
+    for layer, dirs in enumerate(groups):
+        for d, (w_ih, w_hh, b_ih, b_hh, w_hr) in enumerate(dirs):
+            sfx = f"_l{layer}{'_reverse' if d else ''}"
+            if tuple(w_ih.shape) != (G * H, in_size):
+                name = "input" if layer == 0 else f"weight_ih{sfx}"
+                raise ValueError(f"{name}: expected input size {in_size} for weight_ih{sfx} of shape "
+                                 f"{tuple(w_ih.shape)} (want ({G * H}, {in_size}))")
+            if tuple(w_hh.shape) != (G * H, P):
+                raise ValueError(f"weight_hh{sfx}: expected shape ({G * H}, {P}), got {tuple(w_hh.shape)}")
+            for name, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
+                if b is not None and tuple(b.shape) != (G * H,):
+                    raise ValueError(f"{name}{sfx}: expected shape ({G * H},), got {tuple(b.shape)}")
+            if w_hr is not None and tuple(w_hr.shape) != (P, H):
+                raise ValueError(f"weight_hr{sfx}: expected shape ({P}, {H}), got {tuple(w_hr.shape)}")
+        in_size = D * P
+    h0, c0 = _initial_states(lstm, hx, input, unbatched, num_layers * D, B, P, H)
+    lengths = _check_lengths(lengths, T, B, input.device, enforce_sorted)
+    dropout = float(dropout)
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"dropout: must be in [0, 1], got {dropout}")
+    need_grad = not _eager((x, h0, c0), [t for dirs in groups for d in dirs for t in d])
+    x = x.contiguous()
+    h_n, c_n = [], []
+    for layer, dirs in enumerate(groups):
+        sl = slice(layer * D, (layer + 1) * D)
+        x, hn, cn = _layer(lstm, x, dirs, h0[sl], c0[sl] if lstm else None, lengths, need_grad)
+        h_n.append(hn)
+        c_n.append(cn)
+        if dropout > 0 and training and layer + 1 < num_layers:
+            x = F.dropout(x, dropout, training=True)
+    out = x.squeeze(1) if unbatched else (x.transpose(0, 1) if batch_first else x)
+    h_n = torch.cat(h_n) if num_layers > 1 else h_n[0]
+    c_n = (torch.cat(c_n) if num_layers > 1 else c_n[0]) if lstm else None
+    if unbatched:
+        h_n = h_n.squeeze(1)
+        c_n = c_n.squeeze(1) if lstm else None
+    return out, h_n, c_n
+
+
+def _initial_states(lstm, hx, input, unbatched, L, B, P, H):
+    if lstm and hx is not None:
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError("hx: expected a tuple (h_0, c_0) for the LSTM")
+        h0, c0 = hx
+    else:
+        h0, c0 = hx, None
+    states = []
+    for name, t, size in (("h_0", h0, P), ("c_0", c0, H)) if lstm else (("h_0", h0, P),):
+        if t is None:
+            t = torch.zeros(L, B, size, dtype=input.dtype, device=input.device)
+        else:
+            v.tensor(t, name, (2,) if unbatched else (3,))
+            v.same_device_dtype(input, "input", **{name: t})
+            want = (L, size) if unbatched else (L, B, size)
+            if tuple(t.shape) != want:
+                raise ValueError(f"{name}: expected shape {want}, got {tuple(t.shape)}")
+            if unbatched:
+                t = t.unsqueeze(1)
+        states.append(t)
+    return states[0], states[1] if lstm else None
+
+
+def lstm(input: Tensor, hx, params, has_biases: bool = True, num_layers: int = 1, dropout: float = 0.0,
+         training: bool = False, bidirectional: bool = False, batch_first: bool = False, lengths=None,
+         enforce_sorted: bool = True):
+    """LSTM over a padded sequence; ``params`` is torch's flat weight list (``module._flat_weights``):
+    per layer and direction w_ih, w_hh, [b_ih, b_hh], [w_hr]. With ``lengths``, positions past a sequence's
+    length give zeros and (h_n, c_n) are the states at each sequence's end, as with packed input.
+    Returns (output, (h_n, c_n))."""
+    out, h_n, c_n = _rnn(True, input, hx, params, has_biases, num_layers, dropout, training, bidirectional,
+                         batch_first, lengths, enforce_sorted)
+    return out, (h_n, c_n)
+
+
+def gru(input: Tensor, hx, params, has_biases: bool = True, num_layers: int = 1, dropout: float = 0.0,
+        training: bool = False, bidirectional: bool = False, batch_first: bool = False, lengths=None,
+        enforce_sorted: bool = True):
+    """GRU over a padded sequence (see :func:`lstm`). Returns (output, h_n)."""
+    out, h_n, _ = _rnn(False, input, hx, params, has_biases, num_layers, dropout, training, bidirectional,
+                       batch_first, lengths, enforce_sorted)
+    return out, h_n
+
+
+# --- cells -------------------------------------------------------------------------------------------------
+
+_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def _cell(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
+    # The batched no-grad step skips the Python validation: the fused binding checks every shape, dtype
+    # and device itself, and any complaint sends the call down the validated path below, which raises
+    # the proper error (or makes non-contiguous operands contiguous).
+    if (not torch.is_grad_enabled() and type(input) is torch.Tensor and input.dim() == 2 and hx is not None
+            and input.device.type == "cpu" and not torch.compiler.is_compiling()
+            and not torch._C._len_torch_dispatch_stack()
+            and not any(t is not None and (type(t) not in _PLAIN or _wrapped(t))
+                        for t in (input, hx, cx, w_ih, w_hh, b_ih, b_hh))):
+        fused = getattr(_kernels(input), "rnn_cell_forward", None)
+        if fused is not None:
+            h_out = _alloc.empty(hx.shape, input)
+            c_out = _alloc.empty(hx.shape, input) if lstm else None
+            try:
+                fused(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh, h_out, c_out)
+                return (h_out, c_out) if lstm else h_out
+            except (ValueError, TypeError):
+                pass
+    G = _gates(lstm)
+    if type(input) is not torch.Tensor or input.dtype not in v.FLOAT_DTYPES or input.dim() not in (1, 2):
+        v.tensor(input, "input", (1, 2))
+    for name, t in (("weight_ih", w_ih), ("weight_hh", w_hh)):
+        if type(t) is not torch.Tensor or t.dim() != 2:
+            v.tensor(t, name, (2,))
+    unbatched = input.dim() == 1
+    x = input.unsqueeze(0) if unbatched else input
+    B, I = x.shape
+    H = w_hh.shape[1] if isinstance(w_hh, torch.Tensor) and w_hh.dim() == 2 else -1
+    if w_ih.shape != (G * H, I) or w_hh.shape != (G * H, H):
+        raise ValueError(f"input: expected input size {w_ih.shape[1] if w_ih.dim() == 2 else '?'} and weights "
+                         f"of shapes ({G}*hidden, input), ({G}*hidden, hidden); got input {tuple(input.shape)}, "
+                         f"weight_ih {tuple(w_ih.shape)}, weight_hh {tuple(w_hh.shape)}")
+    states = []
+    for name, t in (("h_0", hx), ("c_0", cx))[:2 if lstm else 1]:
+        if t is None:
+            t = x.new_zeros(B, H)
+        else:
+            if type(t) is not torch.Tensor:
+                v.tensor(t, name, (1, 2))
+            if t.shape != ((H,) if unbatched else (B, H)):
+                raise ValueError(f"{name}: expected shape {(H,) if unbatched else (B, H)}, got {tuple(t.shape)}")
+            if unbatched:
+                t = t.unsqueeze(0)
+        states.append(t)
+    h, c = states[0], states[1] if lstm else None
+    for name, t in (("h_0", h), ("c_0", c), ("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih),
+                    ("bias_hh", b_hh)):
+        if t is not None and (t.dtype != x.dtype or t.device != x.device):
+            v.same_device_dtype(x, "input", **{name: t})
+    for name, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
+        if b is not None and b.shape != (G * H,):
+            raise ValueError(f"{name}: expected shape ({G * H},), got {tuple(b.shape)}")
+    eager = _eager((x, h, c), (w_ih, w_hh, b_ih, b_hh))
+    if eager:
+        k = _kernels(x)
+        fused = getattr(k, "rnn_cell_forward", None)
+        if fused is not None:
+            h_out = _alloc.empty((B, H), x)
+            c_out = _alloc.empty((B, H), x) if lstm else None
+            try:
+                fused(lstm, x.contiguous(), h.contiguous(), c.contiguous() if lstm else None, w_ih.contiguous(),
+                      w_hh.contiguous(), b_ih, b_hh, h_out, c_out)
+                return _restore_cell(lstm, unbatched, h_out, c_out)
+            except NotImplementedError:  # the backend has the fused cell for some devices only
+                pass
+    dirs = [(w_ih, w_hh, b_ih, b_hh, None)]
+    out, h_n, c_n = _layer(lstm, x.unsqueeze(0).contiguous(), dirs, h.unsqueeze(0), c.unsqueeze(0) if lstm else None,
+                           None, not eager)
+    return _restore_cell(lstm, unbatched, h_n[0], c_n[0] if lstm else None)
+
+
+def _restore_cell(lstm, unbatched, h, c):
+    if unbatched:
+        h = h.squeeze(0)
+        c = c.squeeze(0) if lstm else None
+    return (h, c) if lstm else h
+
+
+def lstm_cell(input: Tensor, hx=None, w_ih: Tensor = None, w_hh: Tensor = None, b_ih: Optional[Tensor] = None,
+              b_hh: Optional[Tensor] = None):
+    """One LSTM step: ``hx`` is (h, c) or None (zeros). Returns (h', c')."""
+    h, c = (None, None) if hx is None else hx
+    return _cell(True, input, h, c, w_ih, w_hh, b_ih, b_hh)
+
+
+def gru_cell(input: Tensor, hx=None, w_ih: Tensor = None, w_hh: Tensor = None, b_ih: Optional[Tensor] = None,
+             b_hh: Optional[Tensor] = None):
+    """One GRU step: ``hx`` is h or None (zeros). Returns h'."""
+    return _cell(False, input, hx, None, w_ih, w_hh, b_ih, b_hh)
