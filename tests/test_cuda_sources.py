@@ -4,17 +4,14 @@ a driver and exposes every family.
 
 Numerical correctness on a GPU is covered by the kernel and op tests of each family, which run every
 backend on CUDA whenever a device is present."""
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from medkern import _native
 from medkern.backends import cupy_
 from medkern.backends.cupy_ import conv as cupy_conv, pool as cupy_pool
 
-CSRC = Path(__file__).resolve().parents[1] / "csrc"
+from cuda_checks import CSRC, nvcc
+
 CUPY_FAMILIES = {"conv": cupy_conv, "pool": cupy_pool}
 MODULE_FUNCTIONS = {
     "conv": ("conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"),
@@ -23,22 +20,11 @@ MODULE_FUNCTIONS = {
 }
 
 
-def _nvcc(cwd: Path, *args: str):
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        pytest.skip("nvcc is not on PATH")
-    # Run inside a scratch folder: nvcc's implicit #include "cuda_runtime.h" searches the working directory.
-    proc = subprocess.run([nvcc, "-c", "-Werror", "all-warnings", *args, "-o", "out.o"], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (cwd / "out.o").stat().st_size > 0
-
-
 @pytest.mark.parametrize("ctype", ["float", "double"])
 @pytest.mark.parametrize("family", list(CUPY_FAMILIES))
-def test_cupy_kernel_source_compiles_with_nvcc(family, ctype, tmp_path):
+def test_cupy_kernel_source_compiles_withnvcc(family, ctype, tmp_path):
     (tmp_path / "kernels.cu").write_text(CUPY_FAMILIES[family].source_for(ctype))
-    _nvcc(tmp_path, "-x", "cu", "kernels.cu")
+    nvcc(tmp_path, "-x", "cu", "kernels.cu")
 
 
 @pytest.mark.parametrize("family", list(CUPY_FAMILIES))
@@ -53,7 +39,7 @@ def test_native_cuda_kernels_compile_with_the_module_flags(source, tmp_path):
     src = CSRC / "cuda" / source
     if not src.is_file():
         pytest.skip("the C++ sources are not next to the tests")
-    _nvcc(tmp_path, "-std=c++17", "-O3", "--use_fast_math", "-I", str(CSRC), str(src))
+    nvcc(tmp_path, "-std=c++17", "-O3", "--use_fast_math", "-I", str(CSRC), str(src))
 
 
 def test_cupy_availability_never_raises():

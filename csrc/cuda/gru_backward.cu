@@ -6,11 +6,6 @@ namespace medkern::cuda {
 namespace {
 
 template <typename T>
-__device__ __forceinline__ T state_grad(const RnnArgs<T>& a, int64_t b, int64_t j, int64_t t) {
-  return a.dh0[b * a.s.H + j] + a.dout[(t * a.s.B + b) * a.s.ldo + j];
-}
-
-template <typename T>
 __global__ void gru_step_backward(RnnArgs<T> a, int64_t t) {
   const RnnShape& s = a.s;
   const int64_t b = blockIdx.y, j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;

@@ -5,12 +5,6 @@
 namespace medkern::cuda {
 namespace {
 
-// The gradient of the state after step t for row b, unit p: the carried part plus the output's.
-template <typename T>
-__device__ __forceinline__ T state_grad(const RnnArgs<T>& a, int64_t b, int64_t p, int64_t t) {
-  return a.dh0[b * a.s.P + p] + a.dout[(t * a.s.B + b) * a.s.ldo + p];
-}
-
 template <typename T>
 __global__ void lstm_step_backward(RnnArgs<T> a, int64_t t) {
   const RnnShape& s = a.s;

@@ -48,4 +48,11 @@ __device__ __forceinline__ T dot_col(const T* __restrict__ w, int64_t col, int64
   return acc;
 }
 
+// Backward through time: the gradient of the state after step t for row b, unit p (of P; P = H without a
+// projection): the part carried in dh0 from later steps plus the output's.
+template <typename T>
+__device__ __forceinline__ T state_grad(const RnnArgs<T>& a, int64_t b, int64_t p, int64_t t) {
+  return a.dh0[b * a.s.P + p] + a.dout[(t * a.s.B + b) * a.s.ldo + p];
+}
+
 }  // namespace medkern::cuda

@@ -5,20 +5,20 @@ import pytest
 
 from medkern import _native
 from medkern.backends.cupy_ import gan_loss as cupy_gan_loss
-from test_cuda_sources import CSRC, _nvcc
+from cuda_checks import CSRC, nvcc
 
 
 @pytest.mark.parametrize("ctype", ["float", "double"])
-def test_cupy_source_compiles_with_nvcc(ctype, tmp_path):
+def test_cupy_source_compiles_withnvcc(ctype, tmp_path):
     (tmp_path / "kernels.cu").write_text(cupy_gan_loss.source_for(ctype))
-    _nvcc(tmp_path, "-x", "cu", "kernels.cu")
+    nvcc(tmp_path, "-x", "cu", "kernels.cu")
 
 
 def test_native_cuda_kernels_compile_with_the_module_flags(tmp_path):
     src = CSRC / "cuda" / "gan_loss.cu"
     if not src.is_file():
         pytest.skip("the C++ sources are not next to the tests")
-    _nvcc(tmp_path, "-std=c++17", "-O3", "--use_fast_math", "-I", str(CSRC), str(src))
+    nvcc(tmp_path, "-std=c++17", "-O3", "--use_fast_math", "-I", str(CSRC), str(src))
 
 
 def test_cuda_module_exposes_the_family():

@@ -2,32 +2,17 @@
 CUDA kernels compile with nvcc (warnings are errors), and the built CUDA module exposes the family.
 Numerical checks on a GPU are the module tests, which run every backend on CUDA when a device is present;
 the numba.cuda kernels run on the simulator (test_numba_cudasim_rnn.py)."""
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from medkern import _native
 from medkern.backends.cupy_ import rnn as cupy_rnn
 
-CSRC = Path(__file__).resolve().parents[2] / "csrc"
-
-
-def _nvcc(cwd: Path, *args: str):
-    nvcc = shutil.which("nvcc")
-    if nvcc is None:
-        pytest.skip("nvcc is not on PATH")
-    proc = subprocess.run([nvcc, "-c", "-Werror", "all-warnings", *args, "-o", "out.o"], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (cwd / "out.o").stat().st_size > 0
-
+from cuda_checks import CSRC, nvcc
 
 @pytest.mark.parametrize("ctype", ["float", "double"])
-def test_cupy_rnn_source_compiles_with_nvcc(ctype, tmp_path):
+def test_cupy_rnn_source_compiles_withnvcc(ctype, tmp_path):
     (tmp_path / "kernels.cu").write_text(cupy_rnn.source_for(ctype))
-    _nvcc(tmp_path, "-x", "cu", "kernels.cu")
+    nvcc(tmp_path, "-x", "cu", "kernels.cu")
     for name in cupy_rnn.KERNELS:
         assert f'extern "C" __global__ void {name}(' in cupy_rnn.SOURCE
 
@@ -37,7 +22,7 @@ def test_native_rnn_cuda_kernels_compile_with_the_module_flags(source, tmp_path)
     src = CSRC / "cuda" / source
     if not src.is_file():
         pytest.skip("the C++ sources are not next to the tests")
-    _nvcc(tmp_path, "-std=c++17", "-O3", "--use_fast_math", "-I", str(CSRC), str(src))
+    nvcc(tmp_path, "-std=c++17", "-O3", "--use_fast_math", "-I", str(CSRC), str(src))
 
 
 def test_cuda_module_exposes_the_rnn_family():

@@ -29,22 +29,6 @@ from ._dispatch import fast_path_ok
 __all__ = ["lstm", "gru", "lstm_cell", "gru_cell"]
 
 
-def _eager(inputs, weights) -> bool:
-    """fast_path_ok for the inputs, extended to weights that are nn.Parameters (which fast_path_ok turns
-    away as a Tensor subclass, though a Parameter dispatches exactly as a Tensor)."""
-    if not fast_path_ok(*inputs):
-        return False
-    grad = torch.is_grad_enabled()
-    for w in weights:
-        if w is not None and ((grad and w.requires_grad) or type(w) not in _PLAIN
-                              or torch._C._functorch.is_functorch_wrapped_tensor(w)):
-            return False
-    return True
-
-
-_PLAIN = (torch.Tensor, torch.nn.Parameter)
-
-
 def _kernels(t: Tensor):
     return backends.family("rnn", t.device.type)
 
@@ -310,7 +294,7 @@ def _rnn(lstm, input, hx, params, has_biases, num_layers, dropout, training, bid
     dropout = float(dropout)
     if not 0.0 <= dropout <= 1.0:
         raise ValueError(f"dropout: must be in [0, 1], got {dropout}")
-    need_grad = not _eager((x, h0, c0), [t for dirs in groups for d in dirs for t in d])
+    need_grad = not fast_path_ok(x, h0, c0, *(t for dirs in groups for d in dirs for t in d))
     x = x.contiguous()
     h_n, c_n = [], []
     for layer, dirs in enumerate(groups):
@@ -375,18 +359,12 @@ def gru(input: Tensor, hx, params, has_biases: bool = True, num_layers: int = 1,
 
 # --- cells -------------------------------------------------------------------------------------------------
 
-_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
-
-
 def _cell(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
     # The batched no-grad step skips the Python validation: the fused binding checks every shape, dtype
     # and device itself, and any complaint sends the call down the validated path below, which raises
     # the proper error (or makes non-contiguous operands contiguous).
     if (not torch.is_grad_enabled() and type(input) is torch.Tensor and input.dim() == 2 and hx is not None
-            and input.device.type == "cpu" and not torch.compiler.is_compiling()
-            and not torch._C._len_torch_dispatch_stack()
-            and not any(t is not None and (type(t) not in _PLAIN or _wrapped(t))
-                        for t in (input, hx, cx, w_ih, w_hh, b_ih, b_hh))):
+            and input.device.type == "cpu" and fast_path_ok(input, hx, cx, w_ih, w_hh, b_ih, b_hh)):
         fused = getattr(_kernels(input), "rnn_cell_forward", None)
         if fused is not None:
             h_out = _alloc.empty(hx.shape, input)
@@ -430,7 +408,7 @@ def _cell(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
     for name, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
         if b is not None and b.shape != (G * H,):
             raise ValueError(f"{name}: expected shape ({G * H},), got {tuple(b.shape)}")
-    eager = _eager((x, h, c), (w_ih, w_hh, b_ih, b_hh))
+    eager = fast_path_ok(x, h, c, w_ih, w_hh, b_ih, b_hh)
     if eager:
         k = _kernels(x)
         fused = getattr(k, "rnn_cell_forward", None)

@@ -35,4 +35,19 @@ def compile_for(jit) -> SimpleNamespace:
             return scale * d * d, 0.0
         return scale * d * d, 2.0 * scale * d / norm
 
-    return SimpleNamespace(term=term, penalty_of=penalty_of)
+    @jit
+    def side(x, d, write, n, b0, b1, kind, p, shift, dscale):
+        """One side's terms over elements [b0, b1) of sample n: (loss sum, gradient sum), writing the
+        gradients into d when asked."""
+        ls = 0.0
+        gs = 0.0
+        for i in range(b0, b1):
+            loss, g = term(kind, p, x[n, i] - shift)
+            g *= dscale
+            if write:
+                d[n, i] = g
+            ls += loss
+            gs += g
+        return ls, gs
+
+    return SimpleNamespace(term=term, penalty_of=penalty_of, side=side)

@@ -9,22 +9,8 @@ from .._numba import gan_math
 
 CHUNK = 2048
 _m = gan_math.compile_for(numba.njit(inline="always"))
-_term, _penalty_of = _m.term, _m.penalty_of
+_penalty_of, _side = _m.penalty_of, _m.side
 _DUMMY = np.zeros((1, 1))
-
-
-@numba.njit(inline="always")
-def _side(x, d, write, n, b0, b1, kind, p, shift, dscale):
-    ls = 0.0
-    gs = 0.0
-    for i in range(b0, b1):
-        loss, g = _term(kind, p, x[n, i] - shift)
-        g *= dscale
-        if write:
-            d[n, i] = g
-        ls += loss
-        gs += g
-    return ls, gs
 
 
 @numba.njit(parallel=True, cache=True)

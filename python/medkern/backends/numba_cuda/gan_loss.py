@@ -16,21 +16,7 @@ from .._numba import gan_math
 CHUNK = 256
 _THREADS = 128
 _m = gan_math.compile_for(cuda.jit(device=True, inline=True))
-_term, _penalty_of = _m.term, _m.penalty_of
-
-
-@cuda.jit(device=True, inline=True)
-def _side(x, d, write, n, b0, b1, kind, p, shift, dscale):
-    ls = 0.0
-    gs = 0.0
-    for i in range(b0, b1):
-        loss, g = _term(kind, p, x[n, i] - shift)
-        g *= dscale
-        if write:
-            d[n, i] = g
-        ls += loss
-        gs += g
-    return ls, gs
+_penalty_of, _side = _m.penalty_of, _m.side
 
 
 @cuda.jit
