@@ -1,8 +1,9 @@
 // conv2d on the CPU as implicit GEMM: im2col rows are produced while packing B panels, so no im2col
 // tensor is ever materialised, and the register-blocked micro-kernel of gemm.h does the arithmetic.
 //   forward      y[n,g]  (Kg x PQ)  = W[g] (Kg x CRS) * col(x[n,g]) (CRS x PQ)          + bias
-//   grad-input   stride 1: a forward conv of dy with the flipped, transposed kernel;
-//                otherwise col(dx[n,g]) = W[g]^T * dy[n,g], scattered back by col2im
+//   grad-input   stride 1: a forward conv of dy with the flipped, transposed kernel; larger strides
+//                (dilation 1): one such conv per stride phase with a sub-kernel; otherwise
+//                col(dx[n,g]) = W[g]^T * dy[n,g], scattered back by col2im
 //   grad-weight  dW[g] (Kg x CRS) = sum_n dy[n,g] (Kg x PQ) * col(x[n,g])^T (PQ x CRS)
 // 3x3 stride-1 forward convolutions with enough channels (and so stride-1 grad-inputs) take the Winograd
 // path of conv2d_winograd.cpp instead.
@@ -11,7 +12,7 @@
 #include <omp.h>
 
 #include <atomic>
-
+#include <cstring>
 #include <vector>
 
 #include "conv2d_winograd.h"
@@ -45,12 +46,57 @@ std::vector<T> pack_weights_per_group(const T* w, int64_t groups, int64_t M, int
   return packed;
 }
 
+// Output maps below this many positions (7x7, 14x14: the deep layers of small-image CNNs and GANs) would
+// leave much of each image's last NR-column panel empty and pack B a few dozen columns at a time, so
+// their GEMM columns run over (image, position) of the whole batch instead.
+constexpr int64_t kColumnsAcrossImages = 256;
+
+// Forward with GEMM columns spanning images: C goes to a scratch block, then to each image's rows of y.
+template <typename T>
+void forward_across_images(const Conv2dShape& s, const T* x, const T* a_packed, const T* bias, T* y,
+                           const Epilogue<T>& ep) {
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
+  const int64_t a_size = packed_a_size<T>(Kg, CRS), cols = s.N * PQ;
+  const int64_t nc = column_block<T>(cols, s.groups, 512);
+  const int64_t col_blocks = ceil_div(cols, nc), tasks = s.groups * col_blocks;
+  // Calls `fn(image, first position, length, column in block)` for each image's share of a column block.
+  auto segments = [&](int64_t j0, int64_t ncur, auto&& fn) {
+    for (int64_t j = j0; j < j0 + ncur;) {
+      const int64_t n = j / PQ, p = j % PQ, len = std::min(PQ - p, j0 + ncur - j);
+      fn(n, p, len, j - j0);
+      j += len;
+    }
+  };
+#pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
+  {
+    Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
+    Buffer<T> c_buf = alloc_buffer<T>(Kg * nc);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t g = t / col_blocks, j0 = (t % col_blocks) * nc, ncur = std::min(nc, cols - j0);
+      auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
+        for (int64_t k = 0; k < kc; ++k)
+          segments(j0, ncur, [&](int64_t n, int64_t p, int64_t len, int64_t col) {
+            im2col_row_to_panels<GemmTile<T>::NR>(x + (n * s.C + g * Cg) * HW, s, k0 + k, p, len, k, kc, dst, col);
+          });
+      };
+      gemm_packed<T>(Kg, ncur, CRS, a_packed + g * a_size, pack_b, b_buf.get(), c_buf.get(), nc,
+                     bias ? bias + g * Kg : nullptr, false, Epilogue<T>{ep.act, ep.slope, false});
+      segments(j0, ncur, [&](int64_t n, int64_t p, int64_t len, int64_t col) {
+        for (int64_t k = 0; k < Kg; ++k)
+          std::memcpy(y + (n * s.K + g * Kg + k) * PQ + p, c_buf.get() + k * nc + col, len * sizeof(T));
+      });
+    }
+  }
+}
+
 template <typename T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep = {}) {
   if (winograd_applies(s)) return conv2d_forward_winograd(s, x, w, bias, y, ep);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int64_t a_size = packed_a_size<T>(Kg, CRS);
   const std::vector<T> a_packed = pack_weights_per_group(w, s.groups, Kg, CRS, CRS, 1, Kg * CRS);
+  if (PQ < kColumnsAcrossImages && s.N > 1) return forward_across_images(s, x, a_packed.data(), bias, y, ep);
   const int64_t nc = column_block<T>(PQ, s.N * s.groups, 512);
   const int64_t col_blocks = ceil_div(PQ, nc), tasks = s.N * s.groups * col_blocks;
 #pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
@@ -93,6 +139,84 @@ bool grad_input_as_forward(const Conv2dArgs<T>& a) {
   return true;
 }
 
+// Strided grad-input, one stride phase at a time. The input positions of one dimension split by
+// phase = (i + pad) mod stride; only the taps r = phase + m*stride reach a phase, whose positions
+// i = stride*u + phase - pad then read dy[u - m]: a stride-1 correlation of dy with that sub-kernel, i.e. a
+// forward conv with the sub-kernel flipped and transposed. Each phase is a dense GEMM with the whole
+// reduction, where GEMM + col2im writes a CRS x PQ column buffer and adds it back element by element.
+struct StridePhase {
+  int64_t taps;   // sub-kernel length (0: no tap reaches this phase, its dx is zero)
+  int64_t first;  // first u with i = stride*u + phase - pad >= 0
+  int64_t count;  // positions of this phase inside [0, size)
+  int64_t pad;    // leading padding of the phase's forward conv
+};
+
+inline StridePhase stride_phase(int64_t phase, int64_t stride, int64_t pad, int64_t taps_total, int64_t size) {
+  StridePhase f;
+  f.taps = taps_total > phase ? ceil_div(taps_total - phase, stride) : 0;
+  f.first = phase >= pad ? 0 : ceil_div(pad - phase, stride);
+  const int64_t last_num = size - 1 + pad - phase;  // u <= last_num / stride
+  f.count = last_num < 0 ? 0 : std::max<int64_t>(0, last_num / stride - f.first + 1);
+  f.pad = f.taps - 1 - f.first;
+  return f;
+}
+
+template <typename T>
+bool grad_input_by_phases(const Conv2dArgs<T>& a) {
+  const Conv2dShape& s = a.s;
+  if ((s.stride_h == 1 && s.stride_w == 1) || s.dil_h != 1 || s.dil_w != 1) return false;
+  std::vector<StridePhase> rows(s.stride_h), cols(s.stride_w);
+  for (int64_t p = 0; p < s.stride_h; ++p) rows[p] = stride_phase(p, s.stride_h, s.pad_h, s.R, s.H);
+  for (int64_t p = 0; p < s.stride_w; ++p) cols[p] = stride_phase(p, s.stride_w, s.pad_w, s.S, s.W);
+  // A phase whose first position needs more than the sub-kernel's reach would need negative padding.
+  for (const auto& f : rows) if (f.taps > 0 && f.count > 0 && f.pad < 0) return false;
+  for (const auto& f : cols) if (f.taps > 0 && f.count > 0 && f.pad < 0) return false;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), HW = s.H * s.W;
+  std::vector<T> wt, out;
+  for (int64_t ph = 0; ph < s.stride_h; ++ph) {
+    for (int64_t pw = 0; pw < s.stride_w; ++pw) {
+      const StridePhase& fr = rows[ph];
+      const StridePhase& fc = cols[pw];
+      if (fr.count == 0 || fc.count == 0) continue;
+      const int64_t i0 = s.stride_h * fr.first + ph - s.pad_h, j0 = s.stride_w * fc.first + pw - s.pad_w;
+      const int64_t area = fr.count * fc.count;
+      if (fr.taps == 0 || fc.taps == 0) {
+#pragma omp parallel for schedule(static) if (s.N * s.C * area >= (int64_t(1) << 16))
+        for (int64_t nc = 0; nc < s.N * s.C; ++nc)
+          for (int64_t u = 0; u < fr.count; ++u)
+            for (int64_t v = 0; v < fc.count; ++v)
+              a.dx[nc * HW + (i0 + u * s.stride_h) * s.W + j0 + v * s.stride_w] = T(0);
+        continue;
+      }
+      const int64_t taps = fr.taps * fc.taps;
+      wt.resize(s.K * Cg * taps);
+      for (int64_t g = 0; g < s.groups; ++g)
+        for (int64_t k = 0; k < Kg; ++k)
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t m = 0; m < fr.taps; ++m)
+              for (int64_t q = 0; q < fc.taps; ++q)
+                wt[(((g * Cg + c) * Kg + k) * fr.taps + (fr.taps - 1 - m)) * fc.taps + (fc.taps - 1 - q)] =
+                    a.w[(((g * Kg + k) * Cg + c) * s.R + ph + m * s.stride_h) * s.S + pw + q * s.stride_w];
+      Conv2dShape t = s;
+      t.C = s.K; t.H = s.P; t.W = s.Q;
+      t.K = s.C; t.P = fr.count; t.Q = fc.count;
+      t.R = fr.taps; t.S = fc.taps;
+      t.stride_h = t.stride_w = 1;
+      t.pad_h = fr.pad; t.pad_w = fc.pad;
+      out.resize(s.N * s.C * area);
+      forward_impl<T>(t, a.dy, wt.data(), nullptr, out.data());
+#pragma omp parallel for schedule(static) if (s.N * s.C * area >= (int64_t(1) << 16))
+      for (int64_t nc = 0; nc < s.N * s.C; ++nc)
+        for (int64_t u = 0; u < fr.count; ++u) {
+          const T* src = out.data() + nc * area + u * fc.count;
+          T* dst = a.dx + nc * HW + (i0 + u * s.stride_h) * s.W + j0;
+          for (int64_t v = 0; v < fc.count; ++v) dst[v * s.stride_w] = src[v];
+        }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 template <typename T>
@@ -106,7 +230,7 @@ void conv2d_forward(const Conv2dArgs<T>& a) {
 
 template <typename T>
 void conv2d_grad_input(const Conv2dArgs<T>& a) {
-  if (grad_input_as_forward(a)) return;
+  if (grad_input_as_forward(a) || grad_input_by_phases(a)) return;
   const Conv2dShape& s = a.s;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int64_t a_size = packed_a_size<T>(CRS, Kg);

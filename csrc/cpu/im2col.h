@@ -55,12 +55,14 @@ inline void im2col_row(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t 
   });
 }
 
-// Row k (of kc) of a GEMM B block in packed-panel layout (NR-column panels, k-major) = im2col row crs
-// at positions [p0, p0+n), zero up to the last panel's edge: im2col_row and scatter_row_to_panels in
-// one pass, with plain loops (most runs are shorter than a panel, too short for a library call).
+// Row k (of kc) of a GEMM B block in packed-panel layout (NR-column panels, k-major), columns
+// [col0, col0+n) = im2col row crs at positions [p0, p0+n), zero from there up to the panel's edge:
+// im2col_row and scatter_row_to_panels in one pass, with plain loops (most runs are shorter than a panel,
+// too short for a library call). A block whose columns span several images is filled image by image,
+// each call's zero fill overwritten by the next.
 template <int NR, typename T>
 inline void im2col_row_to_panels(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n,
-                                 int64_t k, int64_t kc, T* dst) {
+                                 int64_t k, int64_t kc, T* dst, int64_t col0 = 0) {
   const T* plane = x_g + (crs / (s.R * s.S)) * s.H * s.W;
   auto put = [&](int64_t pos, int64_t len, const T* src, int64_t stride) {
     while (len > 0) {
@@ -80,10 +82,10 @@ inline void im2col_row_to_panels(const T* x_g, const Conv2dShape& s, int64_t crs
     }
   };
   for_each_im2col_run(s, crs, p0, n, [&](int64_t pos, int64_t len, int64_t in_off, int64_t stride) {
-    put(pos, len, in_off < 0 ? nullptr : plane + in_off, stride);
+    put(col0 + pos, len, in_off < 0 ? nullptr : plane + in_off, stride);
   });
-  const int64_t edge = (n + NR - 1) / NR * NR;
-  if (edge > n) put(n, edge - n, nullptr, 0);
+  const int64_t end = col0 + n, edge = (end + NR - 1) / NR * NR;
+  if (edge > end) put(end, edge - end, nullptr, 0);
 }
 
 // The adjoint: adds src[0..n) into the input positions that im2col row crs reads at [p0, p0+n).

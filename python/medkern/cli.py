@@ -1,4 +1,4 @@
-"""The ``medkern`` command line: ``info``, ``bench``, ``train``, ``evaluate``, ``predict`` and ``demo``."""
+"""The ``medkern`` command line: ``info``, ``bench``, ``train``, ``evaluate``, ``predict``, ``sample`` and ``demo``."""
 from __future__ import annotations
 
 import argparse
@@ -46,7 +46,7 @@ def _demo(args) -> int:
     _info(args)
     print()
     return demo.run(args.out, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
-                    speed_repeats=args.speed_repeats, n_boot=args.n_boot)
+                    speed_repeats=args.speed_repeats, n_boot=args.n_boot, gan_epochs=args.gan_epochs)
 
 
 def _train(args) -> int:
@@ -161,6 +161,7 @@ def _add_run_commands(sub) -> None:
             p.add_argument("--conv-channels", type=int,
                            help="1-D conv front end channels, 0 for none (default 32; forecasting 0)")
         p.set_defaults(func=_train)
+    _add_synthesis_commands(tasks, sub)
     ev = sub.add_parser("evaluate", help="evaluate a run's model on data")
     ev.add_argument("run_dir")
     ev.add_argument("--data", default=None)
@@ -173,6 +174,91 @@ def _add_run_commands(sub) -> None:
     pr.add_argument("run_dir")
     pr.add_argument("inputs", nargs="+")
     pr.set_defaults(func=_predict)
+
+
+def _synthesize(args) -> int:
+    from medkern.models import synthesis
+
+    arch = {k: v for k, v in (("width", args.width), ("latent_dim", args.latent_dim),
+                              ("spectral_norm", args.spectral_norm)) if v is not None}
+    arch["conditioning"] = None if args.conditioning == "none" else args.conditioning
+    options = {"device": args.device, "progress": not args.quiet, "loss": args.loss,
+               "penalty": None if args.penalty == "none" else args.penalty}
+    options.update({k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr_g", args.lr_g),
+                                      ("lr_d", args.lr_d), ("penalty_weight", args.penalty_weight),
+                                      ("d_steps", args.d_steps), ("ema", args.ema), ("time_limit", args.time_limit),
+                                      ("augment", args.augment))
+                    if v is not None})
+    classifier = {"epochs": args.classifier_epochs} if args.classifier_epochs is not None else {}
+    record = synthesis.train_synthesis_run(
+        args.out, data=args.data, test=args.test, val_fraction=args.val_fraction, seed=args.seed, layers=args.layers,
+        arch=arch, options=options, classifier_options=classifier, utility=not args.no_utility,
+        utility_seeds=range(args.utility_seeds), n_boot=args.n_boot, reader=_reader(args), resume=args.resume,
+        log=None if args.quiet else print)
+    print(f"sample quality ({args.out}/metrics.json)")
+    for key in ("fd", "kid", "precision", "recall", "diversity_ms_ssim", "memorization_ratio"):
+        if key in record:
+            print(f"  {key:<20} {record[key]:.4f}")
+    print(f"  {'fd of blurred real':<20} {record['blurred']['fd']:.4f}")
+    aug = record.get("augmentation")
+    if aug:
+        print(f"  augmentation: AUROC {aug['auroc_real']:.4f} -> {aug['auroc_real_plus_synthetic']:.4f}, minority "
+              f"sensitivity {aug['sensitivity_real']:.4f} -> {aug['sensitivity_real_plus_synthetic']:.4f}")
+    return 0
+
+
+def _sample(args) -> int:
+    from medkern.models import synthesis
+
+    paths = synthesis.sample_run(args.run_dir, args.n, label=args.label, out=args.out, seed=args.seed)
+    print(f"{len(paths)} images in {paths[0].parent if paths else args.out}")
+    return 0
+
+
+def _add_synthesis_commands(tasks, sub) -> None:
+    from medkern.train.gan_config import LOSSES
+
+    p = tasks.add_parser("synthesize", help="image synthesis (ImageGAN), with sample-quality metrics and the "
+                                            "augmentation experiment")
+    p.add_argument("--data", default=None, help="images with class labels: MedMNIST .npz, image folder with a "
+                   "labels CSV, or synthetic[:lesions] (default)")
+    p.add_argument("--test", default=None)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--layers", default="medkern", choices=["medkern", "torch"])
+    p.add_argument("--epochs", type=int, help="default 200")
+    p.add_argument("--time-limit", type=float, help="stop after the epoch that crosses this many seconds")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr-g", type=float)
+    p.add_argument("--lr-d", type=float)
+    p.add_argument("--loss", default="hinge", choices=sorted(LOSSES))
+    p.add_argument("--penalty", default="r1", choices=["r1", "wgan-gp", "none"])
+    p.add_argument("--penalty-weight", type=float, help="R1 gamma or WGAN-GP lambda (default 1)")
+    p.add_argument("--d-steps", type=int, help="discriminator steps per generator step (default 1)")
+    p.add_argument("--ema", type=float, help="generator moving-average decay (default 0.999)")
+    p.add_argument("--augment", help="comma-separated DiffAugment policies (default translation,cutout; '' none)")
+    p.add_argument("--conditioning", default="projection", choices=["projection", "acgan", "none"])
+    p.add_argument("--width", type=int, help="channels of the generator's last and the critic's first layer (32)")
+    p.add_argument("--latent-dim", type=int)
+    p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction)
+    p.add_argument("--classifier-epochs", type=int, help="epochs of the embedding/utility classifiers (default 60)")
+    p.add_argument("--no-utility", action="store_true", help="skip the train-on-real-plus-synthetic experiment")
+    p.add_argument("--utility-seeds", type=int, default=1, help="classifier seeds in the utility experiment")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--n-train", type=int, help="synthetic data: training items")
+    p.add_argument("--n-test", type=int, help="synthetic data: test items")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--resume", action="store_true", help="continue the GAN from RUN_DIR/checkpoint.pt")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_synthesize)
+    sp = sub.add_parser("sample", help="write PNG images from a synthesis run's generator")
+    sp.add_argument("run_dir")
+    sp.add_argument("--n", type=int, default=64)
+    sp.add_argument("--label", type=int, default=None, help="class to draw (conditional models)")
+    sp.add_argument("--out", default=None, help="folder for the PNGs (default RUN_DIR/generated)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.set_defaults(func=_sample)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,14 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--min-round", type=float, default=0.05, help="seconds per round at least")
     bench.add_argument("--csv", default="bench-results.csv", help="append rows here ('' to skip)")
     bench.set_defaults(func=_bench)
-    demo = sub.add_parser("demo", help="the main job: train an image and an ECG model on synthetic data, "
-                                        "report metrics and plots, and time medkern layers against torch's")
+    demo = sub.add_parser("demo", help="the main job: train an image and an ECG model and a GAN on synthetic "
+                                        "data, report metrics and plots, and time medkern layers against torch's")
     demo.add_argument("--out", default="medkern-demo", help="folder for the plots and metrics")
     demo.add_argument("--n-train", type=int, default=1500, help="synthetic training items per model")
     demo.add_argument("--n-test", type=int, default=500)
     demo.add_argument("--epochs", type=int, default=15)
     demo.add_argument("--speed-repeats", type=int, default=3, help="epochs timed per variant (median)")
     demo.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% CIs")
+    demo.add_argument("--gan-epochs", type=int, default=12, help="epochs of the short synthesis run (0: skip it)")
     demo.set_defaults(func=_demo)
     _add_run_commands(sub)
     args = parser.parse_args(argv)

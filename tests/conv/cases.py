@@ -77,6 +77,15 @@ HAND_PICKED = [
     Case(1, 3, 6, 7, 2, 1, 1, padding=(1, 1)),  # padding larger than the kernel reach
     Case(2, 6, 8, 8, 6, 3, 3, stride=(1, 2), padding=(0, 1), groups=6),  # depthwise
     Case(3, 2, 37, 41, 5, 3, 3, stride=(2, 3), padding=(1, 1), bias=False),
+    # Strided grad-input runs one stride phase at a time: DCGAN's k4 s2 p1; a phase no tap reaches (k1 s2,
+    # k2 s3, stride over kernel); a 3x3 sub-kernel with enough channels for Winograd (k6 s2); a phase whose
+    # padding would be negative (k3 s2 p2), which falls back to GEMM + col2im.
+    Case(2, 17, 9, 10, 20, 4, 4, stride=(2, 2), padding=(1, 1)),
+    Case(2, 5, 9, 8, 7, 1, 1, stride=(2, 2), bias=False),
+    Case(1, 3, 11, 10, 4, 2, 3, stride=(3, 2), padding=(0, 1), extra=(1, 0)),
+    Case(2, 3, 13, 9, 5, 3, 3, stride=(4, 4), padding=(1, 1), groups=1),
+    Case(1, 16, 12, 11, 18, 6, 6, stride=(2, 2), padding=(2, 2)),
+    Case(2, 4, 10, 9, 6, 3, 3, stride=(2, 2), padding=(2, 2), groups=2),
 ] + [
     # The native CPU Winograd F(2x2, 3x3) path: 3x3, stride 1, one group, 16+ channels each side (also the
     # stride-1 grad-input, which runs as a forward convolution).

@@ -1,16 +1,18 @@
 """Thin model API on ``medkern.nn``: ``ImageClassifier``, ``SequenceClassifier`` and
-``SequenceForecaster``, each with ``fit``, ``evaluate``, ``predict``, ``save`` and ``load``."""
+``SequenceForecaster``, each with ``fit``, ``evaluate``, ``predict``, ``save`` and ``load``, and
+``ImageGAN`` with ``fit``, ``sample``, ``save`` and ``load``."""
 from __future__ import annotations
 
 from .base import FORMAT, HEADLINE, Classifier, Model, as_dataset
+from .gan import ImageGAN
 from .image import ImageClassifier
 from .sequence import SequenceClassifier, SequenceForecaster
 
-MODELS = {cls.__name__: cls for cls in (ImageClassifier, SequenceClassifier, SequenceForecaster)}
+MODELS = {cls.__name__: cls for cls in (ImageClassifier, SequenceClassifier, SequenceForecaster, ImageGAN)}
 BY_TASK = {cls.TASK: cls for cls in MODELS.values()}
 
 
-def load(path, layers: str | None = None) -> Model:
+def load(path, layers: str | None = None) -> "Model | ImageGAN":
     """The model saved at ``path`` by ``Model.save``, of whichever class it is."""
     from ..train import load_checkpoint
 
@@ -20,5 +22,5 @@ def load(path, layers: str | None = None) -> Model:
     return MODELS[state["class"]].from_state(state, layers=layers)
 
 
-__all__ = ["BY_TASK", "HEADLINE", "MODELS", "Classifier", "ImageClassifier", "Model", "SequenceClassifier",
+__all__ = ["BY_TASK", "HEADLINE", "MODELS", "Classifier", "ImageClassifier", "ImageGAN", "Model", "SequenceClassifier",
            "SequenceForecaster", "as_dataset", "load"]

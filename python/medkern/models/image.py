@@ -1,6 +1,9 @@
 """``ImageClassifier``: a small ResNet for 1- or 3-channel medical images of any size."""
 from __future__ import annotations
 
+import numpy as np
+import torch
+
 from ..data import ImageAugment
 from .base import Classifier
 from .networks import ResNet
@@ -29,6 +32,17 @@ class ImageClassifier(Classifier):
 
     def _augment(self):
         return ImageAugment()
+
+    def embed(self, x, batch_size: int = 256) -> np.ndarray:
+        """Embeddings (N, channels) of images ``x``: the network's pooled last feature map. The synthesis
+        metrics (Frechet and kernel distances, precision and recall) compare images in this space."""
+        net = self._require_network()
+        x = self._check_input(x, "x")
+        net.eval()
+        device = next(net.parameters()).device
+        with torch.no_grad():
+            return torch.cat([net.embed(x[i:i + batch_size].to(device)).cpu()
+                              for i in range(0, len(x), batch_size)]).double().numpy()
 
     def cam_layer(self):
         """The module whose output Grad-CAM explains: the last convolutional feature map."""

@@ -50,6 +50,10 @@ class ResNet(nn.Module):
     def forward(self, x):
         return self.head(self.features(self.stem(x)))
 
+    def embed(self, x):
+        """The globally pooled last feature map (N, channels), before dropout and the linear head."""
+        return self.head[:2](self.features(self.stem(x)))
+
 
 class RecurrentNet(nn.Module):
     """Signals ``(N, C, L)`` -> an optional 1-D conv front end (``conv_layers`` times conv, BN, ReLU and a
