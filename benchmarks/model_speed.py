@@ -4,7 +4,8 @@ torch layers, interleaved in one process: one training epoch and batch-1 inferen
     python benchmarks/model_speed.py [--n 1024] [--repeats 3] [--image-size 28] [--length 187]
 
 The models are the demo's and the default recipes' (ImageClassifier width 16 and 32, SequenceClassifier
-GRU and LSTM), on synthetic data of the given sizes; the weights come from one short training epoch.
+GRU and LSTM, the conditional ImageGAN), on synthetic data of the given sizes; the weights come from one
+short training epoch.
 Ratios above 1 mean medkern is faster. The machine may be shared: repeat a run that looks off.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import argparse
 import torch
 
 from medkern import data as datasets
-from medkern.models import ImageClassifier, SequenceClassifier, speed
+from medkern.models import ImageClassifier, ImageGAN, SequenceClassifier, speed
 
 
 def cases(args):
@@ -25,6 +26,7 @@ def cases(args):
     yield "conv+GRU h32 (demo)", SequenceClassifier(hidden=32, conv_channels=16), ecg
     yield "conv+GRU h64 (default)", SequenceClassifier(), ecg
     yield "LSTM h64, no conv", SequenceClassifier(rnn="lstm", conv_channels=0), ecg
+    yield "cond. DCGAN w32 (default)", ImageGAN(), lesions
 
 
 def main(argv=None) -> int:
@@ -42,9 +44,14 @@ def main(argv=None) -> int:
     for name, model, data in cases(args):
         if args.only not in name:
             continue
-        model.fit(data, epochs=1, batch_size=args.batch_size, progress=False, log=lambda s: None)
-        result = speed.compare_layers(model, data, batch_size=args.batch_size, repeats=args.repeats)
-        for row in speed.format_rows(name, result):
+        if isinstance(model, ImageGAN):  # its own batch of 64; latency is generating 64 images
+            model.fit(data, epochs=1, progress=False, log=None)
+            rows = speed.format_rows(name, speed.compare_gan_layers(model, data, repeats=args.repeats), "generate 64")
+        else:
+            model.fit(data, epochs=1, batch_size=args.batch_size, progress=False, log=lambda s: None)
+            rows = speed.format_rows(name, speed.compare_layers(model, data, batch_size=args.batch_size,
+                                                                repeats=args.repeats))
+        for row in rows:
             print(row, flush=True)
     return 0
 

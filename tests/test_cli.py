@@ -39,11 +39,13 @@ def test_demo_trains_reports_and_times_both_layer_kinds(tmp_path, capsys):
 
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--n-train", "48", "--n-test", "24", "--epochs", "1",
-                     "--speed-repeats", "1", "--n-boot", "10"]) == 0
+                     "--speed-repeats", "1", "--n-boot", "10", "--gan-epochs", "2"]) == 0
     text = capsys.readouterr().out
+    assert "synthesis: conditional ImageGAN trained" in text and "memorisation ratio" in text
+    assert {"metrics.json", "samples.png", "losses.png"} <= {p.name for p in (out / "synthesis").iterdir()}
     assert "patched CNN vs torch" in text and "4 layers swapped" in text
     assert "image: ImageClassifier trained" in text and "ecg: SequenceClassifier trained" in text
-    for model in ("image ResNet", "ECG conv+GRU"):
+    for model in ("image ResNet", "ECG conv+GRU", "conditional DCGAN"):
         rows = [line for line in text.splitlines() if line.startswith(model)]
         assert len(rows) == 2 and all(float(r.split()[-1].rstrip("x")) > 0 for r in rows)
     for name, explain in (("image", "gradcam.png"), ("ecg", "saliency.png")):
@@ -138,3 +140,35 @@ def test_train_reports_bad_data_by_name(tmp_path):
     bad.write_bytes(b"not a zip")
     proc = _medkern("train", "classify", "--data", str(bad), "--out", str(tmp_path / "r"), "--quiet")
     assert proc.returncode != 0 and "broken.npz" in proc.stderr
+
+
+def test_train_synthesize_and_sample(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    run = tmp_path / "gan"
+    text = _run(capsys, "train", "synthesize", "--out", run, "--n-train", "40", "--n-test", "20", "--width", "4",
+                "--latent-dim", "8", "--batch-size", "8", "--epochs", "2", "--classifier-epochs", "1",
+                "--loss", "lsgan", "--penalty", "wgan-gp", "--n-boot", "20", "--quiet")
+    assert "sample quality" in text and "fd of blurred real" in text and "augmentation: AUROC" in text
+    record = json.loads((run / "metrics.json").read_text())
+    for key in ("fd", "kid", "precision", "recall", "diversity_ms_ssim", "memorization_ratio"):
+        assert isinstance(record[key], float), key
+    assert record["train"]["loss"] == "lsgan" and record["train"]["penalty"] == "wgan-gp" and record["epochs_run"] == 2
+    aug = record["augmentation"]
+    assert {"auroc_real", "auroc_real_plus_synthetic", "sensitivity_real", "minority", "n_synthetic"} <= set(aug)
+    assert aug["minority"] == 1 and aug["n_synthetic"] > 0  # synthetic lesions: malignant is the rarer class
+    assert {"lo", "hi", "delta"} <= set(aug["runs"][0]["delta_auroc"])
+    assert {"model.pt", "embedder.pt", "checkpoint.pt", "history.csv", "losses.png", "samples.png"} <= \
+        {p.name for p in run.iterdir()}
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_0001.png", "epoch_0002.png"]
+    out = tmp_path / "png"
+    text = _run(capsys, "sample", run, "--n", "5", "--label", "1", "--out", out)
+    assert "5 images" in text
+    pngs = sorted(p.name for p in out.iterdir())
+    assert pngs == ["class1_0000.png", "class1_0001.png", "class1_0002.png", "class1_0003.png", "class1_0004.png",
+                    "grid.png"]
+    assert Image.open(out / "class1_0000.png").size == (28, 28)
+    proc = _medkern("sample", str(run), "--n", "2", "--label", "7")
+    assert proc.returncode != 0 and "label" in proc.stderr

@@ -23,7 +23,25 @@ def as_dataset(data, name: str) -> ArrayDataset:
     raise TypeError(f"{name} must be a medkern.data.ArrayDataset or an (x, y) pair, got {type(data).__name__}")
 
 
-class Model:
+class Saved:
+    """``save`` and ``load`` for a model that has ``state()`` (plain values and tensors) and ``from_state``."""
+
+    def save(self, path) -> Path:
+        path = Path(path)
+        training.save_atomic(self.state(), path)
+        return path
+
+    @classmethod
+    def load(cls, path, layers: str | None = None):
+        """A saved model; ``layers`` overrides the layers it was built with (same weights either way)."""
+        from . import load as load_any
+        model = load_any(path, layers=layers)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+class Model(Saved):
     """Subclasses set ``TASK`` (``"classify"``, ``"sequence"`` or ``"forecast"``), ``INPUT_DIMS`` (3 for
     (C, L) signals, 4 for (C, H, W) images), ``ARCH`` (architecture options and defaults), ``TRAIN``
     (their training defaults, over ``TrainConfig``'s) and ``NETWORK`` (a class of ``networks``), and implement
@@ -127,20 +145,6 @@ class Model:
         return {"format": FORMAT, "class": type(self).__name__, "arch": self.arch, "layers": self.layers,
                 "seed": self.seed, "shape": self.shape, "class_names": list(self.class_names),
                 "threshold": self.threshold, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}
-
-    def save(self, path) -> Path:
-        path = Path(path)
-        training.save_atomic(self.state(), path)
-        return path
-
-    @classmethod
-    def load(cls, path, layers: str | None = None) -> "Model":
-        """A saved model; ``layers`` overrides the layers it was built with (same weights either way)."""
-        from . import load as load_any
-        model = load_any(path, layers=layers)
-        if not isinstance(model, cls):
-            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
 
     @classmethod
     def from_state(cls, state: dict, layers: str | None = None) -> "Model":

@@ -47,9 +47,9 @@ def _train_and_report(name, model, splits, out: Path, epochs: int, n_boot: int, 
     return record
 
 
-def _synthesize(images, embedder, out: Path, epochs: int, n_items: int, log) -> dict:
+def _synthesize(images, embedder, out: Path, epochs: int, n_items: int, log):
     """A short class-conditional GAN run on part of the training images, measured in the embedding space
-    of the image classifier just trained on the same data."""
+    of the image classifier just trained on the same data. Returns the GAN and its training images."""
     from ..viz.gan import gan_curves, image_grid
     from . import ImageGAN, synthesis
 
@@ -69,7 +69,7 @@ def _synthesize(images, embedder, out: Path, epochs: int, n_items: int, log) -> 
         f"precision {record['precision']:.2f}, recall {record['recall']:.2f}, MS-SSIM diversity "
         f"{record['diversity_ms_ssim']:.3f} (real: {record['diversity_ms_ssim_real']:.3f}), memorisation ratio "
         f"{record['memorization_ratio']:.2f} ({'passed' if record['memorization']['passed'] else 'FAILED'})")
-    return record
+    return gan, train
 
 
 def run(out="medkern-demo", *, n_train: int = 1500, n_test: int = 500, epochs: int = 15, speed_repeats: int = 3,
@@ -85,15 +85,19 @@ def run(out="medkern-demo", *, n_train: int = 1500, n_test: int = 500, epochs: i
     log(f"\ntraining on synthetic data ({images.source}; {ecg.source}), reports in {out}/")
     _train_and_report("image", image_model, images, out, epochs, n_boot, log)
     _train_and_report("ecg", ecg_model, ecg, out, epochs, n_boot, log)
-    if gan_epochs:
-        _synthesize(images, image_model, out, gan_epochs, gan_items, log)
+    gan = _synthesize(images, image_model, out, gan_epochs, gan_items, log) if gan_epochs else None
     log(f"\nspeed on this machine ({torch.get_num_threads()} threads), same weights, interleaved; an epoch is "
-        f"{min(speed_items, len(images.train))} items in batches of 32, median of {speed_repeats}:")
+        f"{min(speed_items, len(images.train))} items in batches of 32 (the GAN's: its training images in batches "
+        f"of 64), median of {speed_repeats}:")
     log(speed.HEADER)
     for name, model, splits in (("image ResNet", image_model, images), ("ECG conv+GRU", ecg_model, ecg)):
         items = splits.train.subset(range(min(speed_items, len(splits.train))))
         result = speed.compare_layers(model, items, repeats=speed_repeats)
         for row in speed.format_rows(name, result):
+            log(row)
+    if gan is not None:
+        for row in speed.format_rows("conditional DCGAN", speed.compare_gan_layers(gan[0], gan[1], repeats=speed_repeats),
+                                     latency_label="generate 64"):
             log(row)
     log(f"\nplots and metrics.json in {out}/image, {out}/ecg and {out}/synthesis")
     return 0

@@ -13,7 +13,7 @@ from ..data import ArrayDataset
 from ..train.gan_config import GANConfig
 from ..train.gan_loop import Players, train_epoch
 from . import networks
-from .base import FORMAT, as_dataset
+from .base import FORMAT, Saved, as_dataset
 from .gan_networks import CONDITIONING, Discriminator, Generator
 
 CHECKPOINT = "checkpoint.pt"
@@ -21,7 +21,7 @@ SAMPLES_DIR = "samples"
 SNAPSHOT_PER_CLASS = 8
 
 
-class ImageGAN:
+class ImageGAN(Saved):
     """Generator and discriminator for images ``(N, C, H, W)`` in [0, 1] with even sides of at least 8.
     With two or more classes in the training labels and ``conditioning`` set, both players are
     class-conditional (``"projection"`` discriminator or ``"acgan"`` auxiliary classifier) and ``sample``
@@ -220,19 +220,6 @@ class ImageGAN:
                 "history": self.history, "train_config": self.train_config,
                 "generator": cpu(self.generator), "discriminator": cpu(self.discriminator),
                 "generator_ema": None if self.average is None else cpu(self.average.module)}
-
-    def save(self, path) -> Path:
-        path = Path(path)
-        training.save_atomic(self.state(), path)
-        return path
-
-    @classmethod
-    def load(cls, path, layers: str | None = None) -> "ImageGAN":
-        from . import load as load_any
-        model = load_any(path, layers=layers)
-        if not isinstance(model, cls):
-            raise ValueError(f"{path} holds a {type(model).__name__}, not an {cls.__name__}")
-        return model
 
     @classmethod
     def from_state(cls, state: dict, layers: str | None = None) -> "ImageGAN":
