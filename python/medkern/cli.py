@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--epochs", type=int, default=15)
     demo.add_argument("--speed-repeats", type=int, default=3, help="epochs timed per variant (median)")
     demo.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% CIs")
-    demo.add_argument("--gan-epochs", type=int, default=12, help="epochs of the short synthesis run (0: skip it)")
+    demo.add_argument("--gan-epochs", type=int, default=24, help="epochs of the short synthesis run (0: skip it)")
     demo.set_defaults(func=_demo)
     _add_run_commands(sub)
     args = parser.parse_args(argv)
