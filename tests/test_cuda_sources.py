@@ -8,16 +8,20 @@ import pytest
 
 from medkern import _native
 from medkern.backends import cupy_
-from medkern.backends.cupy_ import conv as cupy_conv, pool as cupy_pool
+from medkern.backends.cupy_ import conv as cupy_conv, gan_loss as cupy_gan_loss, pool as cupy_pool, rnn as cupy_rnn
 
 from cuda_checks import CSRC, nvcc
 
-CUPY_FAMILIES = {"conv": cupy_conv, "pool": cupy_pool}
+CUPY_FAMILIES = {"conv": cupy_conv, "pool": cupy_pool, "rnn": cupy_rnn, "gan_loss": cupy_gan_loss}
 MODULE_FUNCTIONS = {
     "conv": ("conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"),
     "pool": ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
              "adaptive_avg_pool2d_forward", "adaptive_avg_pool2d_backward", "adaptive_max_pool2d_forward"),
+    "rnn": ("rnn_forward", "rnn_backward"),
+    "gan_loss": ("gan_loss_forward", "gan_penalty_forward", "gan_loss_workspace_size", "gan_penalty_workspace_size"),
 }
+# Every CUDA translation unit of the module (empty where the sources are not next to the tests).
+CUDA_SOURCES = sorted(p.name for p in (CSRC / "cuda").glob("*.cu"))
 
 
 @pytest.mark.parametrize("ctype", ["float", "double"])
@@ -27,18 +31,16 @@ def test_cupy_kernel_source_compiles_withnvcc(family, ctype, tmp_path):
     nvcc(tmp_path, "-x", "cu", "kernels.cu")
 
 
-@pytest.mark.parametrize("family", list(CUPY_FAMILIES))
+@pytest.mark.parametrize("family", [f for f, m in CUPY_FAMILIES.items() if hasattr(m, "KERNELS")])
 def test_cupy_source_defines_every_kernel(family):
     mod = CUPY_FAMILIES[family]
     for name in mod.KERNELS:
         assert f'extern "C" __global__ void {name}(' in mod.SOURCE
 
 
-@pytest.mark.parametrize("source", ["conv2d.cu", "pool2d.cu"])
+@pytest.mark.parametrize("source", CUDA_SOURCES)
 def test_native_cuda_kernels_compile_with_the_module_flags(source, tmp_path):
     src = CSRC / "cuda" / source
-    if not src.is_file():
-        pytest.skip("the C++ sources are not next to the tests")
     nvcc(tmp_path, "-std=c++17", "-O3", "--use_fast_math", "-I", str(CSRC), str(src))
 
 

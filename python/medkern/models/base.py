@@ -23,8 +23,24 @@ def as_dataset(data, name: str) -> ArrayDataset:
     raise TypeError(f"{name} must be a medkern.data.ArrayDataset or an (x, y) pair, got {type(data).__name__}")
 
 
-class Saved:
-    """``save`` and ``load`` for a model that has ``state()`` (plain values and tensors) and ``from_state``."""
+class BaseModel:
+    """What every model shares: options checked against ``ARCH`` (architecture options and defaults), the
+    layers it is built from, its seed, what the data fixed (``shape``, ``class_names``), and ``save`` /
+    ``load`` through the subclass's ``state()`` (plain values and tensors) and ``from_state``."""
+
+    ARCH: dict
+
+    def __init__(self, *, layers: str = "medkern", seed: int = 0, **arch):
+        unknown = sorted(set(arch) - set(self.ARCH))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unknown option(s) {unknown}; known: {sorted(self.ARCH)}")
+        if layers not in networks.LAYERS:
+            raise ValueError(f"layers must be one of {networks.LAYERS}, got {layers!r}")
+        self.arch = {**self.ARCH, **arch}
+        self.layers, self.seed = layers, int(seed)
+        self.shape: dict = {}          # what the data fixed: channels, size, classes or horizon
+        self.class_names: list = []
+        self.train_config: dict | None = None
 
     def save(self, path) -> Path:
         path = Path(path)
@@ -41,31 +57,21 @@ class Saved:
         return model
 
 
-class Model(Saved):
+class Model(BaseModel):
     """Subclasses set ``TASK`` (``"classify"``, ``"sequence"`` or ``"forecast"``), ``INPUT_DIMS`` (3 for
-    (C, L) signals, 4 for (C, H, W) images), ``ARCH`` (architecture options and defaults), ``TRAIN``
+    (C, L) signals, 4 for (C, H, W) images), ``ARCH``, ``TRAIN``
     (their training defaults, over ``TrainConfig``'s) and ``NETWORK`` (a class of ``networks``), and implement
     ``_data_shape``, ``_network_args``, ``_objective`` and ``evaluate``."""
 
     TASK: str
     INPUT_DIMS: int
-    ARCH: dict
     TRAIN: dict = {}
     NETWORK: type
 
     def __init__(self, *, layers: str = "medkern", seed: int = 0, **arch):
-        unknown = sorted(set(arch) - set(self.ARCH))
-        if unknown:
-            raise TypeError(f"{type(self).__name__}: unknown option(s) {unknown}; known: {sorted(self.ARCH)}")
-        if layers not in networks.LAYERS:
-            raise ValueError(f"layers must be one of {networks.LAYERS}, got {layers!r}")
-        self.arch = {**self.ARCH, **arch}
-        self.layers, self.seed = layers, int(seed)
-        self.shape: dict = {}          # what the data fixed: channels, input size, classes or horizon
-        self.class_names: list = []
+        super().__init__(layers=layers, seed=seed, **arch)
         self.threshold: float | None = None
         self.result: training.FitResult | None = None
-        self.train_config: dict | None = None
         self.network: torch.nn.Module | None = None
 
     # -- building -------------------------------------------------------------------------------------

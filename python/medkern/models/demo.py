@@ -88,7 +88,7 @@ def run(out="medkern-demo", *, n_train: int = 1500, n_test: int = 500, epochs: i
     log(f"\ntraining on synthetic data ({images.source}; {ecg.source}), reports in {out}/")
     _train_and_report("image", image_model, images, out, epochs, n_boot, log)
     _train_and_report("ecg", ecg_model, ecg, out, epochs, n_boot, log)
-    gan = _synthesize(images, image_model, out, gan_epochs, gan_items, log) if gan_epochs else None
+    gan, gan_train = _synthesize(images, image_model, out, gan_epochs, gan_items, log) if gan_epochs else (None, None)
     log(f"\nspeed on this machine ({torch.get_num_threads()} threads), same weights, interleaved; an epoch is "
         f"{min(speed_items, len(images.train))} items in batches of 32 (the GAN's: its training images in batches "
         f"of 64), median of {speed_repeats}:")
@@ -99,7 +99,7 @@ def run(out="medkern-demo", *, n_train: int = 1500, n_test: int = 500, epochs: i
         for row in speed.format_rows(name, result):
             log(row)
     if gan is not None:
-        for row in speed.format_rows("conditional DCGAN", speed.compare_gan_layers(gan[0], gan[1], repeats=speed_repeats),
+        for row in speed.format_rows("conditional DCGAN", speed.compare_gan_layers(gan, gan_train, repeats=speed_repeats),
                                      latency_label="generate 64"):
             log(row)
     log(f"\nplots and metrics.json in {out}/image, {out}/ecg and {out}/synthesis")

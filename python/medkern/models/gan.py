@@ -13,7 +13,7 @@ from ..data import ArrayDataset
 from ..train.gan_config import GANConfig
 from ..train.gan_loop import Players, train_epoch
 from . import networks
-from .base import FORMAT, Saved, as_dataset
+from .base import FORMAT, BaseModel, as_dataset
 from .gan_networks import CONDITIONING, Discriminator, Generator
 
 CHECKPOINT = "checkpoint.pt"
@@ -21,7 +21,7 @@ SAMPLES_DIR = "samples"
 SNAPSHOT_PER_CLASS = 8
 
 
-class ImageGAN(Saved):
+class ImageGAN(BaseModel):
     """Generator and discriminator for images ``(N, C, H, W)`` in [0, 1] with even sides of at least 8.
     With two or more classes in the training labels and ``conditioning`` set, both players are
     class-conditional (``"projection"`` discriminator or ``"acgan"`` auxiliary classifier) and ``sample``
@@ -35,19 +35,10 @@ class ImageGAN(Saved):
     ARCH = {"latent_dim": 64, "width": 32, "conditioning": "projection", "spectral_norm": False}
 
     def __init__(self, *, layers: str = "medkern", seed: int = 0, **arch):
-        unknown = sorted(set(arch) - set(self.ARCH))
-        if unknown:
-            raise TypeError(f"ImageGAN: unknown option(s) {unknown}; known: {sorted(self.ARCH)}")
-        if layers not in networks.LAYERS:
-            raise ValueError(f"layers must be one of {networks.LAYERS}, got {layers!r}")
-        self.arch = {**self.ARCH, **arch}
+        super().__init__(layers=layers, seed=seed, **arch)
         if self.arch["conditioning"] not in CONDITIONING:
             raise ValueError(f"conditioning must be one of {CONDITIONING}, got {self.arch['conditioning']!r}")
-        self.layers, self.seed = layers, int(seed)
-        self.shape: dict = {}
-        self.class_names: list = []
         self.history: list[dict] = []
-        self.train_config: dict | None = None
         self.generator = self.discriminator = self.average = None
 
     # -- building -------------------------------------------------------------------------------------

@@ -34,11 +34,11 @@ def blur(images: torch.Tensor, sigma: float = BLUR_SIGMA) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
 
 
-def _distances(embed, real: torch.Tensor, other: torch.Tensor, seed: int) -> dict:
-    f_real, f_other = embed(real), embed(other)
+def _distances(f_real: np.ndarray, f_other: np.ndarray, seed: int) -> dict:
+    """Frechet and kernel distances between two embedding sets."""
     # Subsets of half the smaller set: at the full set every subset would be the same sample and the
     # spread over subsets (kid_std) zero. KID's mean is unbiased at any subset size.
-    size = max(2, min(1000, len(real) // 2, len(other) // 2))
+    size = max(2, min(1000, len(f_real) // 2, len(f_other) // 2))
     kid, kid_std = metrics.kernel_distance(f_real, f_other, subset_size=size, seed=seed)
     return {"fd": metrics.frechet_distance(f_real, f_other), "kid": kid, "kid_std": kid_std}
 
@@ -51,25 +51,26 @@ def quality(gan: ImageGAN, embedder: ImageClassifier, train: ArrayDataset, test:
     reference the samples must beat; ``test`` for the real test images (a smaller sample, so biased up)."""
     real = train.x
     generated = gan.sample(len(real), seed=seed)
-    out = _distances(embedder.embed, real, generated, seed)
-    out["precision"], out["recall"] = metrics.precision_recall(embedder.embed(real), embedder.embed(generated))
+    f_real, f_generated = embedder.embed(real), embedder.embed(generated)
+    out = _distances(f_real, f_generated, seed)
+    out["precision"], out["recall"] = metrics.precision_recall(f_real, f_generated)
     out["diversity_ms_ssim"] = metrics.diversity_ms_ssim(generated, seed=seed)
     out["diversity_ms_ssim_real"] = metrics.diversity_ms_ssim(real, seed=seed)
-    out["blurred"] = _distances(embedder.embed, real, blur(real), seed)
+    out["blurred"] = _distances(f_real, embedder.embed(blur(real)), seed)
     out["blur_sigma"] = BLUR_SIGMA
     out["n"] = len(real)
     if test is not None:
-        out["test"] = _distances(embedder.embed, real, test.x, seed)
+        out["test"] = _distances(f_real, embedder.embed(test.x), seed)
         mem = metrics.memorization(generated, real, test.x)
         out["memorization_ratio"] = mem["ratio"]
         out["memorization"] = mem
     if gan.num_classes:
         out["per_class_fd"] = {}
         for k in range(gan.num_classes):
-            mine = real[train.y == k]
-            if len(mine) > 1:
-                fake = gan.sample(len(mine), label=k, seed=seed + 1 + k)
-                out["per_class_fd"][str(k)] = metrics.frechet_distance(embedder.embed(mine), embedder.embed(fake))
+            mine = (train.y == k).numpy()
+            if mine.sum() > 1:
+                fake = gan.sample(int(mine.sum()), label=k, seed=seed + 1 + k)
+                out["per_class_fd"][str(k)] = metrics.frechet_distance(f_real[mine], embedder.embed(fake))
     return out
 
 
