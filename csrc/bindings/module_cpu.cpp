@@ -10,6 +10,7 @@
 #include "../cpu/simd.h"
 #include "conv2d_binding.h"
 #include "gan_loss_binding.h"
+#include "host_cache.h"
 #include "pool2d_binding.h"
 #include "rnn_binding.h"
 
@@ -66,6 +67,7 @@ PYBIND11_MODULE(_C, m) {
   medkern::bind_pool2d<medkern::CpuPool2d>(m);
   medkern::bind_rnn<medkern::CpuRnn>(m);
   medkern::bind_gan_loss<medkern::CpuGanLoss>(m);
+  medkern::bind_host_cache(m);
   m.def("build_info", [] {
     py::dict d;
     d["isa"] = medkern::cpu::kIsaName;

@@ -129,6 +129,61 @@ void separable_row(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* _
   if (acc != out) std::memcpy(out, acc, s.Q * sizeof(T));
 }
 
+// Stride-2 windows 2 wide (no padding) or 3 wide (padding 1) along the row, no dilation: the pools of
+// ResNet and VGG. Each vector step combines the window's rows in registers, splits the combined columns
+// into even and odd lanes and combines those (and, 3 wide, the odd lanes shifted by one, carrying the
+// last lane of the previous step): no scratch rows, no phase split. Up to 8 window rows.
+inline bool is_stride2_row(const Pool2dShape& s) {
+  return s.sw == 2 && s.dw == 1 && s.kh <= 8 && ((s.kw == 2 && s.pw == 0) || (s.kw == 3 && s.pw == 1));
+}
+
+template <typename T, class Op>
+void stride2_row(const Pool2dShape& s, const T* __restrict x, int64_t oh, T* __restrict out) {
+  using V = typename Vec<T>::type;
+  using M = typename Vec<T>::mask_type;
+  constexpr int L = Vec<T>::lanes;
+  const T id = Op::template identity<T>();
+  const T* rows[8];
+  int n = 0;
+  for (int64_t kh = 0; kh < s.kh; ++kh) {
+    const int64_t ih = oh * s.sh - s.ph + kh * s.dh;
+    if (ih >= 0 && ih < s.H) rows[n++] = x + ih * s.W;
+  }
+  if (n == 0) {  // unreachable with torch's padding rule; kept total
+    std::fill(out, out + s.Q, id);
+    return;
+  }
+  M shift_in;  // lane 0 from the previous step's last lane, lane l from lane l - 1
+  for (int l = 0; l < L; ++l) shift_in[l] = L - 1 + l;
+  V carry = V{} + id;
+  int64_t ow = 0;
+  for (; 2 * ow + 2 * L <= s.W && ow + L <= s.Q; ow += L) {
+    V c0 = Vec<T>::load(rows[0] + 2 * ow), c1 = Vec<T>::load(rows[0] + 2 * ow + L);
+    for (int r = 1; r < n; ++r) {
+      c0 = Op::combine_vec(c0, Vec<T>::load(rows[r] + 2 * ow));
+      c1 = Op::combine_vec(c1, Vec<T>::load(rows[r] + 2 * ow + L));
+    }
+    const V odd = __builtin_shuffle(c0, c1, Vec<T>::odd_lanes());
+    V r = Op::combine_vec(__builtin_shuffle(c0, c1, Vec<T>::even_lanes()), odd);
+    if (s.kw == 3) r = Op::combine_vec(r, __builtin_shuffle(carry, odd, shift_in));
+    carry = odd;
+    Vec<T>::store(out + ow, r);
+  }
+  for (; ow < s.Q; ++ow) {
+    T acc = id;
+    for (int64_t iw = std::max<int64_t>(2 * ow - s.pw, 0); iw < std::min(2 * ow - s.pw + s.kw, s.W); ++iw)
+      for (int r = 0; r < n; ++r) acc = Op::combine(acc, rows[r][iw]);
+    out[ow] = acc;
+  }
+}
+
+// One output row of a reduction that does not need to know which element won.
+template <typename T, class Op>
+void reduce_row(const Pool2dShape& s, const T* x, int64_t oh, T* out, SeparableWork<T>& w) {
+  if (is_stride2_row(s)) stride2_row<T, Op>(s, x, oh, out);
+  else separable_row<T, Op>(s, x, oh, out, w);
+}
+
 // Max pooling with indices must pick the same element as torch on ties and NaNs, so each window is
 // scanned in torch's row-major order: input rows in kernel order, and within a row the taps in order.
 // Each input row is padded with -inf (padding never wins, as torch never reads it) and split into
@@ -189,9 +244,86 @@ void max_pool_plane_backward_from_input(const Pool2dShape& s, const T* x, const 
   }
 }
 
+// 2x2 windows at stride 2 (no padding, no dilation, every window whole): the windows tile the input,
+// so each pass reads two input rows, splits them into the four window positions a b / c d with lane
+// shuffles, and needs no scratch. The backward writes every input element once, its window's gradient
+// or zero, instead of zero-filling the plane and scattering into it.
+inline bool is_2x2_tiling(const Pool2dShape& s) {
+  return s.kh == 2 && s.kw == 2 && s.sh == 2 && s.sw == 2 && s.ph == 0 && s.pw == 0 && s.dh == 1 && s.dw == 1 &&
+         2 * s.P <= s.H && 2 * s.Q <= s.W;
+}
+
+// Which of a, b, c, d wins each lane, scanning in torch's order (a b c d; see `replaces`): the masks
+// say "b beat a", "c beat the max of a b", "d beat the max of a b c"; `m` is the maximum.
+template <typename T>
+struct Winners2x2 {
+  using V = typename Vec<T>::type;
+  using M = typename Vec<T>::mask_type;
+  V m;
+  M b, c, d;
+  Winners2x2(V va, V vb, V vc, V vd) {
+    b = (vb > va) | (vb != vb);
+    m = b ? vb : va;
+    c = (vc > m) | (vc != vc);
+    m = c ? vc : m;
+    d = (vd > m) | (vd != vd);
+    m = d ? vd : m;
+  }
+};
+
+template <typename T>
+struct Winner2x2Scalar {
+  T m;
+  int k;  // 0..3 for a b c d
+  Winner2x2Scalar(T a, T b, T c, T d) : m(a), k(0) {
+    const T v[3] = {b, c, d};
+    for (int i = 0; i < 3; ++i)
+      if (replaces(v[i], m)) m = v[i], k = i + 1;
+  }
+};
+
+template <typename T>
+void max_pool_plane_backward_2x2(const Pool2dShape& s, const T* __restrict x, const T* __restrict dy, T* __restrict dx) {
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;
+  const V zero{};
+  for (int64_t oh = 0; oh < s.P; ++oh) {
+    const T* __restrict r0 = x + 2 * oh * s.W;
+    const T* __restrict r1 = r0 + s.W;
+    T* __restrict d0 = dx + 2 * oh * s.W;
+    T* __restrict d1 = d0 + s.W;
+    const T* __restrict g = dy + oh * s.Q;
+    int64_t ow = 0;
+    for (; ow + L <= s.Q; ow += L) {
+      const V p0 = Vec<T>::load(r0 + 2 * ow), p1 = Vec<T>::load(r0 + 2 * ow + L);
+      const V q0 = Vec<T>::load(r1 + 2 * ow), q1 = Vec<T>::load(r1 + 2 * ow + L);
+      const Winners2x2<T> w(__builtin_shuffle(p0, p1, Vec<T>::even_lanes()), __builtin_shuffle(p0, p1, Vec<T>::odd_lanes()),
+                            __builtin_shuffle(q0, q1, Vec<T>::even_lanes()), __builtin_shuffle(q0, q1, Vec<T>::odd_lanes()));
+      const V gv = Vec<T>::load(g + ow);
+      const V gd = w.d ? gv : zero;
+      const V gc = w.c & ~w.d ? gv : zero;
+      const V gb = w.b & ~(w.c | w.d) ? gv : zero;
+      const V ga = w.b | w.c | w.d ? zero : gv;
+      Vec<T>::store(d0 + 2 * ow, __builtin_shuffle(ga, gb, Vec<T>::interleave_low()));
+      Vec<T>::store(d0 + 2 * ow + L, __builtin_shuffle(ga, gb, Vec<T>::interleave_high()));
+      Vec<T>::store(d1 + 2 * ow, __builtin_shuffle(gc, gd, Vec<T>::interleave_low()));
+      Vec<T>::store(d1 + 2 * ow + L, __builtin_shuffle(gc, gd, Vec<T>::interleave_high()));
+    }
+    for (; ow < s.Q; ++ow) {
+      const int k = Winner2x2Scalar<T>(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]).k;
+      d0[2 * ow] = k == 0 ? g[ow] : T(0);
+      d0[2 * ow + 1] = k == 1 ? g[ow] : T(0);
+      d1[2 * ow] = k == 2 ? g[ow] : T(0);
+      d1[2 * ow + 1] = k == 3 ? g[ow] : T(0);
+    }
+    for (int64_t iw = 2 * s.Q; iw < s.W; ++iw) d0[iw] = d1[iw] = T(0);  // a last odd column is in no window
+  }
+  std::fill(dx + 2 * s.P * s.W, dx + s.H * s.W, T(0));  // nor is a last odd row
+}
+
 template <typename T>
 void max_pool_plane(const Pool2dShape& s, const T* x, T* y, SeparableWork<T>& w) {
-  for (int64_t oh = 0; oh < s.P; ++oh) separable_row<T, MaxOp>(s, x, oh, y + oh * s.Q, w);
+  for (int64_t oh = 0; oh < s.P; ++oh) reduce_row<T, MaxOp>(s, x, oh, y + oh * s.Q, w);
 }
 
 // `column_counts` holds avg_pool_axis_count along the width for every output column.
@@ -199,7 +331,7 @@ template <typename T>
 void avg_pool_plane(const Pool2dShape& s, const T* x, T* y, SeparableWork<T>& w, const T* __restrict column_counts) {
   for (int64_t oh = 0; oh < s.P; ++oh) {
     T* __restrict row = y + oh * s.Q;
-    separable_row<T, SumOp>(s, x, oh, row, w);
+    reduce_row<T, SumOp>(s, x, oh, row, w);
     if (s.divisor_override) {
       for (int64_t ow = 0; ow < s.Q; ++ow) row[ow] /= T(s.divisor_override);
     } else {
@@ -349,6 +481,10 @@ template <typename T>
 void max_pool2d_backward_from_input(const Pool2dArgs<T>& a) {
   const Pool2dShape& s = a.s;
   const int64_t in = s.H * s.W, out = s.P * s.Q;
+  if (is_2x2_tiling(s)) {
+    for_each_plane(s, [&](int64_t p) { max_pool_plane_backward_2x2(s, a.x + p * in, a.dy + p * out, a.dx + p * in); });
+    return;
+  }
   for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) {
     max_pool_plane_backward_from_input(s, a.x + p * in, a.dy + p * out, a.dx + p * in, w);
   });

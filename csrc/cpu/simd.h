@@ -45,6 +45,17 @@ struct Vec {
     for (int l = 0; l < lanes; ++l) m[l] = 2 * l + 1;
     return m;
   }
+  // Their inverse: the first / second half of the interleaving a0 b0 a1 b1 ... of two vectors.
+  static mask_type interleave_low() {
+    mask_type m;
+    for (int l = 0; l < lanes / 2; ++l) m[2 * l] = l, m[2 * l + 1] = lanes + l;
+    return m;
+  }
+  static mask_type interleave_high() {
+    mask_type m;
+    for (int l = 0; l < lanes / 2; ++l) m[2 * l] = lanes / 2 + l, m[2 * l + 1] = lanes + lanes / 2 + l;
+    return m;
+  }
   static type load(const T* p) { type v; std::memcpy(&v, p, sizeof(v)); return v; }
   static void store(T* p, type v) { std::memcpy(p, &v, sizeof(v)); }
   // A store that bypasses the caches when p is vector-aligned: for outputs far larger than the caches, it

@@ -8,10 +8,11 @@ from importlib.metadata import PackageNotFoundError, version as _version
 
 from . import backends, losses, nn, ops
 from .nn import patch
+from .ops._alloc import cache_info, empty_cache
 
 try:
     __version__ = _version("medkern")
 except PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
-__all__ = ["backends", "losses", "nn", "ops", "patch", "__version__"]
+__all__ = ["backends", "cache_info", "empty_cache", "losses", "nn", "ops", "patch", "__version__"]

@@ -60,6 +60,10 @@ HAND_PICKED = [
     PoolCase(1, 4, 6, 6, (6, 6), (1, 1)),  # one window covers the plane
     PoolCase(2, 2, 12, 10, (3, 2), (3, 3), (1, 1), (1, 2)),
     PoolCase(1, 1, 33, 65, (2, 2), (2, 2)),  # widths past one vector, odd
+    PoolCase(2, 3, 37, 42, (2, 2), (2, 2)),  # the 2x2 tiling path: a vector and a tail per row, odd height
+    PoolCase(2, 3, 35, 70, (3, 3), (2, 2), (1, 1)),  # the stride-2 row path: vectors carrying a lane, a tail
+    PoolCase(1, 2, 36, 69, (3, 3), (2, 2), (1, 1), ceil_mode=True),
+    PoolCase(1, 2, 6, 40, (2, 3), (1, 2), (0, 1)),  # stride-2 rows, overlapping window rows
     PoolCase(2, 2, 10, 10, (1, 1), (3, 3)),  # stride larger than the kernel
 ]
 

@@ -1,16 +1,47 @@
 """Output allocation for the ops. With MEDKERN_POISON=1 (the test suite sets it) every output buffer is
-filled with NaN before a kernel runs, so an element a kernel forgets to write fails the comparison."""
+filled with NaN (int64 outputs with -1) before a kernel runs, so an element a kernel forgets to write
+fails the comparison.
+
+Large CPU outputs come from medkern's cache of output buffers (``csrc/bindings/host_cache.h``): a fresh
+large tensor costs page faults that can outweigh the kernel writing it, and training asks for the same
+sizes every step. ``MEDKERN_CPU_CACHE_MB=0`` turns the cache off; ``medkern.empty_cache()`` frees it."""
 from __future__ import annotations
 
 import os
 
 import torch
 
+from .. import _native
+
 POISON = os.environ.get("MEDKERN_POISON", "") == "1"
+CACHED_BYTES_AT_LEAST = 1 << 20  # below this, glibc's heap reuses freed memory without new page faults
+_CACHED_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.int64: "int64"}
+_cache = _native._C if _native._C is not None and _native._C.host_cache_enabled() else None
 
 
-def empty(shape, like: torch.Tensor) -> torch.Tensor:
-    out = torch.empty(shape, dtype=like.dtype, device=like.device)
+def empty(shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    dtype = like.dtype if dtype is None else dtype
+    shape = tuple(shape)
+    out = None
+    if _cache is not None and like.device.type == "cpu" and dtype in _CACHED_DTYPES:
+        numel = 1
+        for n in shape:
+            numel *= n
+        if numel * dtype.itemsize >= CACHED_BYTES_AT_LEAST:
+            out = torch.from_dlpack(_cache.host_cache_empty(list(shape), _CACHED_DTYPES[dtype]))
+    if out is None:
+        out = torch.empty(shape, dtype=dtype, device=like.device)
     if POISON:
-        out.fill_(float("nan"))
+        out.fill_(float("nan") if dtype.is_floating_point else -1)
     return out
+
+
+def empty_cache() -> None:
+    """Frees the cached CPU output buffers that no tensor uses (memory in use is unaffected)."""
+    if _native._C is not None:
+        _native._C.host_cache_release()
+
+
+def cache_info() -> dict:
+    """Bytes and blocks held by the CPU output cache, in use and free, and its hit/miss counts."""
+    return dict(_native._C.host_cache_info()) if _native._C is not None else {}

@@ -45,9 +45,7 @@ def _planes_out(x_shape, out_hw):
 def _max_forward(x, kernel, stride, padding, dilation, ceil_mode, with_indices):
     shape = _planes_out(x.shape, _out_hw(x.shape, kernel, stride, padding, dilation, ceil_mode))
     out = _alloc.empty(shape, x)
-    indices = torch.empty(shape, dtype=torch.int64, device=x.device) if with_indices else None
-    if indices is not None and _alloc.POISON:
-        indices.fill_(-1)
+    indices = _alloc.empty(shape, x, torch.int64) if with_indices else None
     if out.numel():
         _kernels(x).max_pool2d_forward(x.contiguous(), out, indices, _params(kernel, stride, padding, dilation))
     return out, indices
