@@ -23,24 +23,30 @@ namespace {
 
 constexpr int kTaps = 16;  // positions of a 4x4 transformed tile
 
-// U = G g G^T for one 3x3 kernel, G = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],[0,0,1]]; u[e * stride].
+// U = G g G^T for `count` consecutive 3x3 kernels g = w[q * 9 ..], G = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],
+// [0,0,1]]; the 16 positions of kernel q go to u[q * 16 + e], contiguous (16 output streams a multiple of
+// 4 KiB apart, one per position, thrashed L1 and made this transform a visible part of a batch-1 call).
 template <typename T>
-void transform_kernel(const T* g, T* u, int64_t stride) {
+void transform_kernels(const T* __restrict w, int64_t count, T* __restrict u) {
   const T half = T(0.5);
-  T t[4][3];
-  for (int j = 0; j < 3; ++j) {
-    const T g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-    t[0][j] = g0;
-    t[1][j] = half * (g0 + g1 + g2);
-    t[2][j] = half * (g0 - g1 + g2);
-    t[3][j] = g2;
-  }
-  for (int i = 0; i < 4; ++i) {
-    const T a0 = t[i][0], a1 = t[i][1], a2 = t[i][2];
-    u[(i * 4 + 0) * stride] = a0;
-    u[(i * 4 + 1) * stride] = half * (a0 + a1 + a2);
-    u[(i * 4 + 2) * stride] = half * (a0 - a1 + a2);
-    u[(i * 4 + 3) * stride] = a2;
+  for (int64_t q = 0; q < count; ++q) {
+    const T* g = w + q * 9;
+    T* uq = u + q * kTaps;
+    T t[4][3];
+    for (int j = 0; j < 3; ++j) {
+      const T g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
+      t[0][j] = g0;
+      t[1][j] = half * (g0 + g1 + g2);
+      t[2][j] = half * (g0 - g1 + g2);
+      t[3][j] = g2;
+    }
+    for (int i = 0; i < 4; ++i) {
+      const T a0 = t[i][0], a1 = t[i][1], a2 = t[i][2];
+      uq[i * 4 + 0] = a0;
+      uq[i * 4 + 1] = half * (a0 + a1 + a2);
+      uq[i * 4 + 2] = half * (a0 - a1 + a2);
+      uq[i * 4 + 3] = a2;
+    }
   }
 }
 
@@ -91,7 +97,7 @@ class Worker {
   Worker(const Conv2dShape& s, const Plan& plan, const T* x, const T* u_packed, const T* bias, T* y,
          const Epilogue<T>& ep)
       : s_(s), plan_(plan), x_(x), u_(u_packed), bias_(bias), y_(y), ep_(ep),
-        half_(ceil_div(plan.tiles_w + 1, 16) * 16),
+        half_(ceil_div(plan.tiles_w + 1 + Vec<T>::lanes, 16) * 16),  // + a vector: see transform_input
         // +16: the 16 V_e are written together, and a stride that is a multiple of 4 KiB would make
         // their stores alias in the store buffer
         v_stride_(plan.n_panels * G::NR * s.C + 16),
@@ -152,12 +158,16 @@ class Worker {
       const int64_t j_lo = std::min(len, ceil_div(s_.pad_w, 2));
       int64_t j = 0;
       for (; j < j_lo; ++j) split_scalar(j);
-      for (; j + L <= len && 2 * (j + L) - s_.pad_w <= s_.W; j += L) {
-        const V a = Vec<T>::load(src + 2 * j - s_.pad_w), b = Vec<T>::load(src + 2 * j - s_.pad_w + L);
+      // Whole vectors, then masked loads whose lanes past the row's end read as the zero padding (the
+      // pairs past `len` land in the slack of rows_).
+      for (; j < len; j += L) {
+        const int64_t iw = 2 * j - s_.pad_w, left = s_.W - iw;
+        const V a = left >= L ? Vec<T>::load(src + iw) : Vec<T>::load_first(src + iw, int(std::max<int64_t>(left, 0)));
+        const V b = left >= 2 * L ? Vec<T>::load(src + iw + L)
+                                  : Vec<T>::load_first(src + iw + L, int(std::clamp<int64_t>(left - L, 0, L)));
         Vec<T>::store(ev[r] + j, __builtin_shuffle(a, b, Vec<T>::even_lanes()));
         Vec<T>::store(od[r] + j, __builtin_shuffle(a, b, Vec<T>::odd_lanes()));
       }
-      for (; j < len; ++j) split_scalar(j);
     }
     // Vertical pass, in place: rows become B^T d.
     for (T** h : {ev, od})
@@ -168,23 +178,25 @@ class Worker {
         h[2][j] = d2 - d1;
         h[3][j] = d1 - d3;
       }
-    // Horizontal pass, written straight into the panels: one run per panel the tile row touches.
+    // Horizontal pass, written straight into the panels: one run per panel the tile row touches, whole
+    // vectors with a masked last one (rows_ is long enough for the reads past the row's end).
     for (int64_t j = 0; j < tw;) {
       const int64_t col = col0 + j, run = std::min<int64_t>(tw - j, G::NR - col % G::NR);
       T* v = v_ + v_offset(c, col);
       for (int i = 0; i < 4; ++i) {
         // columns 2tc .. 2tc+3 of tile tc are e[tc], o[tc], e[tc+1], o[tc+1]
-        const T* __restrict e = ev[i] + j;
-        const T* __restrict o = od[i] + j;
-        T* __restrict v0 = v + (i * 4) * v_stride_;
-        T* __restrict v1 = v0 + v_stride_;
-        T* __restrict v2 = v1 + v_stride_;
-        T* __restrict v3 = v2 + v_stride_;
-        for (int64_t t = 0; t < run; ++t) {
-          v0[t] = e[t] - e[t + 1];
-          v1[t] = o[t] + e[t + 1];
-          v2[t] = e[t + 1] - o[t];
-          v3[t] = o[t] - o[t + 1];
+        const T* e = ev[i] + j;
+        const T* o = od[i] + j;
+        T* v0 = v + (i * 4) * v_stride_;
+        for (int64_t t = 0; t < run; t += L) {
+          const V e0 = Vec<T>::load(e + t), e1 = Vec<T>::load(e + t + 1);
+          const V o0 = Vec<T>::load(o + t), o1 = Vec<T>::load(o + t + 1);
+          const V out[4] = {e0 - e1, o0 + e1, e1 - o0, o0 - o1};
+          const int n = static_cast<int>(std::min<int64_t>(L, run - t));
+          for (int q = 0; q < 4; ++q) {
+            if (n == L) Vec<T>::store(v0 + q * v_stride_ + t, out[q]);
+            else Vec<T>::store_first(v0 + q * v_stride_ + t, out[q], n);
+          }
         }
       }
       j += run;
@@ -277,19 +289,24 @@ void conv2d_forward_winograd(const Conv2dShape& s, const T* x, const T* w, const
                              const Epilogue<T>& ep) {
   const Plan plan = Plan::make<T>(s);
   const int64_t u_stride = packed_a_size<T>(s.K, s.C);
-  std::vector<T> u(static_cast<size_t>(kTaps) * s.K * s.C), u_packed(static_cast<size_t>(kTaps) * u_stride);
+  // The calling thread's buffers, kept between calls: allocating (and zeroing) them each time cost a
+  // visible part of a batch-1 call. Every element is written before it is read.
+  static thread_local Buffer<T> u, u_packed;
+  static thread_local int64_t u_size = 0, packed_size = 0;
+  if (u_size < kTaps * s.K * s.C) u = alloc_buffer<T>(u_size = kTaps * s.K * s.C);
+  if (packed_size < kTaps * u_stride) u_packed = alloc_buffer<T>(packed_size = kTaps * u_stride);
   const int64_t tasks = s.N * plan.blocks_per_image;
   const int64_t multiply_adds = s.N * plan.tiles_h * plan.tiles_w * s.K * s.C * kTaps;
+  T* const u_all = u.get();
+  T* const packed = u_packed.get();
 #pragma omp parallel if (multiply_adds >= (int64_t(1) << 18))
   {
     // U_e (K x C) for the 16 positions, then packed as GEMM A operands.
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < s.K; ++k)
-      for (int64_t c = 0; c < s.C; ++c) transform_kernel(w + (k * s.C + c) * 9, u.data() + k * s.C + c, s.K * s.C);
+    for (int64_t k = 0; k < s.K; ++k) transform_kernels(w + k * s.C * 9, s.C, u_all + k * s.C * kTaps);
 #pragma omp for schedule(static)
-    for (int e = 0; e < kTaps; ++e)
-      pack_a(u.data() + e * s.K * s.C, s.C, int64_t(1), s.K, s.C, u_packed.data() + e * u_stride);
-    Worker<T> worker(s, plan, x, u_packed.data(), bias, y, ep);
+    for (int e = 0; e < kTaps; ++e) pack_a(u_all + e, s.C * kTaps, int64_t(kTaps), s.K, s.C, packed + e * u_stride);
+    Worker<T> worker(s, plan, x, packed, bias, y, ep);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) worker.run_block(t / plan.blocks_per_image, t % plan.blocks_per_image);
   }

@@ -58,6 +58,56 @@ struct Vec {
   }
   static type load(const T* p) { type v; std::memcpy(&v, p, sizeof(v)); return v; }
   static void store(T* p, type v) { std::memcpy(p, &v, sizeof(v)); }
+  // Loads p[0 .. n-1] (0 <= n <= lanes) into lanes 0 .. n-1 and zeros the rest, reading no memory past
+  // p + n: the zero-padded tail of a row. One masked load on AVX-512 and AVX2.
+  static type load_first(const T* p, int n) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(type) == 64) {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      if constexpr (std::is_same<T, float>::value) return (type)_mm512_maskz_loadu_ps(m, p);
+      else return (type)_mm512_maskz_loadu_pd(static_cast<__mmask8>(m), p);
+    }
+#endif
+#if defined(__AVX2__)
+    if constexpr (sizeof(type) == 32) {
+      typedef typename SameWidthInt<T>::type I;
+      typedef I ivec __attribute__((vector_size(32)));
+      ivec lane;
+      for (int l = 0; l < lanes; ++l) lane[l] = l;
+      const ivec m = lane < I(n);
+      if constexpr (std::is_same<T, float>::value) return (type)_mm256_maskload_ps(p, (__m256i)m);
+      else return (type)_mm256_maskload_pd(p, (__m256i)m);
+    }
+#endif
+    type v{};
+    std::memcpy(&v, p, sizeof(T) * n);
+    return v;
+  }
+  // Stores lanes 0 .. n-1 of v (0 <= n <= lanes) and touches no memory past p + n: the tail of a row that
+  // does not fill a vector, without a scalar loop. One masked store on AVX-512 and AVX2.
+  static void store_first(T* p, type v, int n) {
+#if defined(__AVX512F__)
+    if constexpr (sizeof(type) == 64) {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
+      if constexpr (std::is_same<T, float>::value) _mm512_mask_storeu_ps(p, m, (__m512)v);
+      else _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m512d)v);
+      return;
+    }
+#endif
+#if defined(__AVX2__)
+    if constexpr (sizeof(type) == 32) {
+      typedef typename SameWidthInt<T>::type I;
+      typedef I ivec __attribute__((vector_size(32)));
+      ivec lane;
+      for (int l = 0; l < lanes; ++l) lane[l] = l;
+      const ivec m = lane < I(n);
+      if constexpr (std::is_same<T, float>::value) _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
+      else _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
+      return;
+    }
+#endif
+    std::memcpy(p, &v, sizeof(T) * n);
+  }
   // A store that bypasses the caches when p is vector-aligned: for outputs far larger than the caches, it
   // saves reading each line from memory before overwriting it (write-allocate). Callers fence afterwards.
   static void store_streaming(T* p, type v) {

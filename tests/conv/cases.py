@@ -93,8 +93,10 @@ HAND_PICKED = [
     Case(1, 17, 7, 6, 33, 3, 3, bias=False),  # no padding, odd output height
     Case(2, 300, 5, 6, 20, 3, 3, padding=(2, 2)),  # 300 channels: more than one reduction block
     Case(1, 24, 6, 61, 16, 3, 3, padding=(1, 1), extra=(1, 0)),  # 31 tiles a row: blocks cross panels
+    Case(1, 16, 5, 70, 17, 3, 3),  # rows of several vectors, split with masked tails, no padding
+    Case(2, 16, 6, 56, 16, 3, 3, padding=(1, 1)),  # the batch-1 latency layer's row width
 ]
-WINOGRAD = HAND_PICKED[-4:]
+WINOGRAD = HAND_PICKED[-6:]
 
 
 def random_cases(n: int, seed: int):
