@@ -46,46 +46,53 @@ std::vector<T> pack_weights_per_group(const T* w, int64_t groups, int64_t M, int
   return packed;
 }
 
-// Output maps below this many positions (7x7, 14x14: the deep layers of small-image CNNs and GANs) would
-// leave much of each image's last NR-column panel empty and pack B a few dozen columns at a time, so
-// their GEMM columns run over (image, position) of the whole batch instead.
-constexpr int64_t kColumnsAcrossImages = 256;
+// Small output maps (7x7, 14x14, 16x16: the deep layers of small-image CNNs and GANs) would leave much of
+// each image's last NR-column panel empty, pack B a few dozen columns at a time, and walk im2col runs a
+// few elements long; their GEMM columns run over (image, position) of the whole batch instead, filled by
+// gathers. Below 256 positions, or rows under 32 wide (measured: 16x16 maps ran 2x faster this way).
+inline bool columns_across_images(const Conv2dShape& s) { return s.N > 1 && (s.P * s.Q < 256 || s.Q < 32); }
 
 // Forward with GEMM columns spanning images: C goes to a scratch block, then to each image's rows of y.
+// Per column block, the input offset that every (kernel tap, column) reads is tabulated once (image
+// offset plus the tap's plane offset, -1 in the padding); a B row is then one gather over the block for
+// whichever channel the row belongs to.
 template <typename T>
 void forward_across_images(const Conv2dShape& s, const T* x, const T* a_packed, const T* bias, T* y,
                            const Epilogue<T>& ep) {
+  constexpr int64_t NR = GemmTile<T>::NR;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
-  const int64_t a_size = packed_a_size<T>(Kg, CRS), cols = s.N * PQ;
+  const int64_t RS = s.R * s.S, a_size = packed_a_size<T>(Kg, CRS), cols = s.N * PQ;
   const int64_t nc = column_block<T>(cols, s.groups, 512);
   const int64_t col_blocks = ceil_div(cols, nc), tasks = s.groups * col_blocks;
-  // Calls `fn(image, first position, length, column in block)` for each image's share of a column block.
-  auto segments = [&](int64_t j0, int64_t ncur, auto&& fn) {
-    for (int64_t j = j0; j < j0 + ncur;) {
-      const int64_t n = j / PQ, p = j % PQ, len = std::min(PQ - p, j0 + ncur - j);
-      fn(n, p, len, j - j0);
-      j += len;
-    }
-  };
+  const TapIndex taps(s);
 #pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
   {
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
     Buffer<T> c_buf = alloc_buffer<T>(Kg * nc);
+    std::vector<int64_t> source(static_cast<size_t>(RS * nc));  // source[rs * nc + col]
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t g = t / col_blocks, j0 = (t % col_blocks) * nc, ncur = std::min(nc, cols - j0);
+      for (int64_t rs = 0; rs < RS; ++rs)
+        fill_sources(taps.row(rs), j0, ncur, PQ, (g * Cg) * HW, s.C * HW, source.data() + rs * nc);
       auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
-        for (int64_t k = 0; k < kc; ++k)
-          segments(j0, ncur, [&](int64_t n, int64_t p, int64_t len, int64_t col) {
-            im2col_row_to_panels<GemmTile<T>::NR>(x + (n * s.C + g * Cg) * HW, s, k0 + k, p, len, k, kc, dst, col);
-          });
+        for (int64_t k = 0; k < kc; ++k) {
+          const int64_t crs = k0 + k;
+          const T* x_c = x + (crs / RS) * HW;
+          const int64_t* src = source.data() + (crs % RS) * nc;
+          for (int64_t j = 0; j < ncur; j += NR) gather_row(x_c, src + j, std::min(NR, ncur - j), dst + j * kc + k * NR);
+          T* last = dst + (ncur / NR) * NR * kc + k * NR;  // the last panel, past the block's columns
+          for (int64_t j = ncur % NR; ncur % NR && j < NR; ++j) last[j] = T(0);
+        }
       };
       gemm_packed<T>(Kg, ncur, CRS, a_packed + g * a_size, pack_b, b_buf.get(), c_buf.get(), nc,
                      bias ? bias + g * Kg : nullptr, false, Epilogue<T>{ep.act, ep.slope, false});
-      segments(j0, ncur, [&](int64_t n, int64_t p, int64_t len, int64_t col) {
+      for (int64_t j = j0; j < j0 + ncur;) {  // each image's share of the block to its rows of y
+        const int64_t n = j / PQ, p = j % PQ, len = std::min(PQ - p, j0 + ncur - j);
         for (int64_t k = 0; k < Kg; ++k)
-          std::memcpy(y + (n * s.K + g * Kg + k) * PQ + p, c_buf.get() + k * nc + col, len * sizeof(T));
-      });
+          std::memcpy(y + (n * s.K + g * Kg + k) * PQ + p, c_buf.get() + k * nc + (j - j0), len * sizeof(T));
+        j += len;
+      }
     }
   }
 }
@@ -96,7 +103,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int64_t a_size = packed_a_size<T>(Kg, CRS);
   const std::vector<T> a_packed = pack_weights_per_group(w, s.groups, Kg, CRS, CRS, 1, Kg * CRS);
-  if (PQ < kColumnsAcrossImages && s.N > 1) return forward_across_images(s, x, a_packed.data(), bias, y, ep);
+  if (columns_across_images(s)) return forward_across_images(s, x, a_packed.data(), bias, y, ep);
   const int64_t nc = column_block<T>(PQ, s.N * s.groups, 512);
   const int64_t col_blocks = ceil_div(PQ, nc), tasks = s.N * s.groups * col_blocks;
 #pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
@@ -266,10 +273,16 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
   using G = GemmTile<T>;
   const Conv2dShape& s = a.s;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
-  const int64_t chunk = 4 * G::KC;  // reduction positions per task
-  const int64_t chunks = ceil_div(PQ, chunk), tasks = s.N * s.groups * chunks;
   const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
-  const int64_t dw_size = s.K * CRS;
+  // The reduction runs over each image's output positions, or, for small maps (see forward_across_images),
+  // over the positions of the whole batch (j = n*PQ + p) in chunks that span images, enough for every thread.
+  const bool across = columns_across_images(s);
+  const int64_t span = across ? s.N * PQ : PQ, sequences = across ? 1 : s.N;
+  const int64_t chunk = across ? std::min<int64_t>(4 * G::KC, std::max<int64_t>(G::NR, ceil_div(span, 2 * threads)))
+                               : 4 * G::KC;  // reduction positions per task
+  const int64_t chunks = ceil_div(span, chunk), tasks = sequences * s.groups * chunks;
+  const int64_t dw_size = s.K * CRS, RS = s.R * s.S;
+  const TapIndex taps = across ? TapIndex(s) : TapIndex();
   // Each thread sums its tasks into a private copy; copies are added in thread order, so the result is
   // deterministic for a given thread count.
   std::vector<T> partial(static_cast<size_t>(threads) * dw_size);
@@ -280,23 +293,40 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
     Buffer<T> a_buf = alloc_buffer<T>(packed_a_size<T>(Kg, chunk));
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(CRS));
     Buffer<T> row = alloc_buffer<T>(G::KC);
+    Buffer<T> a_rows = alloc_buffer<T>(across ? Kg * chunk : 0);
+    std::vector<int64_t> source(across ? RS * G::KC : 0);  // source[rs * KC + k]: see forward_across_images
     T* mine = partial.data() + tid * dw_size;
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t n = t / (s.groups * chunks), g = (t / chunks) % s.groups, p0 = (t % chunks) * chunk;
-      const int64_t len = std::min(chunk, PQ - p0);
-      pack_a(a.dy + (n * s.K + g * Kg) * PQ + p0, PQ, int64_t(1), Kg, len, a_buf.get());
+      const int64_t len = std::min(chunk, span - p0);
+      if (across) {
+        // A = dy over batch positions [p0, p0+len), copied image by image into a dense Kg x len block.
+        for (int64_t j = p0; j < p0 + len;) {
+          const int64_t m = j / PQ, p = j % PQ, run = std::min(PQ - p, p0 + len - j);
+          for (int64_t k = 0; k < Kg; ++k)
+            std::memcpy(a_rows.get() + k * len + (j - p0), a.dy + (m * s.K + g * Kg + k) * PQ + p, run * sizeof(T));
+          j += run;
+        }
+        pack_a(a_rows.get(), len, int64_t(1), Kg, len, a_buf.get());
+      } else {
+        pack_a(a.dy + (n * s.K + g * Kg) * PQ + p0, PQ, int64_t(1), Kg, len, a_buf.get());
+      }
       const T* x_g = a.x + (n * s.C + g * Cg) * HW;
       auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
-        // B = col^T: reduction row k is output position p0+k0+k, column j is im2col row j.
-        const int64_t panels = ceil_div(CRS, G::NR);
-        for (int64_t j = 0; j < panels * G::NR; ++j) {
+        // B = col^T: reduction row k is position p0+k0+k, column j is im2col row j, filled a row at a time
+        // from the image's im2col runs, or across images by a gather through the block's source offsets.
+        if (across)
+          for (int64_t rs = 0; rs < RS; ++rs)
+            fill_sources(taps.row(rs), p0 + k0, kc, PQ, (g * Cg) * HW, s.C * HW, source.data() + rs * G::KC);
+        for (int64_t j = 0; j < ceil_div(CRS, G::NR) * G::NR; ++j) {
           T* d = dst + (j / G::NR) * G::NR * kc + (j % G::NR);
           if (j >= CRS) {
             for (int64_t k = 0; k < kc; ++k) d[k * G::NR] = T(0);
             continue;
           }
-          im2col_row(x_g, s, j, p0 + k0, kc, row.get());
+          if (across) gather_row(a.x + (j / RS) * HW, source.data() + (j % RS) * G::KC, kc, row.get());
+          else im2col_row(x_g, s, j, p0 + k0, kc, row.get());
           for (int64_t k = 0; k < kc; ++k) d[k * G::NR] = row[k];
         }
       };

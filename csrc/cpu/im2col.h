@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "../common/conv2d_params.h"
 
@@ -58,11 +59,10 @@ inline void im2col_row(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t 
 // Row k (of kc) of a GEMM B block in packed-panel layout (NR-column panels, k-major), columns
 // [col0, col0+n) = im2col row crs at positions [p0, p0+n), zero from there up to the panel's edge:
 // im2col_row and scatter_row_to_panels in one pass, with plain loops (most runs are shorter than a panel,
-// too short for a library call). A block whose columns span several images is filled image by image,
-// each call's zero fill overwritten by the next.
+// too short for a library call).
 template <int NR, typename T>
 inline void im2col_row_to_panels(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n,
-                                 int64_t k, int64_t kc, T* dst, int64_t col0 = 0) {
+                                 int64_t k, int64_t kc, T* dst) {
   const T* plane = x_g + (crs / (s.R * s.S)) * s.H * s.W;
   auto put = [&](int64_t pos, int64_t len, const T* src, int64_t stride) {
     while (len > 0) {
@@ -82,11 +82,49 @@ inline void im2col_row_to_panels(const T* x_g, const Conv2dShape& s, int64_t crs
     }
   };
   for_each_im2col_run(s, crs, p0, n, [&](int64_t pos, int64_t len, int64_t in_off, int64_t stride) {
-    put(col0 + pos, len, in_off < 0 ? nullptr : plane + in_off, stride);
+    put(pos, len, in_off < 0 ? nullptr : plane + in_off, stride);
   });
-  const int64_t end = col0 + n, edge = (end + NR - 1) / NR * NR;
-  if (edge > end) put(end, edge - end, nullptr, 0);
+  const int64_t edge = (n + NR - 1) / NR * NR;
+  if (edge > n) put(n, edge - n, nullptr, 0);
 }
+
+// Small output maps (7x7, 4x4: deep layers of small-image CNNs and GAN critics) put the GEMM columns of a
+// whole batch side by side, and their im2col runs are a few elements long: walking them per (row, image)
+// cost more than the arithmetic. Instead the plane offset that each (kernel tap, output position) reads
+// is tabulated once per call, -1 in the padding, and every row of every image is a gather through it.
+struct TapIndex {
+  int64_t RS = 0, PQ = 0;
+  std::vector<int32_t> at;  // at[rs * PQ + p]
+  TapIndex() = default;
+  explicit TapIndex(const Conv2dShape& s) : RS(s.R * s.S), PQ(s.P * s.Q), at(static_cast<size_t>(RS * PQ)) {
+    for (int64_t rs = 0; rs < RS; ++rs)
+      for (int64_t p = 0; p < PQ; ++p) {
+        const int64_t ih = conv_in_coord(p / s.Q, rs / s.S, s.stride_h, s.pad_h, s.dil_h);
+        const int64_t iw = conv_in_coord(p % s.Q, rs % s.S, s.stride_w, s.pad_w, s.dil_w);
+        at[rs * PQ + p] = ih >= 0 && ih < s.H && iw >= 0 && iw < s.W ? static_cast<int32_t>(ih * s.W + iw) : -1;
+      }
+  }
+  // Offsets for kernel tap rs (im2col rows crs with crs % RS == rs), from output position 0.
+  const int32_t* row(int64_t rs) const { return at.data() + rs * PQ; }
+};
+
+// The input offsets that one kernel tap (offsets `id` within a plane, from TapIndex) reads at batch
+// positions j0 .. j0+n (j = image * PQ + position): image * image_stride + first + id, or -1 in the padding.
+inline void fill_sources(const int32_t* id, int64_t j0, int64_t n, int64_t PQ, int64_t first, int64_t image_stride,
+                         int64_t* out) {
+  int64_t p = j0 % PQ, base = j0 / PQ * image_stride + first;
+  for (int64_t j = 0; j < n; ++j) {
+    out[j] = id[p] < 0 ? -1 : base + id[p];
+    if (++p == PQ) p = 0, base += image_stride;
+  }
+}
+
+// dst[j] = base[at[j]] (0 where at[j] < 0) for j < n.
+template <typename T, typename I>
+inline void gather_row(const T* __restrict base, const I* __restrict at, int64_t n, T* __restrict dst) {
+  for (int64_t j = 0; j < n; ++j) dst[j] = at[j] >= 0 ? base[at[j]] : T(0);
+}
+
 
 // The adjoint: adds src[0..n) into the input positions that im2col row crs reads at [p0, p0+n).
 template <typename T>
