@@ -172,6 +172,9 @@ template <typename T>
 bool grad_input_by_phases(const Conv2dArgs<T>& a) {
   const Conv2dShape& s = a.s;
   if ((s.stride_h == 1 && s.stride_w == 1) || s.dil_h != 1 || s.dil_w != 1) return false;
+  // The phase convolutions pack K*R*S rows of dy per input position, the GEMM + col2im path C*R*S rows of
+  // columns: with few input channels (an RGB or greyscale first layer) the latter moves far less.
+  if (s.C * 2 <= s.K) return false;
   std::vector<StridePhase> rows(s.stride_h), cols(s.stride_w);
   for (int64_t p = 0; p < s.stride_h; ++p) rows[p] = stride_phase(p, s.stride_h, s.pad_h, s.R, s.H);
   for (int64_t p = 0; p < s.stride_w; ++p) cols[p] = stride_phase(p, s.stride_w, s.pad_w, s.S, s.W);
