@@ -89,11 +89,11 @@ HAND_PICKED = [
     Case(1, 16, 12, 11, 18, 6, 6, stride=(2, 2), padding=(2, 2)),
     Case(2, 4, 10, 9, 6, 3, 3, stride=(2, 2), padding=(2, 2), groups=2),
 ] + [
-    # The native CPU Winograd F(2x2, 3x3) path: 3x3, stride 1, one group, 16+ channels each side (also the
-    # stride-1 grad-input, which runs as a forward convolution).
-    Case(2, 16, 9, 11, 16, 3, 3, padding=(1, 1)),  # odd output width: a half tile
-    Case(1, 17, 7, 6, 33, 3, 3, bias=False),  # no padding, odd output height
-    Case(2, 300, 5, 6, 20, 3, 3, padding=(2, 2)),  # 300 channels: more than one reduction block
+    # The native CPU Winograd F(2x2, 3x3) path: 3x3, stride 1, one group, 16+ channels each side, maps of
+    # 144+ positions (also the stride-1 grad-input, which runs as a forward convolution).
+    Case(2, 16, 13, 13, 16, 3, 3, padding=(1, 1)),  # odd output width: a half tile
+    Case(1, 17, 15, 14, 33, 3, 3, bias=False),  # no padding, odd output height
+    Case(1, 300, 13, 12, 20, 3, 3, padding=(1, 1)),  # 300 channels: more than one reduction block
     Case(1, 24, 6, 61, 16, 3, 3, padding=(1, 1), extra=(1, 0)),  # 31 tiles a row: blocks cross panels
     Case(1, 16, 5, 70, 17, 3, 3),  # rows of several vectors, split with masked tails, no padding
     Case(2, 16, 6, 56, 16, 3, 3, padding=(1, 1)),  # the batch-1 latency layer's row width
