@@ -274,6 +274,8 @@ void conv2d_grad_input(const Conv2dArgs<T>& a) {
 template <typename T>
 void conv2d_grad_weight(const Conv2dArgs<T>& a) {
   using G = GemmTile<T>;
+  using V = typename Vec<T>::type;
+  constexpr int L = Vec<T>::lanes;  // NR is a whole number of vectors
   const Conv2dShape& s = a.s;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
@@ -281,8 +283,10 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
   // over the positions of the whole batch (j = n*PQ + p) in chunks that span images, enough for every thread.
   const bool across = columns_across_images(s);
   const int64_t span = across ? s.N * PQ : PQ, sequences = across ? 1 : s.N;
-  const int64_t chunk = across ? std::min<int64_t>(4 * G::KC, std::max<int64_t>(G::NR, ceil_div(span, 2 * threads)))
-                               : 4 * G::KC;  // reduction positions per task
+  // Reduction positions per task: at most 4 KC blocks, and across images as many tasks as a whole number
+  // of rounds of the threads (7 tasks on 2 threads left one idle an eighth of the time).
+  const int64_t rounds = ceil_div(ceil_div(span, 4 * G::KC), threads);
+  const int64_t chunk = across ? std::max<int64_t>(G::NR, ceil_div(span, rounds * threads)) : 4 * G::KC;
   const int64_t chunks = ceil_div(span, chunk), tasks = sequences * s.groups * chunks;
   const int64_t dw_size = s.K * CRS, RS = s.R * s.S;
   const TapIndex taps = across ? TapIndex(s) : TapIndex();
@@ -295,7 +299,7 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
     const int tid = omp_get_thread_num();
     Buffer<T> a_buf = alloc_buffer<T>(packed_a_size<T>(Kg, chunk));
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(CRS));
-    Buffer<T> row = alloc_buffer<T>(G::KC);
+    Buffer<T> tile = alloc_buffer<T>(L * G::KC);
     Buffer<T> a_rows = alloc_buffer<T>(across ? Kg * chunk : 0);
     std::vector<int64_t> source(across ? RS * G::KC : 0);  // source[rs * KC + k]: see forward_across_images
     T* mine = partial.data() + tid * dw_size;
@@ -322,15 +326,26 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
         if (across)
           for (int64_t rs = 0; rs < RS; ++rs)
             fill_sources(taps.row(rs), p0 + k0, kc, PQ, (g * Cg) * HW, s.C * HW, source.data() + rs * G::KC);
-        for (int64_t j = 0; j < ceil_div(CRS, G::NR) * G::NR; ++j) {
-          T* d = dst + (j / G::NR) * G::NR * kc + (j % G::NR);
-          if (j >= CRS) {
-            for (int64_t k = 0; k < kc; ++k) d[k * G::NR] = T(0);
-            continue;
+        // L columns at a time: their rows into a tile, then L x L transposes into the k-major panel, so
+        // that the panel is written in whole vectors rather than one element per NR-strided store.
+        for (int64_t j0 = 0; j0 < ceil_div(CRS, G::NR) * G::NR; j0 += L) {
+          for (int64_t r = 0; r < L; ++r) {
+            const int64_t j = j0 + r;
+            T* row = tile.get() + r * G::KC;
+            if (j >= CRS) std::fill(row, row + kc, T(0));
+            else if (across) gather_row(a.x + (j / RS) * HW, source.data() + (j % RS) * G::KC, kc, row);
+            else im2col_row(x_g, s, j, p0 + k0, kc, row);
           }
-          if (across) gather_row(a.x + (j / RS) * HW, source.data() + (j % RS) * G::KC, kc, row.get());
-          else im2col_row(x_g, s, j, p0 + k0, kc, row.get());
-          for (int64_t k = 0; k < kc; ++k) d[k * G::NR] = row[k];
+          T* d = dst + (j0 / G::NR) * G::NR * kc + j0 % G::NR;
+          int64_t k = 0;
+          for (; k + L <= kc; k += L) {
+            V v[L];
+            for (int r = 0; r < L; ++r) v[r] = Vec<T>::load(tile.get() + r * G::KC + k);
+            Vec<T>::transpose(v);
+            for (int i = 0; i < L; ++i) Vec<T>::store(d + (k + i) * G::NR, v[i]);
+          }
+          for (; k < kc; ++k)
+            for (int r = 0; r < L; ++r) d[k * G::NR + r] = tile[r * G::KC + k];
         }
       };
       char& seen = touched[tid * s.groups + g];

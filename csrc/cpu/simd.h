@@ -58,6 +58,19 @@ struct Vec {
   }
   static type load(const T* p) { type v; std::memcpy(&v, p, sizeof(v)); return v; }
   static void store(T* p, type v) { std::memcpy(p, &v, sizeof(v)); }
+  // Transposes the lanes x lanes block held by v[0 .. lanes-1] (row r in v[r]): log2(lanes) rounds of
+  // pairing rows i and i + lanes/2 by interleaving (a perfect shuffle); 4 rounds of 16 shuffles for
+  // 16 floats. For packing a matrix transposed with whole-vector stores.
+  static void transpose(type* v) {
+    type t[lanes];
+    for (int round = 1; round < lanes; round *= 2) {
+      for (int i = 0; i < lanes / 2; ++i) {
+        t[2 * i] = __builtin_shuffle(v[i], v[i + lanes / 2], interleave_low());
+        t[2 * i + 1] = __builtin_shuffle(v[i], v[i + lanes / 2], interleave_high());
+      }
+      for (int i = 0; i < lanes; ++i) v[i] = t[i];
+    }
+  }
   // Loads p[0 .. n-1] (0 <= n <= lanes) into lanes 0 .. n-1 and zeros the rest, reading no memory past
   // p + n: the zero-padded tail of a row. One masked load on AVX-512 and AVX2.
   static type load_first(const T* p, int n) {
