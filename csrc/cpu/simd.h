@@ -71,6 +71,16 @@ struct Vec {
       for (int i = 0; i < lanes; ++i) v[i] = t[i];
     }
   }
+#if defined(__AVX2__)
+  // The vector mask of AVX2's masked loads and stores: all ones in lanes 0 .. n-1.
+  static __m256i first_lanes(int n) {
+    typedef typename SameWidthInt<T>::type I;
+    typedef I ivec __attribute__((vector_size(32)));
+    ivec lane;
+    for (int l = 0; l < int(32 / sizeof(T)); ++l) lane[l] = l;
+    return (__m256i)(lane < I(n));
+  }
+#endif
   // Loads p[0 .. n-1] (0 <= n <= lanes) into lanes 0 .. n-1 and zeros the rest, reading no memory past
   // p + n: the zero-padded tail of a row. One masked load on AVX-512 and AVX2.
   static type load_first(const T* p, int n) {
@@ -83,13 +93,8 @@ struct Vec {
 #endif
 #if defined(__AVX2__)
     if constexpr (sizeof(type) == 32) {
-      typedef typename SameWidthInt<T>::type I;
-      typedef I ivec __attribute__((vector_size(32)));
-      ivec lane;
-      for (int l = 0; l < lanes; ++l) lane[l] = l;
-      const ivec m = lane < I(n);
-      if constexpr (std::is_same<T, float>::value) return (type)_mm256_maskload_ps(p, (__m256i)m);
-      else return (type)_mm256_maskload_pd(p, (__m256i)m);
+      if constexpr (std::is_same<T, float>::value) return (type)_mm256_maskload_ps(p, first_lanes(n));
+      else return (type)_mm256_maskload_pd(p, first_lanes(n));
     }
 #endif
     type v{};
@@ -109,13 +114,8 @@ struct Vec {
 #endif
 #if defined(__AVX2__)
     if constexpr (sizeof(type) == 32) {
-      typedef typename SameWidthInt<T>::type I;
-      typedef I ivec __attribute__((vector_size(32)));
-      ivec lane;
-      for (int l = 0; l < lanes; ++l) lane[l] = l;
-      const ivec m = lane < I(n);
-      if constexpr (std::is_same<T, float>::value) _mm256_maskstore_ps(p, (__m256i)m, (__m256)v);
-      else _mm256_maskstore_pd(p, (__m256i)m, (__m256d)v);
+      if constexpr (std::is_same<T, float>::value) _mm256_maskstore_ps(p, first_lanes(n), (__m256)v);
+      else _mm256_maskstore_pd(p, first_lanes(n), (__m256d)v);
       return;
     }
 #endif
