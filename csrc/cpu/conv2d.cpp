@@ -49,30 +49,45 @@ std::vector<T> pack_weights_per_group(const T* w, int64_t groups, int64_t M, int
 // Small output maps (7x7, 14x14, 16x16: the deep layers of small-image CNNs and GANs) would leave much of
 // each image's last NR-column panel empty, pack B a few dozen columns at a time, and walk im2col runs a
 // few elements long; their GEMM columns run over (image, position) of the whole batch instead, filled by
-// gathers. Below 256 positions, or rows under 32 wide (measured: 16x16 maps ran 2x faster this way).
-inline bool columns_across_images(const Conv2dShape& s) { return s.N > 1 && (s.P * s.Q < 256 || s.Q < 32); }
+// gathers. Below 256 positions (at batch 1 too: the gathers beat short runs), or rows under 32 wide in
+// a batch (measured: 16x16 maps ran 2x faster this way).
+inline bool columns_across_images(const Conv2dShape& s) { return s.P * s.Q < 256 || (s.N > 1 && s.Q < 32); }
 
 // Forward with GEMM columns spanning images: C goes to a scratch block, then to each image's rows of y.
 // Per column block, the input offset that every (kernel tap, column) reads is tabulated once (image
 // offset plus the tap's plane offset, -1 in the padding); a B row is then one gather over the block for
 // whichever channel the row belongs to.
 template <typename T>
-void forward_across_images(const Conv2dShape& s, const T* x, const T* a_packed, const T* bias, T* y,
+void forward_across_images(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
                            const Epilogue<T>& ep) {
-  constexpr int64_t NR = GemmTile<T>::NR;
+  constexpr int64_t NR = GemmTile<T>::NR, MR = GemmTile<T>::MR;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
-  const int64_t RS = s.R * s.S, a_size = packed_a_size<T>(Kg, CRS), cols = s.N * PQ;
+  const int64_t RS = s.R * s.S, cols = s.N * PQ;
+  const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
   const int64_t nc = column_block<T>(cols, s.groups, 512);
-  const int64_t col_blocks = ceil_div(cols, nc), tasks = s.groups * col_blocks;
+  const int64_t col_blocks = ceil_div(cols, nc), blocks = s.groups * col_blocks;
+  // Fewer column blocks than threads (batch 1, a map of a few dozen positions): the threads split each
+  // block's output channels instead, each with the W rows of its part and its own copy of the block's B.
+  const int64_t parts = blocks < threads ? std::min<int64_t>(threads, ceil_div(Kg, MR)) : 1;
+  const int64_t part_rows = ceil_div(ceil_div(Kg, MR), parts) * MR, a_size = packed_a_size<T>(part_rows, CRS);
+  std::vector<T> a_packed(static_cast<size_t>(s.groups * parts * a_size));
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t part = 0; part < parts; ++part) {
+      const int64_t m0 = std::min(Kg, part * part_rows), rows = std::min(part_rows, Kg - m0);
+      if (rows > 0) pack_a(w + (g * Kg + m0) * CRS, CRS, int64_t(1), rows, CRS, a_packed.data() + (g * parts + part) * a_size);
+    }
   const TapIndex taps(s);
-#pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
+#pragma omp parallel num_threads(threads)
   {
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
-    Buffer<T> c_buf = alloc_buffer<T>(Kg * nc);
+    Buffer<T> c_buf = alloc_buffer<T>(part_rows * nc);
     std::vector<int64_t> source(static_cast<size_t>(RS * nc));  // source[rs * nc + col]
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t g = t / col_blocks, j0 = (t % col_blocks) * nc, ncur = std::min(nc, cols - j0);
+    for (int64_t t = 0; t < blocks * parts; ++t) {
+      const int64_t part = t % parts, g = t / parts / col_blocks, j0 = (t / parts % col_blocks) * nc;
+      const int64_t ncur = std::min(nc, cols - j0), m0 = std::min(Kg, part * part_rows);
+      const int64_t rows = std::min(part_rows, Kg - m0);
+      if (rows <= 0) continue;
       for (int64_t rs = 0; rs < RS; ++rs)
         fill_sources(taps.row(rs), j0, ncur, PQ, (g * Cg) * HW, s.C * HW, source.data() + rs * nc);
       auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
@@ -85,12 +100,12 @@ void forward_across_images(const Conv2dShape& s, const T* x, const T* a_packed, 
           for (int64_t j = ncur % NR; ncur % NR && j < NR; ++j) last[j] = T(0);
         }
       };
-      gemm_packed<T>(Kg, ncur, CRS, a_packed + g * a_size, pack_b, b_buf.get(), c_buf.get(), nc,
-                     bias ? bias + g * Kg : nullptr, false, Epilogue<T>{ep.act, ep.slope, false});
+      gemm_packed<T>(rows, ncur, CRS, a_packed.data() + (g * parts + part) * a_size, pack_b, b_buf.get(), c_buf.get(),
+                     nc, bias ? bias + g * Kg + m0 : nullptr, false, Epilogue<T>{ep.act, ep.slope, false});
       for (int64_t j = j0; j < j0 + ncur;) {  // each image's share of the block to its rows of y
         const int64_t n = j / PQ, p = j % PQ, len = std::min(PQ - p, j0 + ncur - j);
-        for (int64_t k = 0; k < Kg; ++k)
-          std::memcpy(y + (n * s.K + g * Kg + k) * PQ + p, c_buf.get() + k * nc + (j - j0), len * sizeof(T));
+        for (int64_t k = 0; k < rows; ++k)
+          std::memcpy(y + (n * s.K + g * Kg + m0 + k) * PQ + p, c_buf.get() + k * nc + (j - j0), len * sizeof(T));
         j += len;
       }
     }
@@ -101,9 +116,9 @@ template <typename T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep = {}) {
   if (winograd_applies(s)) return conv2d_forward_winograd(s, x, w, bias, y, ep);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
+  if (columns_across_images(s)) return forward_across_images(s, x, w, bias, y, ep);
   const int64_t a_size = packed_a_size<T>(Kg, CRS);
   const std::vector<T> a_packed = pack_weights_per_group(w, s.groups, Kg, CRS, CRS, 1, Kg * CRS);
-  if (columns_across_images(s)) return forward_across_images(s, x, a_packed.data(), bias, y, ep);
   const int64_t nc = column_block<T>(PQ, s.N * s.groups, 512);
   const int64_t col_blocks = ceil_div(PQ, nc), tasks = s.N * s.groups * col_blocks;
 #pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
