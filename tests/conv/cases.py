@@ -82,6 +82,7 @@ HAND_PICKED = [
     # padding would be negative (k3 s2 p2), which falls back to GEMM + col2im.
     Case(2, 17, 9, 10, 20, 4, 4, stride=(2, 2), padding=(1, 1)),
     Case(2, 3, 12, 11, 16, 4, 4, stride=(2, 2), padding=(1, 1)),  # few input channels: GEMM + col2im instead
+    Case(1, 32, 7, 7, 40, 3, 3, padding=(1, 1)),  # batch 1, small map: the threads split the output channels
     Case(3, 5, 64, 9, 6, 3, 3, stride=(1, 2), padding=(1, 1)),  # 320 positions, rows under 32 wide: across images
     Case(2, 5, 9, 8, 7, 1, 1, stride=(2, 2), bias=False),
     Case(1, 3, 11, 10, 4, 2, 3, stride=(3, 2), padding=(0, 1), extra=(1, 0)),
