@@ -6,7 +6,8 @@
 //                col(dx[n,g]) = W[g]^T * dy[n,g], scattered back by col2im
 //   grad-weight  dW[g] (Kg x CRS) = sum_n dy[n,g] (Kg x PQ) * col(x[n,g])^T (PQ x CRS)
 // 3x3 stride-1 forward convolutions with enough channels (and so stride-1 grad-inputs) take the Winograd
-// path of conv2d_winograd.cpp instead.
+// path of conv2d_winograd.cpp instead, and forwards with at most 4 outputs per group the direct loop of
+// conv2d_few_outputs.cpp.
 #include "conv2d.h"
 
 #include <omp.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "conv2d_few_outputs.h"
 #include "conv2d_winograd.h"
 #include "gemm.h"
 #include "im2col.h"
@@ -51,7 +53,10 @@ std::vector<T> pack_weights_per_group(const T* w, int64_t groups, int64_t M, int
 // few elements long; their GEMM columns run over (image, position) of the whole batch instead, filled by
 // gathers. Below 256 positions (at batch 1 too: the gathers beat short runs), or rows under 32 wide in
 // a batch (measured: 16x16 maps ran 2x faster this way).
-inline bool columns_across_images(const Conv2dShape& s) { return s.P * s.Q < 256 || (s.N > 1 && s.Q < 32); }
+inline bool columns_across_images(const Conv2dShape& s) {
+  const bool offsets_fit = s.N * s.C * s.H * s.W < (int64_t(1) << 31);  // the gathers take int32 offsets
+  return offsets_fit && (s.P * s.Q < 256 || (s.N > 1 && s.Q < 32));
+}
 
 // Forward with GEMM columns spanning images: C goes to a scratch block, then to each image's rows of y.
 // Per column block, the input offset that every (kernel tap, column) reads is tabulated once (image
@@ -81,7 +86,7 @@ void forward_across_images(const Conv2dShape& s, const T* x, const T* w, const T
   {
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
     Buffer<T> c_buf = alloc_buffer<T>(part_rows * nc);
-    std::vector<int64_t> source(static_cast<size_t>(RS * nc));  // source[rs * nc + col]
+    std::vector<int32_t> source(static_cast<size_t>(RS * nc));  // source[rs * nc + col]
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < blocks * parts; ++t) {
       const int64_t part = t % parts, g = t / parts / col_blocks, j0 = (t / parts % col_blocks) * nc;
@@ -94,7 +99,7 @@ void forward_across_images(const Conv2dShape& s, const T* x, const T* w, const T
         for (int64_t k = 0; k < kc; ++k) {
           const int64_t crs = k0 + k;
           const T* x_c = x + (crs / RS) * HW;
-          const int64_t* src = source.data() + (crs % RS) * nc;
+          const int32_t* src = source.data() + (crs % RS) * nc;
           for (int64_t j = 0; j < ncur; j += NR) gather_row(x_c, src + j, std::min(NR, ncur - j), dst + j * kc + k * NR);
           T* last = dst + (ncur / NR) * NR * kc + k * NR;  // the last panel, past the block's columns
           for (int64_t j = ncur % NR; ncur % NR && j < NR; ++j) last[j] = T(0);
@@ -115,6 +120,7 @@ void forward_across_images(const Conv2dShape& s, const T* x, const T* w, const T
 template <typename T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep = {}) {
   if (winograd_applies(s)) return conv2d_forward_winograd(s, x, w, bias, y, ep);
+  if (few_outputs_applies(s)) return conv2d_forward_few_outputs(s, x, w, bias, y, ep);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   if (columns_across_images(s)) return forward_across_images(s, x, w, bias, y, ep);
   const int64_t a_size = packed_a_size<T>(Kg, CRS);
@@ -316,7 +322,7 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(CRS));
     Buffer<T> tile = alloc_buffer<T>(L * G::KC);
     Buffer<T> a_rows = alloc_buffer<T>(across ? Kg * chunk : 0);
-    std::vector<int64_t> source(across ? RS * G::KC : 0);  // source[rs * KC + k]: see forward_across_images
+    std::vector<int32_t> source(across ? RS * G::KC : 0);  // source[rs * KC + k]: see forward_across_images
     T* mine = partial.data() + tid * dw_size;
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {

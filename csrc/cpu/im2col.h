@@ -111,10 +111,10 @@ struct TapIndex {
 // The input offsets that one kernel tap (offsets `id` within a plane, from TapIndex) reads at batch
 // positions j0 .. j0+n (j = image * PQ + position): image * image_stride + first + id, or -1 in the padding.
 inline void fill_sources(const int32_t* id, int64_t j0, int64_t n, int64_t PQ, int64_t first, int64_t image_stride,
-                         int64_t* out) {
+                         int32_t* out) {
   int64_t p = j0 % PQ, base = j0 / PQ * image_stride + first;
   for (int64_t j = 0; j < n; ++j) {
-    out[j] = id[p] < 0 ? -1 : base + id[p];
+    out[j] = id[p] < 0 ? -1 : static_cast<int32_t>(base + id[p]);
     if (++p == PQ) p = 0, base += image_stride;
   }
 }

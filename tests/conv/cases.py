@@ -83,6 +83,10 @@ HAND_PICKED = [
     Case(2, 17, 9, 10, 20, 4, 4, stride=(2, 2), padding=(1, 1)),
     Case(2, 3, 12, 11, 16, 4, 4, stride=(2, 2), padding=(1, 1)),  # few input channels: GEMM + col2im instead
     Case(1, 32, 7, 7, 40, 3, 3, padding=(1, 1)),  # batch 1, small map: the threads split the output channels
+    # At most 4 outputs per group: the direct loop of conv2d_few_outputs.cpp (register blocks of 1-4 vectors).
+    Case(3, 32, 9, 37, 3, 3, 3, padding=(1, 1)),
+    Case(1, 16, 6, 70, 1, 3, 3, padding=(1, 1), extra=(0, 1)),
+    Case(2, 8, 11, 23, 4, 3, 3, stride=(2, 2), padding=(1, 2), dilation=(1, 2), groups=2),
     Case(3, 5, 64, 9, 6, 3, 3, stride=(1, 2), padding=(1, 1)),  # 320 positions, rows under 32 wide: across images
     Case(2, 5, 9, 8, 7, 1, 1, stride=(2, 2), bias=False),
     Case(1, 3, 11, 10, 4, 2, 3, stride=(3, 2), padding=(0, 1), extra=(1, 0)),
