@@ -68,6 +68,11 @@ def test_cached_tensor_is_an_ordinary_tensor(dtype):
         assert torch.equal(w.grad, t.to(torch.float64))
 
 
+def test_default_limit_is_bounded():
+    info = medkern.cache_info()
+    assert 0 < info["limit_bytes"] <= 1 << 30
+
+
 def test_small_outputs_bypass_the_cache():
     info = medkern.cache_info()
     out = _alloc.empty((100, 100), torch.empty(0))

@@ -9,12 +9,15 @@
 // similar size reuses its already-mapped pages: what torch's CUDA caching allocator does for GPU memory.
 //
 // Blocks are reused for requests between 3/4 of and their full size; the cache holds at most
-// MEDKERN_CPU_CACHE_MB mebibytes of free blocks (default 1024; 0 turns caching off). The tensors it
-// hands out are ordinary torch tensors except that their storage cannot be resized in place.
+// MEDKERN_CPU_CACHE_MB mebibytes of free blocks (default 1024, or an eighth of the machine's memory if that
+// is less; 0 turns caching off). The tensors it hands out are ordinary torch tensors except that their
+// storage cannot be resized in place.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 #include <pthread.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
@@ -97,7 +100,13 @@ class HostCache {
  private:
   HostCache() {
     const char* v = std::getenv("MEDKERN_CPU_CACHE_MB");
-    limit_ = size_t(v ? std::strtoull(v, nullptr, 10) : 1024) << 20;
+    if (v) {
+      limit_ = size_t(std::strtoull(v, nullptr, 10)) << 20;
+    } else {  // 1 GiB, or an eighth of the memory on a smaller machine
+      const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+      const size_t ram = pages > 0 && page > 0 ? size_t(pages) * size_t(page) : size_t(8) << 30;
+      limit_ = std::min(size_t(1) << 30, ram / 8);
+    }
     // A fork while another thread holds the lock would leave the child's copy locked forever.
     pthread_atfork([] { get().mu_.lock(); }, [] { get().mu_.unlock(); }, [] { get().mu_.unlock(); });
   }
