@@ -56,10 +56,9 @@ inline void im2col_row(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t 
   });
 }
 
-// Row k (of kc) of a GEMM B block in packed-panel layout (NR-column panels, k-major), columns
-// [col0, col0+n) = im2col row crs at positions [p0, p0+n), zero from there up to the panel's edge:
-// im2col_row and scatter_row_to_panels in one pass, with plain loops (most runs are shorter than a panel,
-// too short for a library call).
+// Row k (of kc) of a GEMM B block in packed-panel layout (NR-column panels, k-major) = im2col row crs
+// at positions [p0, p0+n), zero up to the last panel's edge: im2col_row and scatter_row_to_panels in
+// one pass, with plain loops (most runs are shorter than a panel, too short for a library call).
 template <int NR, typename T>
 inline void im2col_row_to_panels(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n,
                                  int64_t k, int64_t kc, T* dst) {
@@ -120,11 +119,10 @@ inline void fill_sources(const int32_t* id, int64_t j0, int64_t n, int64_t PQ, i
 }
 
 // dst[j] = base[at[j]] (0 where at[j] < 0) for j < n.
-template <typename T, typename I>
-inline void gather_row(const T* __restrict base, const I* __restrict at, int64_t n, T* __restrict dst) {
+template <typename T>
+inline void gather_row(const T* __restrict base, const int32_t* __restrict at, int64_t n, T* __restrict dst) {
   for (int64_t j = 0; j < n; ++j) dst[j] = at[j] >= 0 ? base[at[j]] : T(0);
 }
-
 
 // The adjoint: adds src[0..n) into the input positions that im2col row crs reads at [p0, p0+n).
 template <typename T>

@@ -71,6 +71,10 @@ struct Vec {
       for (int i = 0; i < lanes; ++i) v[i] = t[i];
     }
   }
+#if defined(__AVX512F__)
+  // The mask of AVX-512's masked loads and stores: lanes 0 .. n-1.
+  static __mmask16 first_mask(int n) { return static_cast<__mmask16>((1u << n) - 1); }
+#endif
 #if defined(__AVX2__)
   // The vector mask of AVX2's masked loads and stores: all ones in lanes 0 .. n-1.
   static __m256i first_lanes(int n) {
@@ -86,9 +90,8 @@ struct Vec {
   static type load_first(const T* p, int n) {
 #if defined(__AVX512F__)
     if constexpr (sizeof(type) == 64) {
-      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
-      if constexpr (std::is_same<T, float>::value) return (type)_mm512_maskz_loadu_ps(m, p);
-      else return (type)_mm512_maskz_loadu_pd(static_cast<__mmask8>(m), p);
+      if constexpr (std::is_same<T, float>::value) return (type)_mm512_maskz_loadu_ps(first_mask(n), p);
+      else return (type)_mm512_maskz_loadu_pd(static_cast<__mmask8>(first_mask(n)), p);
     }
 #endif
 #if defined(__AVX2__)
@@ -106,9 +109,8 @@ struct Vec {
   static void store_first(T* p, type v, int n) {
 #if defined(__AVX512F__)
     if constexpr (sizeof(type) == 64) {
-      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1);
-      if constexpr (std::is_same<T, float>::value) _mm512_mask_storeu_ps(p, m, (__m512)v);
-      else _mm512_mask_storeu_pd(p, static_cast<__mmask8>(m), (__m512d)v);
+      if constexpr (std::is_same<T, float>::value) _mm512_mask_storeu_ps(p, first_mask(n), (__m512)v);
+      else _mm512_mask_storeu_pd(p, static_cast<__mmask8>(first_mask(n)), (__m512d)v);
       return;
     }
 #endif

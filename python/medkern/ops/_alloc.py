@@ -7,6 +7,7 @@ large tensor costs page faults that can outweigh the kernel writing it, and trai
 sizes every step. ``MEDKERN_CPU_CACHE_MB=0`` turns the cache off; ``medkern.empty_cache()`` frees it."""
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -24,10 +25,7 @@ def empty(shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.
     shape = tuple(shape)
     out = None
     if _cache is not None and like.device.type == "cpu" and dtype in _CACHED_DTYPES:
-        numel = 1
-        for n in shape:
-            numel *= n
-        if numel * dtype.itemsize >= CACHED_BYTES_AT_LEAST:
+        if math.prod(shape) * dtype.itemsize >= CACHED_BYTES_AT_LEAST:
             out = torch.from_dlpack(_cache.host_cache_empty(list(shape), _CACHED_DTYPES[dtype]))
     if out is None:
         out = torch.empty(shape, dtype=dtype, device=like.device)

@@ -6,6 +6,15 @@ from dataclasses import asdict, dataclass, fields
 LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "mape", "ece"})
 
 
+def require_positive(config, *names: str, integer: bool = False) -> None:
+    """ValueError naming the first of ``config``'s fields ``names`` that is not a positive number (or,
+    with ``integer``, a positive int; bools are not ints here)."""
+    for name in names:
+        v = getattr(config, name)
+        if (integer and (not isinstance(v, int) or isinstance(v, bool))) or not v > 0:
+            raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v!r}")
+
+
 @dataclass
 class TrainConfig:
     """``batch_size`` is the global batch: under ``torchrun`` each of N processes takes ``batch_size / N``.
@@ -43,22 +52,17 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self):
-        def positive(name, integer=False):
-            v = getattr(self, name)
-            if (integer and (not isinstance(v, int) or isinstance(v, bool))) or not v > 0:
-                raise ValueError(f"{name} must be a positive {'integer' if integer else 'number'}, got {v!r}")
-        positive("epochs", True)
-        positive("batch_size", True)
-        positive("lr")
+        require_positive(self, "epochs", "batch_size", integer=True)
+        require_positive(self, "lr")
         if self.weight_decay < 0 or self.warmup_epochs < 0 or self.focal_gamma < 0:
             raise ValueError("weight_decay, warmup_epochs and focal_gamma must be >= 0, got "
                              f"{self.weight_decay}, {self.warmup_epochs}, {self.focal_gamma}")
         if self.clip_grad is not None:
-            positive("clip_grad")
+            require_positive(self, "clip_grad")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ValueError(f"ema must be in (0, 1), got {self.ema!r}")
         if self.patience is not None:
-            positive("patience", True)
+            require_positive(self, "patience", integer=True)
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
         choices = {"schedule": ("cosine", "constant"), "class_weight": (None, "balanced"),

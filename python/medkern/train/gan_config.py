@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 from .. import losses as L
+from .config import require_positive
 
 # loss name -> (discriminator loss(real_out, fake_out), generator loss(real_out, fake_out)); the
 # relativistic generator losses compare with the real outputs, the others ignore them.
@@ -54,13 +55,8 @@ class GANConfig:
     progress: bool = True
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "d_steps", "penalty_every", "snapshot_every"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("lr_g", "lr_d", "penalty_weight"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        require_positive(self, "epochs", "batch_size", "d_steps", "penalty_every", "snapshot_every", integer=True)
+        require_positive(self, "lr_g", "lr_d", "penalty_weight")
         for name in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
