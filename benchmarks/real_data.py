@@ -49,9 +49,15 @@ def _run(name, model, splits, out, options, verbose, threshold=None):
     return record
 
 
+# BreastMNIST's 546 training images leave single networks at the mercy of their seed (validation AUROC
+# 0.899, 0.930 and 0.939 for seeds 0, 1, 2 with the defaults); averaging them is steadier: validation
+# AUROC 0.899, 0.926, 0.928 for ensembles of 1, 2, 3 members. Three members train in about 3.5 minutes.
+BREAST_ENSEMBLE = 3
+
+
 def breastmnist(root, out, verbose):
     splits = datasets.load(root / "medmnist" / "breastmnist.npz")
-    return _run("breastmnist", ImageClassifier(), splits, out, {}, verbose)
+    return _run("breastmnist", ImageClassifier(ensemble=BREAST_ENSEMBLE), splits, out, {}, verbose)
 
 
 # ECG200 has 100 training series: a 15-item validation split cannot tell recipes apart (they all reach

@@ -108,6 +108,11 @@ MEDKERN_HD To gan_bit_cast(From v) {
 template <typename T>
 MEDKERN_HD T gan_exp_nonpositive(T x) {
   using F = GanFloat<T>;
+  // Below min_exp * ln2 the true result is subnormal: clamping there instead returns 2^min_exp, which can
+  // no longer change a loss of 1 + ... or a logistic probability, and keeps the whole computation one
+  // straight line (a select on the result made the compiler evaluate the callers twice). NaN passes.
+  const T lowest = T(F::min_exp) * T(0.6931471805599453);
+  x = x < lowest ? lowest : x;
   // x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two parts, so r is exact to working precision).
   const T n = (x * T(1.4426950408889634) + F::shifter) - F::shifter;  // round(x / ln2)
   const T r = (x - n * T(0.693145751953125)) - n * T(1.4286068203094173e-06);
@@ -123,13 +128,9 @@ MEDKERN_HD T gan_exp_nonpositive(T x) {
     p = p * r + T(1.0 / 720); p = p * r + T(1.0 / 120); p = p * r + T(1.0 / 24);
     p = p * r + T(1.0 / 6); p = p * r + T(0.5); p = p * r + T(1); p = p * r + T(1);
   }
-  // 2^n from n + bias placed in the exponent field; below the normal range the result is flushed to 0
-  // (where it can no longer change a loss of 1 + ... or a logistic probability); NaN stays NaN.
-  const bool normal = n >= T(F::min_exp) || x != x;
-  const T biased = (n >= T(F::min_exp) ? n : T(0)) + T(F::bias) + F::shifter;
-  const auto bits = gan_bit_cast<typename F::Bits>(biased) << F::mantissa;
-  const T value = p * gan_bit_cast<T>(bits);
-  return normal ? value : T(0);
+  // 2^n from n + bias placed in the exponent field (n >= min_exp after the clamp).
+  const auto bits = gan_bit_cast<typename F::Bits>(n + T(F::bias) + F::shifter) << F::mantissa;
+  return p * gan_bit_cast<T>(bits);
 }
 
 // log((1 + y) / (1 - y)) = 2 atanh(y) for y in [0, 1/3]: an odd series in y, exact to rounding after 8

@@ -57,7 +57,8 @@ def _train(args) -> int:
              {"rnn": "rnn", "hidden": "hidden", "num_layers": "rnn_layers", "bidirectional": "bidirectional",
               "conv_channels": "conv_channels"})
     # Only what was given: the rest are the model's defaults.
-    arch = {k: getattr(args, a) for k, a in {**names, "dropout": "dropout"}.items() if getattr(args, a) is not None}
+    arch = {k: getattr(args, a) for k, a in {**names, "dropout": "dropout", "ensemble": "ensemble"}.items()
+            if getattr(args, a) is not None}
     threshold, target = (None if args.threshold == "none" else args.threshold), None
     if args.threshold.startswith("sensitivity:"):
         threshold, target = "sensitivity", float(args.threshold.partition(":")[2])
@@ -135,6 +136,8 @@ def _add_run_commands(sub) -> None:
         p.add_argument("--dropout", type=float)
         p.add_argument("--ema", type=float, help="keep an exponential moving average of the weights (decay per step)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--ensemble", type=int,
+                       help="train this many networks (seeds SEED, SEED+1, ...) and average them (default 1)")
         p.add_argument("--val-fraction", type=float, default=0.15, help="carved from train where there is no val split")
         p.add_argument("--n-train", type=int, help="synthetic data: training items")
         p.add_argument("--n-test", type=int, help="synthetic data: test items")

@@ -175,3 +175,47 @@ def test_sequence_models_use_medkern_recurrent_and_conv_layers(rnn):
     kinds = {type(m) for m in model._build().modules()}
     assert {medkern.nn.Conv1d, medkern.nn.MaxPool1d, getattr(medkern.nn, rnn.upper())} <= kinds
     assert not any(t.__module__.startswith("medkern.nn") for t in map(type, model._build("torch").modules()))
+
+
+def _member_probs(model, x):
+    with torch.no_grad():
+        return [m(x).softmax(dim=1).numpy() for m in model.network.members]
+
+
+def test_image_ensemble_averages_members_and_round_trips(tmp_path):
+    data = _bright_left(32)
+    model = ImageClassifier(ensemble=3, width=4, depth=2).fit(data, data, epochs=2, batch_size=8,
+                                                              out=tmp_path / "run", **QUIET)
+    members = _member_probs(model, data.x)
+    assert len(members) == 3 and len(model.member_results) == 3 and model.result is model.member_results[0]
+    # Different seeds give different members, and the prediction is their mean probability.
+    assert np.abs(members[0] - members[1]).max() > 1e-3
+    np.testing.assert_allclose(model.predict(data.x), np.mean(members, axis=0), atol=1e-6)
+    # The first member is the network a single-model fit with the same seed gives.
+    single = ImageClassifier(width=4, depth=2).fit(data, data, epochs=2, batch_size=8, **QUIET)
+    np.testing.assert_allclose(members[0], single.predict(data.x), atol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["member0", "member1", "member2"]
+    model.save(tmp_path / "m.pt")
+    again = load(tmp_path / "m.pt")
+    assert again.ensemble == 3 and again.threshold == model.threshold
+    np.testing.assert_allclose(again.predict(data.x), model.predict(data.x), atol=1e-6)
+    np.testing.assert_allclose(ImageClassifier.load(tmp_path / "m.pt", layers="torch").predict(data.x),
+                               model.predict(data.x), atol=1e-4)
+    from medkern.viz import grad_cam
+    cam = grad_cam(model.network, model.cam_layer(), data.x[:3])
+    assert cam.shape == (3, 12, 12) and cam.min() >= 0 and abs(cam.max() - 1) < 1e-6
+    assert model.embed(data.x[:5]).shape == (5, 3 * model.network.members[0].embed(data.x[:1]).shape[1])
+
+
+def test_forecaster_ensemble_averages_values():
+    data = synthetic_vitals(32, context=16, horizon=3, seed=0)
+    model = SequenceForecaster(hidden=8, ensemble=2).fit(data, epochs=1, batch_size=16, **QUIET)
+    with torch.no_grad():
+        each = [m(data.x).numpy() for m in model.network.members]
+    np.testing.assert_allclose(model.predict(data.x), np.mean(each, axis=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_ensemble_size_is_checked(bad):
+    with pytest.raises(ValueError, match="ensemble"):
+        ImageClassifier(ensemble=bad)

@@ -2,6 +2,7 @@
 ``networks`` and the loop in ``medkern.train``."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -61,17 +62,25 @@ class Model(BaseModel):
     """Subclasses set ``TASK`` (``"classify"``, ``"sequence"`` or ``"forecast"``), ``INPUT_DIMS`` (3 for
     (C, L) signals, 4 for (C, H, W) images), ``ARCH``, ``TRAIN``
     (their training defaults, over ``TrainConfig``'s) and ``NETWORK`` (a class of ``networks``), and implement
-    ``_data_shape``, ``_network_args``, ``_objective`` and ``evaluate``."""
+    ``_data_shape``, ``_network_args``, ``_objective`` and ``evaluate``.
+
+    ``ensemble`` > 1 trains that many networks, from seeds ``seed``, ``seed + 1``, ..., one after another
+    on the same data, and predicts with their average (``networks.Ensemble``); ``result`` is then the
+    first member's fit and ``member_results`` holds every member's."""
 
     TASK: str
     INPUT_DIMS: int
     TRAIN: dict = {}
     NETWORK: type
 
-    def __init__(self, *, layers: str = "medkern", seed: int = 0, **arch):
+    def __init__(self, *, layers: str = "medkern", seed: int = 0, ensemble: int = 1, **arch):
         super().__init__(layers=layers, seed=seed, **arch)
+        if isinstance(ensemble, bool) or not isinstance(ensemble, int) or ensemble < 1:
+            raise ValueError(f"ensemble must be a positive integer (networks averaged), got {ensemble!r}")
+        self.ensemble = ensemble
         self.threshold: float | None = None
         self.result: training.FitResult | None = None
+        self.member_results: list[training.FitResult] = []
         self.network: torch.nn.Module | None = None
 
     # -- building -------------------------------------------------------------------------------------
@@ -91,8 +100,13 @@ class Model(BaseModel):
         """Hook for statistics of the training data the network keeps (e.g. input standardisation)."""
 
     def _build(self, layers: str | None = None) -> torch.nn.Module:
-        torch.manual_seed(self.seed)
-        return networks.build(self.NETWORK, layers or self.layers, **self._network_args())
+        built = []
+        for i in range(self.ensemble):
+            torch.manual_seed(self.seed + i)
+            built.append(networks.build(self.NETWORK, layers or self.layers, **self._network_args()))
+        if self.ensemble == 1:
+            return built[0]
+        return networks.Ensemble(built, "values" if self.TASK == "forecast" else "probabilities")
 
     def _check_input(self, x: torch.Tensor, name: str, batch_only: bool = False) -> torch.Tensor:
         """``x`` as a float32 batch; one item (a dimension less) is made a batch of one unless ``batch_only``."""
@@ -123,8 +137,16 @@ class Model(BaseModel):
         self.shape = shape
         self.network = self._build()
         self._prepare(train)
-        self.result = training.fit(self.network, train, val, self._objective(train, config), config,
-                                   augment=self._augment(), out_dir=out, resume=resume, log=log)
+        objective = self._objective(train, config)
+        self.member_results = []
+        for i, member in enumerate(networks.members(self.network)):
+            if self.ensemble > 1:
+                log(f"ensemble member {i + 1} of {self.ensemble} (seed {config.seed + i})")
+            self.member_results.append(training.fit(
+                member, train, val, objective, dataclasses.replace(config, seed=config.seed + i),
+                augment=self._augment(), out_dir=out if out is None or self.ensemble == 1 else Path(out) / f"member{i}",
+                resume=resume, log=log))
+        self.result = self.member_results[0]
         self.train_config = config.to_dict()
         self._after_fit(val, config)
         return self
@@ -149,12 +171,13 @@ class Model(BaseModel):
         """Everything ``load`` needs, as plain values and tensors (loadable with ``weights_only=True``)."""
         net = self._require_network()
         return {"format": FORMAT, "class": type(self).__name__, "arch": self.arch, "layers": self.layers,
-                "seed": self.seed, "shape": self.shape, "class_names": list(self.class_names),
+                "seed": self.seed, "ensemble": self.ensemble, "shape": self.shape, "class_names": list(self.class_names),
                 "threshold": self.threshold, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}
 
     @classmethod
     def from_state(cls, state: dict, layers: str | None = None) -> "Model":
-        model = cls(layers=layers or state["layers"], seed=state["seed"], **state["arch"])
+        model = cls(layers=layers or state["layers"], seed=state["seed"], ensemble=state.get("ensemble", 1),
+                    **state["arch"])
         model.shape, model.class_names, model.threshold = state["shape"], state["class_names"], state["threshold"]
         model.network = model._build()
         model.network.load_state_dict(state["state_dict"])

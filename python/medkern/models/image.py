@@ -6,6 +6,7 @@ import torch
 
 from ..data import ImageAugment
 from .base import Classifier
+from . import networks
 from .networks import ResNet
 
 
@@ -45,5 +46,6 @@ class ImageClassifier(Classifier):
                               for i in range(0, len(x), batch_size)]).double().numpy()
 
     def cam_layer(self):
-        """The module whose output Grad-CAM explains: the last convolutional feature map."""
-        return self._require_network().features
+        """The modules whose outputs Grad-CAM explains: the last convolutional feature map of each
+        network (one, or an ensemble's members)."""
+        return [net.features for net in networks.members(self._require_network())]

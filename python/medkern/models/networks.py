@@ -4,6 +4,8 @@ the same network with the same initial weights, and each layer medkern gains is 
 registers its swap."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -106,6 +108,36 @@ class RecurrentNet(nn.Module):
             c = self.target_channel
             out = out * std[:, c] + mean[:, c]
         return out
+
+
+class Ensemble(nn.Module):
+    """Members trained apart, from different seeds, whose predictions are averaged (deep ensembles,
+    Lakshminarayanan et al. 2017). Classifiers (``average="probabilities"``) return the log of the mean
+    class probability, so that a softmax of the output is that mean; forecasters (``"values"``) the mean
+    output."""
+
+    AVERAGES = ("probabilities", "values")
+
+    def __init__(self, members, average: str = "probabilities"):
+        super().__init__()
+        if average not in self.AVERAGES:
+            raise ValueError(f"average must be one of {self.AVERAGES}, got {average!r}")
+        self.members = nn.ModuleList(members)
+        self.average = average
+
+    def forward(self, x):
+        outs = torch.stack([m(x) for m in self.members])
+        if self.average == "values":
+            return outs.mean(dim=0)
+        return torch.logsumexp(outs.log_softmax(dim=-1), dim=0) - math.log(len(self.members))
+
+    def embed(self, x):
+        return torch.cat([m.embed(x) for m in self.members], dim=1)
+
+
+def members(network: nn.Module) -> list:
+    """The networks trained one by one: an ensemble's members, or the network itself."""
+    return list(network.members) if isinstance(network, Ensemble) else [network]
 
 
 def build(cls, layers: str, *args, **kwargs) -> nn.Module:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .. import metrics, train as training
 from ..data import SignalAugment
 from .base import Classifier, Model, as_dataset
+from . import networks
 from .networks import RecurrentNet
 
 RECURRENT = {"rnn": "gru", "hidden": 64, "num_layers": 1, "bidirectional": True, "conv_channels": 32,
@@ -28,8 +29,9 @@ class _Recurrent:
     def _prepare(self, train):
         # Per-channel statistics of the training signals, for normalize="dataset".
         x = train.x.transpose(0, 1).reshape(train.x.shape[1], -1)
-        self.network.mean.copy_(x.mean(dim=1, keepdim=True))
-        self.network.std.copy_(x.std(dim=1, keepdim=True).clamp(min=1e-6))
+        for net in networks.members(self.network):
+            net.mean.copy_(x.mean(dim=1, keepdim=True))
+            net.std.copy_(x.std(dim=1, keepdim=True).clamp(min=1e-6))
 
 
 class SequenceClassifier(_Recurrent, Classifier):

@@ -21,13 +21,12 @@ _cache = _native._C if _native._C is not None and _native._C.host_cache_enabled(
 
 
 def empty(shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    dtype = like.dtype if dtype is None else dtype
-    shape = tuple(shape)
-    out = None
-    if _cache is not None and like.device.type == "cpu" and dtype in _CACHED_DTYPES:
-        if math.prod(shape) * dtype.itemsize >= CACHED_BYTES_AT_LEAST:
-            out = torch.from_dlpack(_cache.host_cache_empty(list(shape), _CACHED_DTYPES[dtype]))
-    if out is None:
+    if dtype is None:
+        dtype = like.dtype
+    if (_cache is not None and like.is_cpu and dtype in _CACHED_DTYPES
+            and math.prod(shape) * dtype.itemsize >= CACHED_BYTES_AT_LEAST):
+        out = torch.from_dlpack(_cache.host_cache_empty(list(shape), _CACHED_DTYPES[dtype]))
+    else:
         out = torch.empty(shape, dtype=dtype, device=like.device)
     if POISON:
         out.fill_(float("nan") if dtype.is_floating_point else -1)

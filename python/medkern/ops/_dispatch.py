@@ -4,19 +4,23 @@ from __future__ import annotations
 import torch
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+_is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
-def fast_path_ok(*tensors: torch.Tensor | None) -> bool:
-    """True for a plain eager call that needs no autograd graph: no gradient will be asked for, no
-    tracer or compiler is watching, no dispatch mode (fake tensors, flop counters) is active and no
-    tensor is a subclass or a functorch wrapper. Everything else goes through the custom op."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
-        return False
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return False
-    if torch._C._len_torch_dispatch_stack() > 0:
+def plain_eager(*tensors: torch.Tensor | None) -> bool:
+    """True for a plain eager call: no tracer or compiler is watching, no dispatch mode (fake tensors,
+    flop counters) is active and no tensor is a subclass or a functorch wrapper. Whether gradients are
+    wanted is not asked here (see ``fast_path_ok``)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._len_torch_dispatch_stack() > 0:
         return False
     # nn.Parameter is a plain tensor to the kernels (module weights take the fast path); other subclasses
     # may override torch functions, so they go through the custom op.
-    return all(t is None or (type(t) in _PLAIN and not torch._C._functorch.is_functorch_wrapped_tensor(t))
-               for t in tensors)
+    return all(t is None or (type(t) in _PLAIN and not _is_functorch_wrapped(t)) for t in tensors)
+
+
+def fast_path_ok(*tensors: torch.Tensor | None) -> bool:
+    """True for a plain eager call that needs no autograd graph: no gradient will be asked for and
+    ``plain_eager`` holds. Everything else goes through the custom op."""
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        return False
+    return plain_eager(*tensors)

@@ -29,7 +29,7 @@ from .. import backends
 from .._gan_terms import NONE, GanLossSpec
 from ..backends.reference import gan_loss as _reference
 from . import _alloc, _validate as v
-from ._dispatch import fast_path_ok
+from ._dispatch import plain_eager
 
 __all__ = ["gan_loss", "gan_penalty", "REDUCTIONS"]
 
@@ -250,12 +250,6 @@ def finite_number(x, name: str) -> float:
     return float(x)
 
 
-def _eager_ok(*tensors) -> bool:
-    """A plain eager call that may need gradients: the autograd.Function serves it."""
-    with torch.no_grad():
-        return fast_path_ok(*tensors)
-
-
 def gan_loss(real: Optional[Tensor], fake: Optional[Tensor], real_term: int, real_param: float, fake_term: int,
              fake_param: float, *, relativistic: bool = False, weight: Optional[Tensor] = None,
              reduction: str = "mean") -> Tensor:
@@ -285,11 +279,11 @@ def gan_loss(real: Optional[Tensor], fake: Optional[Tensor], real_term: int, rea
                        fake_term if fake is not None else NONE, fake_param, relativistic, 1.0 if none or
                        reduction == "sum" else 1.0 / N)
     with_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (real, fake, weight))
-    if not with_grad and fast_path_ok(real, fake, weight):
+    if plain_eager(real, fake, weight):
+        if with_grad:
+            return _GanLoss.apply(real, fake, weight, spec, none)
         per_sample, total, *_ = _forward(real, fake, weight, spec, False, False)
         return per_sample if none else total
-    if with_grad and _eager_ok(real, fake, weight):
-        return _GanLoss.apply(real, fake, weight, spec, none)
     return gan_loss_op(real, fake, weight, *spec, none, with_grad)[0]
 
 
@@ -301,10 +295,9 @@ def gan_penalty(grad: Tensor, *, center: float, scale: float, reduction: str = "
     none = _reduction(reduction)
     scale = finite_number(scale, "scale") * (1.0 if none or reduction == "sum" else 1.0 / grad.shape[0])
     center = finite_number(center, "center")
-    with_grad = torch.is_grad_enabled() and grad.requires_grad
-    if not with_grad and fast_path_ok(grad):
+    if plain_eager(grad):
+        if torch.is_grad_enabled() and grad.requires_grad:
+            return _GanPenalty.apply(grad, center, scale, none)
         per_sample, total, _ = _penalty_forward(grad, center, scale)
         return per_sample if none else total
-    if with_grad and _eager_ok(grad):
-        return _GanPenalty.apply(grad, center, scale, none)
     return gan_penalty_op(grad, center, scale, none)[0]

@@ -17,15 +17,20 @@ def _targets(logits: torch.Tensor, target) -> torch.Tensor:
     return torch.as_tensor(target, dtype=torch.int64).expand(logits.shape[0])
 
 
-def grad_cam(network: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, target=None) -> np.ndarray:
+def grad_cam(network: torch.nn.Module, layer, x: torch.Tensor, target=None) -> np.ndarray:
     """Selvaraju et al. 2017: the ReLU of the feature maps of ``layer`` weighted by the spatial mean of the
-    target logit's gradient, upsampled to the input and scaled to [0, 1] per image; ``(N, H, W)``."""
-    store = {}
+    target logit's gradient, upsampled to the input and scaled to [0, 1] per image; ``(N, H, W)``.
+    ``layer`` may be a list of modules (an ensemble's members): their maps, each for the network's
+    output, are summed before the scaling."""
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    stores = [{} for _ in layers]
 
-    def keep(_, __, out):
-        out.register_hook(lambda g: store.__setitem__("grad", g))
-        store["act"] = out
-    handle = layer.register_forward_hook(keep)
+    def keeper(store):
+        def keep(_, __, out):
+            out.register_hook(lambda g: store.__setitem__("grad", g))
+            store["act"] = out
+        return keep
+    handles = [m.register_forward_hook(keeper(store)) for m, store in zip(layers, stores)]
     network.eval()
     try:
         with torch.enable_grad():
@@ -34,9 +39,12 @@ def grad_cam(network: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, 
             network.zero_grad(set_to_none=True)
             chosen.backward()
     finally:
-        handle.remove()
-    weights = store["grad"].mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * store["act"]).sum(dim=1, keepdim=True))
+        for handle in handles:
+            handle.remove()
+    cam = 0
+    for store in stores:
+        weights = store["grad"].mean(dim=(2, 3), keepdim=True)
+        cam = cam + F.relu((weights * store["act"]).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     peak = cam.flatten(1).amax(dim=1).clamp(min=1e-12)[:, None, None]
     return (cam / peak).detach().cpu().numpy()

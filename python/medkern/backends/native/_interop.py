@@ -14,9 +14,12 @@ def dl(t: torch.Tensor):
     return to_dlpack(t.detach() if t.requires_grad else t)
 
 
+_NO_CONTEXT = contextlib.nullcontext()
+
+
 def module_and_stream(t: torch.Tensor):
     """The compiled module for ``t``'s device, the stream handle to launch on, and a context that
     makes ``t``'s GPU current."""
-    if t.device.type == "cuda":
+    if t.is_cuda:
         return _native._C_cuda, torch.cuda.current_stream(t.device).cuda_stream, torch.cuda.device(t.device)
-    return _native.require_cpu(), 0, contextlib.nullcontext()
+    return _native.require_cpu(), 0, _NO_CONTEXT
