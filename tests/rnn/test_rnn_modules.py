@@ -125,6 +125,26 @@ def _as_tuple(t):
     return t if isinstance(t, tuple) else (t,)
 
 
+class _Doubled(torch.nn.Module):
+    def forward(self, w):
+        return 2 * w
+
+
+@pytest.mark.parametrize("kind", ["lstm_cell", "gru_cell"])
+def test_parametrized_cell_weights_are_used(device, kind):
+    """A parametrised weight is computed, not stored in ``_parameters``: the cell must use its value."""
+    from torch.nn.utils import parametrize
+    ref, ours = module_pair(kind, 5, 7, bias=True, device=device)
+    for m in (ref, ours):
+        parametrize.register_parametrization(m, "weight_hh", _Doubled())
+    x = torch.randn(3, 5, dtype=torch.float64, device=device)
+    h = torch.randn(3, 7, dtype=torch.float64, device=device)
+    hx = (h, torch.randn_like(h)) if kind == "lstm_cell" else h
+    with torch.no_grad():
+        for g, w in zip(_as_tuple(ours(x, hx)), _as_tuple(ref(x, hx))):
+            assert rel_err(g, w) < 1e-12
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_float32_matches_float64_torch(device, kind):
     ref, ours = module_pair(kind, 3, 16, device=device, num_layers=2, bidirectional=True)

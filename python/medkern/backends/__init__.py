@@ -3,7 +3,7 @@
 Backends are ``native`` (medkern's C++/CUDA kernels; the default), ``numba`` (``@njit`` on the CPU,
 ``numba.cuda`` on GPUs), ``cupy`` (CuPy raw kernels, GPU only) and ``reference`` (plain torch ops: the
 test oracle). Select one with ``with medkern.backends.use("numba"): ...`` or the ``MEDKERN_BACKEND``
-environment variable. Asking for a backend that cannot run here is an error that says why, never a
+environment variable (read once, at the first op). Asking for a backend that cannot run here is an error that says why, never a
 silent fallback to another backend.
 """
 from __future__ import annotations
@@ -73,7 +73,9 @@ def _check_name(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=None)
 def _env_default() -> str:
+    """``MEDKERN_BACKEND``, read once (every op asks for the current backend)."""
     name = os.environ.get("MEDKERN_BACKEND", DEFAULT)
     try:
         return _check_name(name)

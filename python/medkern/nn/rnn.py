@@ -40,14 +40,28 @@ class GRU(_Recurrent, torch.nn.GRU):
     _op = staticmethod(ops.gru)
 
 
+_CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _cell_weights(cell) -> list:
+    """The cell's weights and biases. A step at batch 1 costs a few microseconds, so the parameters are
+    read from ``_parameters`` directly rather than through ``Module.__getattr__``; a parametrised cell
+    (``torch.nn.utils.parametrize``), whose weights are computed, takes the attribute route."""
+    p = cell._parameters
+    try:
+        return [p[name] for name in _CELL_WEIGHTS]
+    except KeyError:
+        return [getattr(cell, name) for name in _CELL_WEIGHTS]
+
+
 class LSTMCell(torch.nn.LSTMCell):
     def forward(self, input, hx=None):
-        return ops.lstm_cell(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return ops.lstm_cell(input, hx, *_cell_weights(self))
 
 
 class GRUCell(torch.nn.GRUCell):
     def forward(self, input, hx=None):
-        return ops.gru_cell(input, hx, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return ops.gru_cell(input, hx, *_cell_weights(self))
 
 
 SWAPS = {torch.nn.LSTM: LSTM, torch.nn.GRU: GRU, torch.nn.LSTMCell: LSTMCell, torch.nn.GRUCell: GRUCell}

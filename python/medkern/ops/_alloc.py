@@ -20,17 +20,34 @@ _CACHED_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.int6
 _cache = _native._C if _native._C is not None and _native._C.host_cache_enabled() else None
 
 
+def _cached(shape, dtype: torch.dtype):
+    """A tensor from the output cache when it serves this request (CPU, large enough), else None."""
+    name = _CACHED_DTYPES.get(dtype)
+    if name is not None and math.prod(shape) * dtype.itemsize >= CACHED_BYTES_AT_LEAST:
+        return torch.from_dlpack(_cache.host_cache_empty(list(shape), name))
+    return None
+
+
+def _poisoned(out: torch.Tensor) -> torch.Tensor:
+    return out.fill_(float("nan") if out.dtype.is_floating_point else -1)
+
+
 def empty(shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     if dtype is None:
         dtype = like.dtype
-    if (_cache is not None and like.is_cpu and dtype in _CACHED_DTYPES
-            and math.prod(shape) * dtype.itemsize >= CACHED_BYTES_AT_LEAST):
-        out = torch.from_dlpack(_cache.host_cache_empty(list(shape), _CACHED_DTYPES[dtype]))
-    else:
+    out = _cached(shape, dtype) if _cache is not None and like.is_cpu else None
+    if out is None:
         out = torch.empty(shape, dtype=dtype, device=like.device)
-    if POISON:
-        out.fill_(float("nan") if dtype.is_floating_point else -1)
-    return out
+    return _poisoned(out) if POISON else out
+
+
+def empty_like(t: torch.Tensor) -> torch.Tensor:
+    """``empty(t.shape, t)``, contiguous whatever ``t``'s strides, by the cheapest route (the per-step
+    fast paths call this for every output)."""
+    out = _cached(t.shape, t.dtype) if _cache is not None and t.is_cpu else None
+    if out is None:
+        out = torch.empty_like(t, memory_format=torch.contiguous_format)
+    return _poisoned(out) if POISON else out
 
 
 def empty_cache() -> None:

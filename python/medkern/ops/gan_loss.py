@@ -44,8 +44,8 @@ def _forward(real, fake, weight, spec, grad_real, grad_fake):
     ref = real if real is not None else fake
     N = ref.shape[0]
     per_sample, total = _alloc.empty((N,), ref), _alloc.empty((), ref)
-    d_real = _alloc.empty(real.shape, real) if grad_real else None
-    d_fake = _alloc.empty(fake.shape, fake) if grad_fake else None
+    d_real = _alloc.empty_like(real) if grad_real else None
+    d_fake = _alloc.empty_like(fake) if grad_fake else None
     cross = spec.relativistic and (grad_real or grad_fake)
     dsum_real = _alloc.empty((N,), ref) if cross else None
     dsum_fake = _alloc.empty((N,), ref) if cross else None

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .. import backends
 from . import _alloc, _validate as v
-from ._dispatch import fast_path_ok
+from ._dispatch import fast_path_ok, plain_eager
 
 __all__ = ["lstm", "gru", "lstm_cell", "gru_cell"]
 
@@ -364,11 +364,11 @@ def _cell(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
     # and device itself, and any complaint sends the call down the validated path below, which raises
     # the proper error (or makes non-contiguous operands contiguous).
     if (not torch.is_grad_enabled() and type(input) is torch.Tensor and input.dim() == 2 and hx is not None
-            and input.device.type == "cpu" and fast_path_ok(input, hx, cx, w_ih, w_hh, b_ih, b_hh)):
+            and input.is_cpu and plain_eager(input, hx, cx, w_ih, w_hh, b_ih, b_hh)):
         fused = getattr(_kernels(input), "rnn_cell_forward", None)
         if fused is not None:
-            h_out = _alloc.empty(hx.shape, input)
-            c_out = _alloc.empty(hx.shape, input) if lstm else None
+            h_out = _alloc.empty_like(hx)
+            c_out = _alloc.empty_like(hx) if lstm else None
             try:
                 fused(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh, h_out, c_out)
                 return (h_out, c_out) if lstm else h_out

@@ -10,8 +10,9 @@ from ... import _native
 
 
 def dl(t: torch.Tensor):
-    """A DLPack capsule of ``t`` (no copy). Autograd state is irrelevant to a kernel, so detach."""
-    return to_dlpack(t.detach() if t.requires_grad else t)
+    """A DLPack capsule of ``t`` (no copy). ``to_dlpack`` exports a tensor that requires grad as it is
+    (only ``Tensor.__dlpack__`` refuses one), and autograd state is irrelevant to a kernel."""
+    return to_dlpack(t)
 
 
 _NO_CONTEXT = contextlib.nullcontext()
