@@ -267,26 +267,50 @@ void conv2d_grad_input(const Conv2dArgs<T>& a) {
   const int64_t a_size = packed_a_size<T>(CRS, Kg);
   // A = W[g]^T: element (crs, k) sits at w[(g*Kg + k)*CRS + crs].
   const std::vector<T> a_packed = pack_weights_per_group(a.w, s.groups, CRS, Kg, 1, CRS, Kg * CRS);
-  const int64_t nc = std::min<int64_t>(ceil_div(PQ, GemmTile<T>::NR) * GemmTile<T>::NR, 256);
-  // col2im of different column blocks of one image overlaps, so an (image, group) is one task.
-#pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
+  const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
+  // col2im of different column blocks of one image overlaps, so a task owns whole images of one group.
+  // Small maps put several images side by side in the GEMM columns (PQ = 16 filled a third of a 48-wide
+  // panel): as many per task as keep every thread busy, up to a 256-column block.
+  const int64_t images = PQ >= 256 ? 1 : std::clamp<int64_t>(ceil_div(s.N * s.groups, threads) / s.groups, 1,
+                                                              std::max<int64_t>(1, 256 / PQ));
+  const int64_t span = images * PQ, nc = std::min<int64_t>(ceil_div(span, GemmTile<T>::NR) * GemmTile<T>::NR, 256);
+  const int64_t batches = ceil_div(s.N, images), tasks = batches * s.groups;
+#pragma omp parallel num_threads(threads)
   {
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
     Buffer<T> col = alloc_buffer<T>(CRS * nc);
+    Buffer<T> dy_rows = alloc_buffer<T>(images > 1 ? Kg * nc : 0);
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < s.N * s.groups; ++t) {
-      const int64_t n = t / s.groups, g = t % s.groups;
-      T* dx_g = a.dx + (n * s.C + g * Cg) * HW;
-      std::fill(dx_g, dx_g + Cg * HW, T(0));
-      const T* dy_g = a.dy + (n * s.K + g * Kg) * PQ;
-      for (int64_t j0 = 0; j0 < PQ; j0 += nc) {
-        const int64_t ncur = std::min(nc, PQ - j0);
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t n0 = (t / s.groups) * images, g = t % s.groups, n1 = std::min(s.N, n0 + images);
+      const int64_t cols = (n1 - n0) * PQ;  // j = (n - n0) * PQ + p
+      for (int64_t n = n0; n < n1; ++n) std::fill_n(a.dx + (n * s.C + g * Cg) * HW, Cg * HW, T(0));
+      for (int64_t j0 = 0; j0 < cols; j0 += nc) {
+        const int64_t ncur = std::min(nc, cols - j0);
+        // B = dy over columns [j0, j0+ncur): straight from one image, or first made dense across images.
+        const T* dy_block = a.dy + (n0 * s.K + g * Kg) * PQ + j0;
+        int64_t ld = PQ;
+        if (images > 1) {
+          for (int64_t j = j0; j < j0 + ncur;) {
+            const int64_t n = n0 + j / PQ, p = j % PQ, run = std::min(PQ - p, j0 + ncur - j);
+            for (int64_t k = 0; k < Kg; ++k)
+              std::memcpy(dy_rows.get() + k * ncur + (j - j0), a.dy + (n * s.K + g * Kg + k) * PQ + p, run * sizeof(T));
+            j += run;
+          }
+          dy_block = dy_rows.get();
+          ld = ncur;
+        }
         auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
-          for (int64_t k = 0; k < kc; ++k) scatter_row_to_panels(dy_g + (k0 + k) * PQ + j0, ncur, k, kc, dst);
+          for (int64_t k = 0; k < kc; ++k) scatter_row_to_panels(dy_block + (k0 + k) * ld, ncur, k, kc, dst);
         };
         gemm_packed<T>(CRS, ncur, Kg, a_packed.data() + g * a_size, pack_b, b_buf.get(), col.get(), ncur, nullptr,
                        false);
-        for (int64_t crs = 0; crs < CRS; ++crs) col2im_row_add(dx_g, s, crs, j0, ncur, col.get() + crs * ncur);
+        for (int64_t j = j0; j < j0 + ncur;) {
+          const int64_t n = n0 + j / PQ, p = j % PQ, run = std::min(PQ - p, j0 + ncur - j);
+          T* dx_g = a.dx + (n * s.C + g * Cg) * HW;
+          for (int64_t crs = 0; crs < CRS; ++crs) col2im_row_add(dx_g, s, crs, p, run, col.get() + crs * ncur + (j - j0));
+          j += run;
+        }
       }
     }
   }

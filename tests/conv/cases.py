@@ -93,6 +93,10 @@ HAND_PICKED = [
     Case(2, 3, 13, 9, 5, 3, 3, stride=(4, 4), padding=(1, 1), groups=1),
     Case(1, 16, 12, 11, 18, 6, 6, stride=(2, 2), padding=(2, 2)),
     Case(2, 4, 10, 9, 6, 3, 3, stride=(2, 2), padding=(2, 2), groups=2),
+    # GEMM + col2im grad-input on small maps puts several images side by side in the columns: all five
+    # images of each group in one task; two threads with 4 and 3 images.
+    Case(5, 4, 9, 9, 12, 3, 3, stride=(2, 2), padding=(1, 1), groups=2),
+    Case(7, 8, 10, 10, 32, 4, 4, stride=(2, 2), padding=(1, 1)),
 ] + [
     # The native CPU Winograd F(2x2, 3x3) path: 3x3, stride 1, one group, 16+ channels each side, maps of
     # 144+ positions (also the stride-1 grad-input, which runs as a forward convolution).

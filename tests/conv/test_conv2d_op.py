@@ -155,3 +155,28 @@ def test_backend_selection_changes_the_kernel(monkeypatch):
         assert torch.equal(medkern.ops.conv2d(x, w), torch.zeros(1, 3, 3, 3, dtype=torch.float64))
     assert hits == [1]
     assert rel_err(medkern.ops.conv2d(x, w), F.conv2d(x, w)) < 1e-12
+
+
+def test_backward_computes_only_the_gradients_the_pass_reaches(monkeypatch):
+    """autograd.grad(out, x) (a gradient penalty's first pass) needs no weight gradient; the penalty's own
+    backward, which reaches the weights through the grad-input op, still gets them right."""
+    import importlib
+    conv_ops = importlib.import_module("medkern.ops.conv")
+    calls = []
+    real = conv_ops.conv2d_grad_weight_op
+    monkeypatch.setattr(conv_ops, "conv2d_grad_weight_op", lambda *a: calls.append(a) or real(*a))
+    torch.manual_seed(0)
+    ref = torch.nn.Conv2d(3, 5, 3, stride=2, padding=1).double()
+    ours = medkern.nn.Conv2d(3, 5, 3, stride=2, padding=1).double()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64, requires_grad=True)
+    grads = []
+    for m in (ours, ref):
+        (gx,) = torch.autograd.grad(torch.tanh(m(x)).sum(), x, create_graph=True)
+        if m is ours:
+            assert calls == []
+        (gx ** 2).sum().backward()
+        grads.append((gx.detach(), m.weight.grad, m.bias.grad))
+    assert calls, "the second pass needs the weight gradient"
+    for g, w in zip(*grads):
+        assert rel_err(g, w) < 1e-12

@@ -24,3 +24,17 @@ def fast_path_ok(*tensors: torch.Tensor | None) -> bool:
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return False
     return plain_eager(*tensors)
+
+
+def grad_wanted(ctx, index: int, t: torch.Tensor | None) -> bool:
+    """``ctx.needs_input_grad[index]``, narrowed to the backward pass running now. ``needs_input_grad`` is
+    fixed when the graph is built, but ``torch.autograd.grad(out, inputs)`` runs only the part of the graph
+    that reaches ``inputs``: a gradient penalty's first pass wants a critic's input gradients and not its
+    weight gradients. torch's own convolution backward skips the unwanted ones the same way. Where the
+    engine cannot say (no backward running, a captured leaf, an older torch) the gradient is computed."""
+    if not ctx.needs_input_grad[index]:
+        return False
+    try:
+        return bool(torch._C._will_engine_execute_node(torch.autograd.graph.get_gradient_edge(t).node))
+    except (RuntimeError, AttributeError, TypeError):
+        return True

@@ -14,7 +14,7 @@ from torch import Tensor
 from .. import backends
 from .._geometry import ACTIVATIONS, Conv2dParams, conv_out_size
 from . import _alloc, _validate as v
-from ._dispatch import fast_path_ok
+from ._dispatch import fast_path_ok, grad_wanted
 
 __all__ = ["conv1d", "conv2d", "conv2d_output_shape", "conv_transpose2d"]
 
@@ -202,8 +202,8 @@ def _conv2d_backward(ctx, grad_output):
     g = ctx.geometry
     if ctx.activation:
         grad_output = _activation_grad(grad_output, output, ctx.activation, ctx.negative_slope)
-    gx = conv2d_grad_input_op(grad_output, weight, list(input.shape), *g) if ctx.needs_input_grad[0] else None
-    gw = conv2d_grad_weight_op(grad_output, input, list(weight.shape), *g) if ctx.needs_input_grad[1] else None
+    gx = conv2d_grad_input_op(grad_output, weight, list(input.shape), *g) if grad_wanted(ctx, 0, input) else None
+    gw = conv2d_grad_weight_op(grad_output, input, list(weight.shape), *g) if grad_wanted(ctx, 1, weight) else None
     gb = conv2d_grad_bias_op(grad_output) if ctx.has_bias and ctx.needs_input_grad[2] else None
     return gx, gw, gb, None, None, None, None, None, None
 
@@ -217,8 +217,8 @@ def _grad_input_setup(ctx, inputs, output):
 def _grad_input_backward(ctx, gg):
     grad_output, weight = ctx.saved_tensors
     g = ctx.geometry
-    d_grad_output = conv2d_op(gg, weight, None, *g) if ctx.needs_input_grad[0] else None
-    d_weight = conv2d_grad_weight_op(grad_output, gg, list(weight.shape), *g) if ctx.needs_input_grad[1] else None
+    d_grad_output = conv2d_op(gg, weight, None, *g) if grad_wanted(ctx, 0, grad_output) else None
+    d_weight = conv2d_grad_weight_op(grad_output, gg, list(weight.shape), *g) if grad_wanted(ctx, 1, weight) else None
     return d_grad_output, d_weight, None, None, None, None, None
 
 
@@ -231,8 +231,8 @@ def _grad_weight_setup(ctx, inputs, output):
 def _grad_weight_backward(ctx, gg):
     grad_output, input = ctx.saved_tensors
     g = ctx.geometry
-    d_grad_output = conv2d_op(input, gg, None, *g) if ctx.needs_input_grad[0] else None
-    d_input = conv2d_grad_input_op(grad_output, gg, list(input.shape), *g) if ctx.needs_input_grad[1] else None
+    d_grad_output = conv2d_op(input, gg, None, *g) if grad_wanted(ctx, 0, grad_output) else None
+    d_input = conv2d_grad_input_op(grad_output, gg, list(input.shape), *g) if grad_wanted(ctx, 1, input) else None
     return d_grad_output, d_input, None, None, None, None, None
 
 
