@@ -62,6 +62,17 @@ def test_sequence_matches_torch(device, kind, layers, bi, bf, proj):
     _compare(ref, ours, x, None)
 
 
+@pytest.mark.parametrize("kind, proj", [("lstm", 0), ("lstm", 3), ("gru", 0)])
+@pytest.mark.parametrize("B", [29, 64])
+def test_batch_split_over_threads(device, kind, proj, B):
+    """Batches of several register tiles run one contiguous chunk of rows per thread (29: 14 | 15 rows)."""
+    ref, ours = module_pair(kind, 4, 9, device=device, bidirectional=True, **({"proj_size": proj} if proj else {}))
+    x = torch.randn(5, B, 4, dtype=torch.float64, device=device, requires_grad=True)
+    h0 = torch.randn(2, B, proj or 9, dtype=torch.float64, device=device, requires_grad=True)
+    c0 = torch.randn(2, B, 9, dtype=torch.float64, device=device, requires_grad=True)
+    _compare(ref, ours, x, (h0, c0) if kind == "lstm" else h0)
+
+
 @pytest.mark.parametrize("kind, layers, bi, proj", [("lstm", 1, False, 0), ("lstm", 2, True, 0), ("lstm", 2, True, 2),
                                                     ("gru", 1, True, 0), ("gru", 2, False, 0)], ids=str)
 @pytest.mark.parametrize("sort", [True, False], ids=["sorted", "unsorted"])
