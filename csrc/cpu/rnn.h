@@ -132,6 +132,12 @@ inline void rnn_tile(int64_t K, const T* __restrict a, int64_t lda, const T* __r
   using G = RnnTile<T>;
   using V = typename Vec<T>::type;
   constexpr int NV = G::NV, L = G::L;
+  // The base (a step's input projection) streams from a buffer of the whole sequence, far beyond the
+  // caches: asking for its lines before the multiply-adds hides their latency behind them. A step of
+  // 64x256x64 took 31 us with the base read at the end, 22 us with this (21 us with the base in cache).
+  if (base)
+    for (int i = 0; i < MR; ++i)
+      for (int v = 0; v < NV; ++v) __builtin_prefetch(base + i * ldbase + v * L);
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int v = 0; v < NV; ++v) acc[i][v] = V{};
