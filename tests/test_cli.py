@@ -98,6 +98,24 @@ def test_train_classify_evaluate_predict(tmp_path, capsys):
     assert len((run / "history.csv").read_text().splitlines()) == 2
 
 
+def test_train_an_ensemble_evaluate_and_resume(tmp_path, capsys):
+    import json
+
+    run = tmp_path / "run"
+    args = ("train", "classify", "--out", run, "--n-train", "32", "--n-test", "16", "--width", "4", "--depth", "2",
+            "--batch-size", "8", "--ensemble", "2", *TINY)
+    _run(capsys, *args)
+    record = json.loads((run / "metrics.json").read_text())
+    assert set(HEADLINE) <= set(record["test"])
+    assert {"model.pt", "gradcam.png", "member0", "member1"} <= {p.name for p in run.iterdir()}
+    assert all((run / f"member{i}" / "checkpoint.pt").is_file() for i in range(2))
+    from medkern.models import load
+    assert load(run / "model.pt").ensemble == 2
+    _run(capsys, *args, "--resume")  # both members finished: nothing more to train, same report
+    assert json.loads((run / "metrics.json").read_text())["test"]["auroc"] == record["test"]["auroc"]
+    assert "metrics on" in _run(capsys, "evaluate", run, "--n-train", "10", "--n-test", "16", "--n-boot", "20")
+
+
 def test_train_sequence_on_ucr_files(tmp_path, capsys):
     import json
 

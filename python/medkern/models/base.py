@@ -140,7 +140,7 @@ class Model(BaseModel):
         objective = self._objective(train, config)
         self.member_results = []
         for i, member in enumerate(networks.members(self.network)):
-            if self.ensemble > 1:
+            if self.ensemble > 1 and log is not None:
                 log(f"ensemble member {i + 1} of {self.ensemble} (seed {config.seed + i})")
             self.member_results.append(training.fit(
                 member, train, val, objective, dataclasses.replace(config, seed=config.seed + i),
