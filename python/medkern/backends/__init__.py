@@ -3,8 +3,8 @@
 Backends are ``native`` (medkern's C++/CUDA kernels; the default), ``numba`` (``@njit`` on the CPU,
 ``numba.cuda`` on GPUs), ``cupy`` (CuPy raw kernels, GPU only) and ``reference`` (plain torch ops: the
 test oracle). Select one with ``with medkern.backends.use("numba"): ...`` or the ``MEDKERN_BACKEND``
-environment variable (read once, at the first op). Asking for a backend that cannot run here is an error that says why, never a
-silent fallback to another backend.
+environment variable (read once, at the first op). Asking for a backend that cannot run here is an error
+that says why, never a silent fallback to another backend.
 """
 from __future__ import annotations
 

@@ -140,12 +140,14 @@ class Model(BaseModel):
         objective = self._objective(train, config)
         self.member_results = []
         for i, member in enumerate(networks.members(self.network)):
-            if self.ensemble > 1 and log is not None:
-                log(f"ensemble member {i + 1} of {self.ensemble} (seed {config.seed + i})")
+            member_out = out
+            if self.ensemble > 1:
+                member_out = None if out is None else Path(out) / f"member{i}"
+                if log is not None:
+                    log(f"ensemble member {i + 1} of {self.ensemble} (seed {config.seed + i})")
             self.member_results.append(training.fit(
                 member, train, val, objective, dataclasses.replace(config, seed=config.seed + i),
-                augment=self._augment(), out_dir=out if out is None or self.ensemble == 1 else Path(out) / f"member{i}",
-                resume=resume, log=log))
+                augment=self._augment(), out_dir=member_out, resume=resume, log=log))
         self.result = self.member_results[0]
         self.train_config = config.to_dict()
         self._after_fit(val, config)
@@ -171,8 +173,9 @@ class Model(BaseModel):
         """Everything ``load`` needs, as plain values and tensors (loadable with ``weights_only=True``)."""
         net = self._require_network()
         return {"format": FORMAT, "class": type(self).__name__, "arch": self.arch, "layers": self.layers,
-                "seed": self.seed, "ensemble": self.ensemble, "shape": self.shape, "class_names": list(self.class_names),
-                "threshold": self.threshold, "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}
+                "seed": self.seed, "ensemble": self.ensemble, "shape": self.shape,
+                "class_names": list(self.class_names), "threshold": self.threshold,
+                "state_dict": {k: v.cpu() for k, v in net.state_dict().items()}}
 
     @classmethod
     def from_state(cls, state: dict, layers: str | None = None) -> "Model":

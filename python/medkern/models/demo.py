@@ -99,8 +99,8 @@ def run(out="medkern-demo", *, n_train: int = 1500, n_test: int = 500, epochs: i
         for row in speed.format_rows(name, result):
             log(row)
     if gan is not None:
-        for row in speed.format_rows("conditional DCGAN", speed.compare_gan_layers(gan, gan_train, repeats=speed_repeats),
-                                     latency_label="generate 64"):
+        gan_speed = speed.compare_gan_layers(gan, gan_train, repeats=speed_repeats)
+        for row in speed.format_rows("conditional DCGAN", gan_speed, latency_label="generate 64"):
             log(row)
     log(f"\nplots and metrics.json in {out}/image, {out}/ecg and {out}/synthesis")
     return 0
