@@ -6,8 +6,9 @@
 //                col(dx[n,g]) = W[g]^T * dy[n,g], scattered back by col2im
 //   grad-weight  dW[g] (Kg x CRS) = sum_n dy[n,g] (Kg x PQ) * col(x[n,g])^T (PQ x CRS)
 // 3x3 stride-1 forward convolutions with enough channels (and so stride-1 grad-inputs) take the Winograd
-// path of conv2d_winograd.cpp instead, and forwards with at most 4 outputs per group the direct loop of
-// conv2d_few_outputs.cpp.
+// path of conv2d_winograd.cpp instead, forwards with at most 4 outputs per group the direct loop of
+// conv2d_few_outputs.cpp, and stride-1 grad-weights the unpacked dot products of
+// conv2d_grad_weight_shifted.cpp.
 #include "conv2d.h"
 
 #include <omp.h>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "conv2d_few_outputs.h"
+#include "conv2d_grad_weight_shifted.h"
 #include "conv2d_winograd.h"
 #include "gemm.h"
 #include "im2col.h"
@@ -322,6 +324,7 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;  // NR is a whole number of vectors
   const Conv2dShape& s = a.s;
+  if (grad_weight_shifted_applies<T>(s)) return conv2d_grad_weight_shifted(s, a.x, a.dy, a.dw);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
   // The reduction runs over each image's output positions, or, for small maps (see forward_across_images),

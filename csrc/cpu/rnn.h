@@ -190,19 +190,6 @@ void rnn_gemm(int64_t M, const T* a, int64_t lda, const PackedB<T>& b, T* c, int
                       bias, static_cast<int>(std::min<int64_t>(MR, M - i)));
 }
 
-// Sums of L vectors (one per row), lane r of the result being the sum of vector r: pairwise even+odd
-// lane shuffles halve the vector count each level, so L rows cost L - 1 adds instead of L (L - 1)
-// dependent scalar adds.
-template <typename T>
-inline typename Vec<T>::type reduce_rows(typename Vec<T>::type* v) {
-  constexpr int L = Vec<T>::lanes;
-  for (int n = L; n > 1; n /= 2)
-    for (int i = 0; i < n / 2; ++i)
-      v[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], Vec<T>::even_lanes()) +
-             __builtin_shuffle(v[2 * i], v[2 * i + 1], Vec<T>::odd_lanes());
-  return v[0];
-}
-
 // c[i, n] += sum_k a[i, k] * w[n, k] for a row-major w (N x K) that is not worth packing: one step of a
 // cell, where packing would copy the weight once to use it once. L rows of w at a time, dot products
 // along k, reduced together.

@@ -175,4 +175,17 @@ struct Vec {
   }
 };
 
+// Sums of L vectors (one per row), lane r of the result being the sum of vector r: pairwise even+odd
+// lane shuffles halve the vector count each level, so L rows cost L - 1 adds instead of L (L - 1)
+// dependent scalar adds.
+template <typename T>
+inline typename Vec<T>::type reduce_rows(typename Vec<T>::type* v) {
+  constexpr int L = Vec<T>::lanes;
+  for (int n = L; n > 1; n /= 2)
+    for (int i = 0; i < n / 2; ++i)
+      v[i] = __builtin_shuffle(v[2 * i], v[2 * i + 1], Vec<T>::even_lanes()) +
+             __builtin_shuffle(v[2 * i], v[2 * i + 1], Vec<T>::odd_lanes());
+  return v[0];
+}
+
 }  // namespace medkern::cpu
