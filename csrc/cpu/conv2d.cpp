@@ -7,7 +7,7 @@
 //   grad-weight  dW[g] (Kg x CRS) = sum_n dy[n,g] (Kg x PQ) * col(x[n,g])^T (PQ x CRS)
 // 3x3 stride-1 forward convolutions with enough channels (and so stride-1 grad-inputs) take the Winograd
 // path of conv2d_winograd.cpp instead, forwards with at most 4 outputs per group the direct loop of
-// conv2d_few_outputs.cpp, and stride-1 grad-weights the unpacked dot products of
+// conv2d_few_outputs.cpp, and grad-weights on maps mostly free of padding the unpacked dot products of
 // conv2d_grad_weight_shifted.cpp.
 #include "conv2d.h"
 

@@ -1,5 +1,5 @@
 #pragma once
-// Stride-1 grad-weight as dot products of shifted rows, with nothing packed. See
+// Grad-weight as dot products of shifted rows, with nothing packed. See
 // conv2d_grad_weight_shifted.cpp.
 #include "../common/conv2d_params.h"
 

@@ -97,16 +97,24 @@ HAND_PICKED = [
     # images of each group in one task; two threads with 4 and 3 images.
     Case(5, 4, 9, 9, 12, 3, 3, stride=(2, 2), padding=(1, 1), groups=2),
     Case(7, 8, 10, 10, 32, 4, 4, stride=(2, 2), padding=(1, 1)),
-    # Stride-1 grad-weight as dot products over the padded grid (conv2d_grad_weight_shifted.cpp): long 1-D
-    # rows split between threads; a map split into row blocks mid-image; unequal padding (the grid's gaps
-    # take the larger side); dilation with padding under the kernel's reach, with groups; 8x8 takes the
-    # grid, 5x5 (too much of it padding) the packed GEMM.
+    # The padded grid of the unpacked kernels (conv2d_shifted_grid.h): long 1-D rows split between threads;
+    # a map split into row blocks mid-image; unequal padding (the grid's gaps take the larger side);
+    # dilation with padding under the kernel's reach, with groups; 8x8 takes the grid, 5x5 (too much of it
+    # padding) the packed GEMM. Strided, one grid plane per stride phase: DCGAN's k4 s2 p1, a k7 s2 stem,
+    # stride (3, 2) with dilation (6 planes), 1x1 s2 (one phase read of four), 'same'-style extra padding,
+    # stride 3 over a dilated kernel.
     Case(3, 5, 1, 700, 7, 1, 7, padding=(0, 3)),
     Case(1, 4, 70, 80, 6, 3, 3, padding=(1, 1)),
     Case(2, 3, 20, 23, 5, 4, 4, padding=(1, 1), extra=(1, 1)),
     Case(2, 6, 30, 31, 9, 3, 3, padding=(1, 2), dilation=(2, 2), groups=3, bias=False),
     Case(4, 9, 8, 8, 11, 3, 3, padding=(1, 1)),
     Case(4, 9, 5, 5, 11, 3, 3, padding=(1, 1)),
+    Case(2, 5, 32, 30, 7, 4, 4, stride=(2, 2), padding=(1, 1)),
+    Case(1, 3, 40, 37, 6, 7, 7, stride=(2, 2), padding=(3, 3)),
+    Case(2, 4, 31, 40, 5, 3, 3, stride=(3, 2), padding=(1, 1), dilation=(2, 1)),
+    Case(3, 6, 20, 21, 4, 1, 1, stride=(2, 2), bias=False),
+    Case(2, 4, 30, 28, 6, 3, 3, stride=(2, 2), padding=(1, 1), extra=(1, 0)),
+    Case(2, 6, 25, 33, 4, 5, 3, stride=(2, 3), padding=(2, 1), dilation=(1, 2), groups=2),
 ] + [
     # The native CPU Winograd F(2x2, 3x3) path: 3x3, stride 1, one group, 16+ channels each side, maps of
     # 144+ positions (also the stride-1 grad-input, which runs as a forward convolution).

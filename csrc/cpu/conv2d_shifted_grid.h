@@ -1,0 +1,136 @@
+#pragma once
+// The padded grid of the unpacked ("shifted") convolution kernels: a layout of a block of the input in
+// which every kernel tap is a plain offset, so that the im2col row of tap (c, r, s) is a contiguous run of
+// the grid and nothing needs packing.
+//
+// Along one axis, a convolution with stride t reads padded coordinate o*t + r*dil for output o and tap r.
+// Writing r*dil = shift*t + phase, that is coordinate (o + shift)*t + phase: element o + shift of the
+// phase's plane, which holds the padded coordinates phase, phase + t, phase + 2t, ... So each phase is a
+// stride-1 plane, and tap r reads its phase's plane shifted by `shift`. (Stride 1: one phase, shift r*dil.)
+//
+// The grid stores each plane in rows of a common length, data after `lead` zeros (the plane's elements
+// that fall in the leading padding) and zeros after it. A row is long enough for the outputs, for its
+// data, and for the taps of the last outputs to run past its end only into the next row's leading zeros,
+// which double as this row's trailing padding. Images are stacked the same way along the row axis, their
+// padding rows shared. Output position (v, q) of the grid (v = image * rows_per_image + output row) then
+// reads tap (r, s) at flat offset (v + shift_h[r]) * row_len + q + shift_w[s] of the tap's plane; grid
+// positions with no output (the extra rows and columns) are computed and thrown away, or carry zero dy.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "../common/conv2d_params.h"
+#include "gemm.h"
+
+namespace medkern::cpu {
+
+struct GridAxis {
+  int64_t len = 0;        // grid cells per image along this axis (row length, or rows per image)
+  int64_t max_shift = 0;  // the largest tap shift
+  int64_t planes = 0;     // phases that some tap reads
+  std::vector<int64_t> tap_plane, tap_shift;  // per tap: index among the used phases, shift
+  std::vector<int64_t> lead, count, phase;    // per used phase: leading zeros, data elements, phase
+
+  GridAxis(int64_t in, int64_t out, int64_t taps, int64_t stride, int64_t pad, int64_t dil)
+      : len(out), tap_plane(taps), tap_shift(taps) {
+    std::vector<int64_t> plane_of(stride, -1);
+    for (int64_t r = 0; r < taps; ++r) {
+      const int64_t p = r * dil % stride;
+      if (plane_of[p] < 0) {
+        plane_of[p] = planes++;
+        phase.push_back(p);
+        lead.push_back(p >= pad ? 0 : ceil_div(pad - p, stride));
+        count.push_back(std::max<int64_t>(0, ceil_div(in + pad - p, stride) - lead.back()));
+      }
+      tap_plane[r] = plane_of[p];
+      tap_shift[r] = r * dil / stride;
+      max_shift = std::max(max_shift, tap_shift[r]);
+    }
+    for (int64_t r = 0; r < taps; ++r) {
+      const int64_t i = tap_plane[r];
+      // Data fits in the row, and the last output's read runs past the row's end only into the leading
+      // zeros of the next.
+      len = std::max({len, lead[i] + count[i], out + tap_shift[r] - lead[i]});
+    }
+  }
+};
+
+struct ShiftedGrid {
+  GridAxis h, w;
+  explicit ShiftedGrid(const Conv2dShape& s)
+      : h(s.H, s.P, s.R, s.stride_h, s.pad_h, s.dil_h), w(s.W, s.Q, s.S, s.stride_w, s.pad_w, s.dil_w) {}
+  int64_t planes() const { return h.planes * w.planes; }
+  // Grid cells per output position: what the padding rows and columns cost in wasted multiply-adds.
+  bool waste_at_most(int64_t num, int64_t den, const Conv2dShape& s) const {
+    return den * h.len * w.len <= num * s.P * s.Q;
+  }
+};
+
+// How a convolution's grid rows (N * rows_per_image of them) split into blocks, one task each, and the
+// sizes of a block's buffers.
+struct GridBlocks {
+  int64_t rows_per_block, blocks, positions, x_len;
+
+  // `cells`: grid cells per block wanted (a multiple of `align`, the widest vector run of the kernel).
+  GridBlocks(const ShiftedGrid& grid, int64_t images, int64_t cells, int64_t threads, int64_t align) {
+    const int64_t total_rows = images * grid.h.len;
+    blocks = ceil_div(total_rows * grid.w.len, cells);
+    blocks = std::min(total_rows, ceil_div(blocks, threads) * threads);  // whole rounds of the threads
+    rows_per_block = ceil_div(total_rows, blocks);
+    blocks = ceil_div(total_rows, rows_per_block);
+    positions = ceil_div(rows_per_block * grid.w.len, align) * align;
+    // A plane also holds the rows the block's taps reach below it, and one more for reads past a row's end.
+    x_len = ceil_div(positions + (grid.h.max_shift + 1) * grid.w.len + grid.w.max_shift, align) * align;
+  }
+  int64_t rows(int64_t block, int64_t total_rows) const {
+    return std::min(rows_per_block, total_rows - block * rows_per_block);
+  }
+};
+
+// The input planes of grid rows [v0, ...) for the Cg channels of group g: buf[(c * planes + plane) * x_len
+// + (u - v0) * row_len + j], zero wherever the plane has no input element.
+template <typename T>
+void copy_input_planes(const Conv2dShape& s, const ShiftedGrid& grid, const GridBlocks& b, const T* x, int64_t g,
+                       int64_t v0, T* buf) {
+  const int64_t Cg = s.c_per_group(), len = grid.w.len, u_end = v0 + ceil_div(b.x_len, len);
+  for (int64_t c = 0; c < Cg; ++c)
+    for (int64_t ph = 0; ph < grid.h.planes; ++ph)
+      for (int64_t pw = 0; pw < grid.w.planes; ++pw) {
+        T* d = buf + (c * grid.planes() + ph * grid.w.planes + pw) * b.x_len;
+        std::fill(d, d + b.x_len, T(0));
+        const int64_t lead = grid.h.lead[ph], j0 = grid.w.lead[pw], cols = grid.w.count[pw];
+        for (int64_t u = std::max(v0, lead); u < u_end; ++u) {
+          const int64_t n = (u - lead) / grid.h.len, i = u - n * grid.h.len;
+          if (n >= s.N || i >= lead + grid.h.count[ph]) continue;
+          const int64_t ih = i * s.stride_h + grid.h.phase[ph] - s.pad_h;
+          const int64_t at = (u - v0) * len + j0, run = std::min(cols, b.x_len - at);
+          const T* src = x + ((n * s.C + g * Cg + c) * s.H + ih) * s.W + j0 * s.stride_w + grid.w.phase[pw] - s.pad_w;
+          if (s.stride_w == 1) std::memcpy(d + at, src, std::max<int64_t>(run, 0) * sizeof(T));
+          else for (int64_t j = 0; j < run; ++j) d[at + j] = src[j * s.stride_w];
+        }
+      }
+}
+
+// Offset of tap (c, r, s) of a group, in im2col row order, within the block's input planes.
+inline std::vector<int64_t> tap_offsets(const Conv2dShape& s, const ShiftedGrid& grid, const GridBlocks& b) {
+  const int64_t RS = s.R * s.S;
+  std::vector<int64_t> off(static_cast<size_t>(s.crs()));
+  for (int64_t crs = 0; crs < s.crs(); ++crs) {
+    const int64_t c = crs / RS, r = crs % RS / s.S, sx = crs % s.S;
+    const int64_t plane = grid.h.tap_plane[r] * grid.w.planes + grid.w.tap_plane[sx];
+    off[crs] = (c * grid.planes() + plane) * b.x_len + grid.h.tap_shift[r] * grid.w.len + grid.w.tap_shift[sx];
+  }
+  return off;
+}
+
+// Calls fn(n, oh, grid offset) for each output row among grid rows [v0, v0 + rows).
+template <class Fn>
+void for_each_output_row(const Conv2dShape& s, const ShiftedGrid& grid, int64_t v0, int64_t rows, Fn&& fn) {
+  for (int64_t v = v0; v < v0 + rows; ++v) {
+    const int64_t n = v / grid.h.len, oh = v % grid.h.len;
+    if (n < s.N && oh < s.P) fn(n, oh, (v - v0) * grid.w.len);
+  }
+}
+
+}  // namespace medkern::cpu
