@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "conv2d_few_outputs.h"
+#include "conv2d_forward_shifted.h"
 #include "conv2d_grad_weight_shifted.h"
 #include "conv2d_winograd.h"
 #include "gemm.h"
@@ -123,6 +124,7 @@ template <typename T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep = {}) {
   if (winograd_applies(s)) return conv2d_forward_winograd(s, x, w, bias, y, ep);
   if (few_outputs_applies(s)) return conv2d_forward_few_outputs(s, x, w, bias, y, ep);
+  if (forward_shifted_applies(s)) return conv2d_forward_shifted(s, x, w, bias, y, ep);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   if (columns_across_images(s)) return forward_across_images(s, x, w, bias, y, ep);
   const int64_t a_size = packed_a_size<T>(Kg, CRS);

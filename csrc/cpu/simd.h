@@ -175,6 +175,16 @@ struct Vec {
   }
 };
 
+// dst[0..n) = src[0..n) with streaming stores from dst's first vector-aligned element on.
+template <typename T>
+inline void copy_streaming(T* dst, const T* src, int64_t n) {
+  constexpr int L = Vec<T>::lanes;
+  int64_t i = 0;
+  for (; i < n && reinterpret_cast<uintptr_t>(dst + i) % (L * sizeof(T)) != 0; ++i) dst[i] = src[i];
+  for (; i + L <= n; i += L) Vec<T>::store_streaming(dst + i, Vec<T>::load(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
 // Sums of L vectors (one per row), lane r of the result being the sum of vector r: pairwise even+odd
 // lane shuffles halve the vector count each level, so L rows cost L - 1 adds instead of L (L - 1)
 // dependent scalar adds.

@@ -1,0 +1,124 @@
+// Forward convolution over the padded grid (conv2d_shifted_grid.h): the implicit GEMM of conv2d.cpp
+// without packing B. Over a block of grid positions, the im2col row of tap (c, r, s) is a contiguous run
+// of the tap's input plane, so the micro-kernel loads each reduction step's NR columns straight from the
+// planes at the tap's offset. Packing had cost more than the multiply-adds where few output channels
+// share each packed element or strided taps make it a gather (16x3x32x32 -> 16 k4 s2: 220 us against a
+// 27 us FLOP floor).
+#include "conv2d_forward_shifted.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "conv2d_shifted_grid.h"
+#include "simd.h"
+
+namespace medkern::cpu {
+namespace {
+
+// One MR x NR tile of the block's outputs over `steps` reduction steps: c[i * ldc + j] = act((accumulate ?
+// c[i * ldc + j] : bias[i]) + sum_k a[k * MR + i] * b_k[j]), where b_k = planes + off[k] is reduction step
+// k's run of the grid.
+template <typename T>
+void shifted_tile(int64_t steps, const T* __restrict a, const T* __restrict planes, const int64_t* __restrict off,
+                  T* __restrict c, int64_t ldc, bool accumulate, const T* bias, const Epilogue<T>& ep) {
+  using G = GemmTile<T>;
+  using V = typename Vec<T>::type;
+  constexpr int MR = G::MR, NV = G::NV, L = G::L;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v)
+      acc[i][v] = accumulate ? Vec<T>::load(c + i * ldc + v * L) : Vec<T>::broadcast(bias ? bias[i] : T(0));
+  for (int64_t k = 0; k < steps; ++k) {
+    const T* b = planes + off[k];
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) {
+      bv[v] = Vec<T>::load(b + v * L);
+      asm("" : "+x"(bv[v]));  // one load per vector, not one folded into each of the MR multiply-adds
+    }
+    for (int i = 0; i < MR; ++i) {
+      const V av = Vec<T>::broadcast(a[k * MR + i]);
+      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) Vec<T>::store(c + i * ldc + v * L, ep.apply(acc[i][v]));
+}
+
+constexpr int64_t kChunk = 64;
+
+}  // namespace
+
+bool forward_shifted_applies(const Conv2dShape& s) {
+  // Packing costs the GEMM path about the same per im2col element whatever the kernel, and is shared by
+  // the Kg output channels; the grid's copies cost per input element, shared by Kg * R * S / stride^2
+  // multiply-adds. Measured (2 threads), grid against GEMM: k4 s2 16x3x32x32 -> 16 65 / 154 us, k7 s2
+  // 1x3x224x224 -> 64 1.44 / 1.60 ms, k5 32x32x28x28 -> 64 16.2 / 17.9 ms, k3 32x128x8x8 -> 32 1.04 / 1.33 ms;
+  // but k3 s2 32x64x32x32 -> 128 9.8 / 8.2 ms, k3 32x128x8x8 -> 128 4.2 / 3.6 ms, 1x1 -> 128 0.50 / 0.40 ms.
+  const bool wins = s.R * s.S >= 16 || (s.k_per_group() <= 32 && s.R * s.S > 1);
+  return wins && ShiftedGrid(s).waste_at_most(27, 20, s);
+}
+
+template <typename T>
+void conv2d_forward_shifted(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
+  using G = GemmTile<T>;
+  constexpr int MR = G::MR;
+  const ShiftedGrid grid(s);
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), panels = ceil_div(Kg, MR);
+  const int64_t total_rows = s.N * grid.h.len;
+  const int threads = s.N * s.K * s.P * s.Q * CRS >= (int64_t(1) << 18) ? omp_get_max_threads() : 1;
+  // A block's input planes and outputs stay in L2: about 512 KiB of them (at 1024 cells, the 256 planes
+  // of 32x64x32x32 -> 64 k3 s2 took 1.1 MiB and ran 20% slower).
+  const int64_t per_cell = (Cg * grid.planes() + panels * MR) * int64_t(sizeof(T));
+  const int64_t cells = std::clamp<int64_t>((int64_t(512) << 10) / per_cell, 4 * G::NR, 16384);
+  const GridBlocks blocks(grid, s.N, cells, threads, G::NR);
+  const std::vector<int64_t> off = tap_offsets(s, grid, blocks);
+  // Weights as MR-row panels, k-major over the whole reduction, zero rows past Kg.
+  std::vector<T> packed(static_cast<size_t>(s.groups * panels * MR * CRS), T(0));
+  for (int64_t g = 0; g < s.groups; ++g)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t crs = 0; crs < CRS; ++crs)
+        packed[((g * panels + k / MR) * CRS + crs) * MR + k % MR] = w[(g * Kg + k) * CRS + crs];
+  std::vector<T> bias_rows(static_cast<size_t>(s.groups * panels * MR), T(0));
+  if (bias) for (int64_t g = 0; g < s.groups; ++g) std::copy(bias + g * Kg, bias + (g + 1) * Kg, &bias_rows[g * panels * MR]);
+  const int64_t tasks = s.groups * blocks.blocks;
+#pragma omp parallel num_threads(threads)
+  {
+    Buffer<T> x_buf = alloc_buffer<T>(Cg * grid.planes() * blocks.x_len);
+    Buffer<T> y_buf = alloc_buffer<T>(panels * MR * blocks.positions);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) {
+      const int64_t g = t / blocks.blocks, block = t % blocks.blocks, v0 = block * blocks.rows_per_block;
+      const int64_t rows = blocks.rows(block, total_rows), cols = rows * grid.w.len;
+      copy_input_planes(s, grid, blocks, x, g, v0, x_buf.get());
+      // Reduction chunks whose taps' runs (a few lines each) stay in L1 while every panel passes over them:
+      // the taps of strided convolutions spread over stride^2 planes (32x64x32x32 -> 64 k3 s2: 25% faster).
+      for (int64_t j0 = 0; j0 < cols; j0 += G::NR)
+        for (int64_t k0 = 0; k0 < CRS; k0 += kChunk) {
+          const int64_t kc = std::min(kChunk, CRS - k0);
+          const Epilogue<T> last = k0 + kc == CRS ? ep : Epilogue<T>{};
+          for (int64_t p = 0; p < panels; ++p)
+            shifted_tile<T>(kc, packed.data() + ((g * panels + p) * CRS + k0) * MR, x_buf.get() + j0, off.data() + k0,
+                            y_buf.get() + p * MR * blocks.positions + j0, blocks.positions, k0 > 0,
+                            bias ? bias_rows.data() + (g * panels + p) * MR : nullptr, last);
+        }
+      for_each_output_row(s, grid, v0, rows, [&](int64_t n, int64_t oh, int64_t at) {
+        for (int64_t k = 0; k < Kg; ++k) {
+          T* dst = y + ((n * s.K + g * Kg + k) * s.P + oh) * s.Q;
+          const T* src = y_buf.get() + k * blocks.positions + at;
+          if (ep.streaming) copy_streaming(dst, src, s.Q);
+          else std::memcpy(dst, src, s.Q * sizeof(T));
+        }
+      });
+    }
+  }
+}
+
+template void conv2d_forward_shifted<float>(const Conv2dShape&, const float*, const float*, const float*, float*,
+                                            const Epilogue<float>&);
+template void conv2d_forward_shifted<double>(const Conv2dShape&, const double*, const double*, const double*,
+                                             double*, const Epilogue<double>&);
+
+}  // namespace medkern::cpu
