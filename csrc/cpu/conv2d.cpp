@@ -19,6 +19,7 @@
 
 #include "conv2d_few_outputs.h"
 #include "conv2d_forward_shifted.h"
+#include "conv2d_grad_input_shifted.h"
 #include "conv2d_grad_weight_shifted.h"
 #include "conv2d_winograd.h"
 #include "gemm.h"
@@ -265,6 +266,7 @@ void conv2d_forward(const Conv2dArgs<T>& a) {
 
 template <typename T>
 void conv2d_grad_input(const Conv2dArgs<T>& a) {
+  if (grad_input_shifted_applies(a.s)) return conv2d_grad_input_shifted(a.s, a.dy, a.w, a.dx);
   if (grad_input_as_forward(a) || grad_input_by_phases(a)) return;
   const Conv2dShape& s = a.s;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;

@@ -16,40 +16,6 @@
 #include "simd.h"
 
 namespace medkern::cpu {
-namespace {
-
-// One MR x NR tile of the block's outputs over `steps` reduction steps: c[i * ldc + j] = act((accumulate ?
-// c[i * ldc + j] : bias[i]) + sum_k a[k * MR + i] * b_k[j]), where b_k = planes + off[k] is reduction step
-// k's run of the grid.
-template <typename T>
-void shifted_tile(int64_t steps, const T* __restrict a, const T* __restrict planes, const int64_t* __restrict off,
-                  T* __restrict c, int64_t ldc, bool accumulate, const T* bias, const Epilogue<T>& ep) {
-  using G = GemmTile<T>;
-  using V = typename Vec<T>::type;
-  constexpr int MR = G::MR, NV = G::NV, L = G::L;
-  V acc[MR][NV];
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v)
-      acc[i][v] = accumulate ? Vec<T>::load(c + i * ldc + v * L) : Vec<T>::broadcast(bias ? bias[i] : T(0));
-  for (int64_t k = 0; k < steps; ++k) {
-    const T* b = planes + off[k];
-    V bv[NV];
-    for (int v = 0; v < NV; ++v) {
-      bv[v] = Vec<T>::load(b + v * L);
-      asm("" : "+x"(bv[v]));  // one load per vector, not one folded into each of the MR multiply-adds
-    }
-    for (int i = 0; i < MR; ++i) {
-      const V av = Vec<T>::broadcast(a[k * MR + i]);
-      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
-    }
-  }
-  for (int i = 0; i < MR; ++i)
-    for (int v = 0; v < NV; ++v) Vec<T>::store(c + i * ldc + v * L, ep.apply(acc[i][v]));
-}
-
-constexpr int64_t kChunk = 64;
-
-}  // namespace
 
 bool forward_shifted_applies(const Conv2dShape& s) {
   // Packing costs the GEMM path about the same per im2col element whatever the kernel, and is shared by
@@ -93,17 +59,8 @@ void conv2d_forward_shifted(const Conv2dShape& s, const T* x, const T* w, const 
       const int64_t g = t / blocks.blocks, block = t % blocks.blocks, v0 = block * blocks.rows_per_block;
       const int64_t rows = blocks.rows(block, total_rows), cols = rows * grid.w.len;
       copy_input_planes(s, grid, blocks, x, g, v0, x_buf.get());
-      // Reduction chunks whose taps' runs (a few lines each) stay in L1 while every panel passes over them:
-      // the taps of strided convolutions spread over stride^2 planes (32x64x32x32 -> 64 k3 s2: 25% faster).
-      for (int64_t j0 = 0; j0 < cols; j0 += G::NR)
-        for (int64_t k0 = 0; k0 < CRS; k0 += kChunk) {
-          const int64_t kc = std::min(kChunk, CRS - k0);
-          const Epilogue<T> last = k0 + kc == CRS ? ep : Epilogue<T>{};
-          for (int64_t p = 0; p < panels; ++p)
-            shifted_tile<T>(kc, packed.data() + ((g * panels + p) * CRS + k0) * MR, x_buf.get() + j0, off.data() + k0,
-                            y_buf.get() + p * MR * blocks.positions + j0, blocks.positions, k0 > 0,
-                            bias ? bias_rows.data() + (g * panels + p) * MR : nullptr, last);
-        }
+      grid_gemm<T>(panels, CRS, packed.data() + g * panels * CRS * MR, x_buf.get(), off.data(), cols, y_buf.get(),
+                   blocks.positions, bias ? bias_rows.data() + g * panels * MR : nullptr, ep);
       for_each_output_row(s, grid, v0, rows, [&](int64_t n, int64_t oh, int64_t at) {
         for (int64_t k = 0; k < Kg; ++k) {
           T* dst = y + ((n * s.K + g * Kg + k) * s.P + oh) * s.Q;

@@ -156,4 +156,52 @@ void for_each_output_row(const Conv2dShape& s, const ShiftedGrid& grid, int64_t 
   }
 }
 
+// One MR x NR tile of the block's outputs over `steps` reduction steps: c[i * ldc + j] = act((accumulate ?
+// c[i * ldc + j] : bias[i]) + sum_k a[k * MR + i] * b_k[j]), where b_k = planes + off[k] is reduction step
+// k's run of the grid.
+template <typename T>
+void grid_tile(int64_t steps, const T* __restrict a, const T* __restrict planes, const int64_t* __restrict off,
+                  T* __restrict c, int64_t ldc, bool accumulate, const T* bias, const Epilogue<T>& ep) {
+  using G = GemmTile<T>;
+  using V = typename Vec<T>::type;
+  constexpr int MR = G::MR, NV = G::NV, L = G::L;
+  V acc[MR][NV];
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v)
+      acc[i][v] = accumulate ? Vec<T>::load(c + i * ldc + v * L) : Vec<T>::broadcast(bias ? bias[i] : T(0));
+  for (int64_t k = 0; k < steps; ++k) {
+    const T* b = planes + off[k];
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) {
+      bv[v] = Vec<T>::load(b + v * L);
+      asm("" : "+x"(bv[v]));  // one load per vector, not one folded into each of the MR multiply-adds
+    }
+    for (int i = 0; i < MR; ++i) {
+      const V av = Vec<T>::broadcast(a[k * MR + i]);
+      for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int v = 0; v < NV; ++v) Vec<T>::store(c + i * ldc + v * L, ep.apply(acc[i][v]));
+}
+
+// out[i * ldc + j] for the rows of `panels` MR-row panels and grid positions j < cols (rounded up to NR):
+// act(bias[i] + sum_k a[k, i] * b_k[j]) over `steps` reduction steps, a packed k-major per panel and b_k =
+// planes + off[k]. The reduction goes in chunks whose runs (a few lines each) stay in L1 while every panel
+// passes over them: the taps of strided convolutions spread over stride^2 planes.
+template <typename T>
+void grid_gemm(int64_t panels, int64_t steps, const T* packed, const T* planes, const int64_t* off, int64_t cols,
+               T* out, int64_t ldc, const T* bias, const Epilogue<T>& ep) {
+  using G = GemmTile<T>;
+  constexpr int64_t kChunk = 64;
+  for (int64_t j0 = 0; j0 < cols; j0 += G::NR)
+    for (int64_t k0 = 0; k0 < steps; k0 += kChunk) {
+      const int64_t kc = std::min(kChunk, steps - k0);
+      const Epilogue<T> last = k0 + kc == steps ? ep : Epilogue<T>{};
+      for (int64_t p = 0; p < panels; ++p)
+        grid_tile<T>(kc, packed + (p * steps + k0) * G::MR, planes + j0, off + k0, out + p * G::MR * ldc + j0, ldc,
+                     k0 > 0, bias ? bias + p * G::MR : nullptr, last);
+    }
+}
+
 }  // namespace medkern::cpu
