@@ -4,8 +4,11 @@ import os
 # Every op output starts as NaN, so an element a kernel forgets to write fails its comparison.
 os.environ["MEDKERN_POISON"] = "1"
 
+import contextlib  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import medkern  # noqa: E402
 
@@ -33,3 +36,19 @@ def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+
+
+class _Passthrough(TorchDispatchMode):
+    """An active dispatch mode changes nothing but makes a call look traced to the ops (``plain_eager`` is
+    false), so that they take their ``torch.library`` custom ops instead of the eager autograd.Functions."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+ROUTES = ["eager", "custom_op"]
+
+
+def route_context(route: str):
+    """Context for calling an op through ``route`` (one of ROUTES)."""
+    return _Passthrough() if route == "custom_op" else contextlib.nullcontext()

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import medkern
-from conftest import TOL, backend_devices, rel_err
+from conftest import ROUTES, TOL, backend_devices, rel_err, route_context
 
 from .cases import CASES, HAND_PICKED
 
@@ -51,8 +51,9 @@ def test_conv2d_matches_torch_forward_and_backward(backend, case, dtype):
         assert rel_err(g, r) < TOL[dtype]
 
 
+@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("case", [c for c in HAND_PICKED if c.N * c.C * c.H * c.W < 700][:6], ids=lambda c: c.id())
-def test_gradcheck_and_gradgradcheck(backend, case):
+def test_gradcheck_and_gradgradcheck(backend, case, route):
     kwargs = _torch_args(case)
     if kwargs is None:
         pytest.skip("geometry not expressible through torch's padding argument")
@@ -60,7 +61,8 @@ def test_gradcheck_and_gradgradcheck(backend, case):
     inputs = tuple(t.requires_grad_() for t in (x, w, b) if t is not None)
 
     def f(*args):
-        return medkern.ops.conv2d(args[0], args[1], args[2] if len(args) > 2 else None, **kwargs)
+        with route_context(route):
+            return medkern.ops.conv2d(args[0], args[1], args[2] if len(args) > 2 else None, **kwargs)
 
     assert torch.autograd.gradcheck(f, inputs)
     assert torch.autograd.gradgradcheck(f, inputs)
@@ -131,7 +133,7 @@ def test_torch_compile_fullgraph():
     assert model[0].weight.grad is not None
 
 
-def test_no_grad_fast_path_skips_the_dispatcher(monkeypatch):
+def test_eager_calls_skip_the_dispatcher_and_tracers_get_the_custom_op(monkeypatch):
     from medkern.ops import conv as conv_mod
 
     calls = []
@@ -140,10 +142,13 @@ def test_no_grad_fast_path_skips_the_dispatcher(monkeypatch):
     x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3, requires_grad=True)
     with torch.no_grad():
         y_fast = medkern.ops.conv2d(x, w)
-    assert calls == []
-    y_graph = medkern.ops.conv2d(x, w)
-    assert calls == [1] and y_graph.requires_grad
-    assert torch.equal(y_fast, y_graph.detach())
+    y_eager = medkern.ops.conv2d(x, w)
+    assert calls == [] and y_eager.requires_grad
+    assert type(y_eager.grad_fn).__name__.startswith("_Conv2dFunction")
+    with route_context("custom_op"):
+        y_op = medkern.ops.conv2d(x, w)
+    assert calls == [1] and y_op.requires_grad
+    assert torch.equal(y_fast, y_eager.detach()) and torch.equal(y_fast, y_op.detach())
 
 
 def test_backend_selection_changes_the_kernel(monkeypatch):
@@ -157,14 +162,15 @@ def test_backend_selection_changes_the_kernel(monkeypatch):
     assert rel_err(medkern.ops.conv2d(x, w), F.conv2d(x, w)) < 1e-12
 
 
-def test_backward_computes_only_the_gradients_the_pass_reaches(monkeypatch):
+@pytest.mark.parametrize("route", ROUTES)
+def test_backward_computes_only_the_gradients_the_pass_reaches(monkeypatch, route):
     """autograd.grad(out, x) (a gradient penalty's first pass) needs no weight gradient; the penalty's own
-    backward, which reaches the weights through the grad-input op, still gets them right."""
-    import importlib
-    conv_ops = importlib.import_module("medkern.ops.conv")
+    backward, which reaches the weights through the grad-input map, still gets them right. Both routes: the
+    eager autograd.Functions and the custom ops (taken under a dispatch mode)."""
+    kernels = medkern.backends.family("conv", "cpu")
     calls = []
-    real = conv_ops.conv2d_grad_weight_op
-    monkeypatch.setattr(conv_ops, "conv2d_grad_weight_op", lambda *a: calls.append(a) or real(*a))
+    real = kernels.conv2d_grad_weight
+    monkeypatch.setattr(kernels, "conv2d_grad_weight", lambda *a: calls.append(1) or real(*a))
     torch.manual_seed(0)
     ref = torch.nn.Conv2d(3, 5, 3, stride=2, padding=1).double()
     ours = medkern.nn.Conv2d(3, 5, 3, stride=2, padding=1).double()
@@ -172,10 +178,11 @@ def test_backward_computes_only_the_gradients_the_pass_reaches(monkeypatch):
     x = torch.randn(2, 3, 9, 9, dtype=torch.float64, requires_grad=True)
     grads = []
     for m in (ours, ref):
-        (gx,) = torch.autograd.grad(torch.tanh(m(x)).sum(), x, create_graph=True)
-        if m is ours:
-            assert calls == []
-        (gx ** 2).sum().backward()
+        with route_context(route if m is ours else "eager"):
+            (gx,) = torch.autograd.grad(torch.tanh(m(x)).sum(), x, create_graph=True)
+            if m is ours:
+                assert calls == []
+            (gx ** 2).sum().backward()
         grads.append((gx.detach(), m.weight.grad, m.bias.grad))
     assert calls, "the second pass needs the weight gradient"
     for g, w in zip(*grads):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import medkern
-from conftest import TOL, backend_devices, rel_err
+from conftest import ROUTES, TOL, backend_devices, rel_err, route_context
 
 
 @pytest.fixture(params=backend_devices())
@@ -122,13 +122,17 @@ def test_conv_transpose2d_matches_torch(backend, case, dtype):
         assert rel_err(medkern.ops.conv_transpose2d(*cast, **kw), F.conv_transpose2d(x, w, b, **kw)) < TOL[dtype]
 
 
-def test_conv_transpose2d_gradgradcheck_and_unbatched():
+@pytest.mark.parametrize("route", ROUTES)
+def test_conv_transpose2d_gradgradcheck_and_unbatched(route):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 4, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 3, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(6, generator=g, dtype=torch.float64, requires_grad=True)
     kw = dict(stride=(2, 3), padding=1, output_padding=(1, 2), groups=2, dilation=(1, 2))
-    f = lambda x, w, b: medkern.ops.conv_transpose2d(x, w, b, **kw)  # noqa: E731
+
+    def f(x, w, b):
+        with route_context(route):
+            return medkern.ops.conv_transpose2d(x, w, b, **kw)
     assert torch.autograd.gradcheck(f, (x, w, b))
     assert torch.autograd.gradgradcheck(f, (x, w, b))
     with torch.no_grad():
@@ -152,13 +156,16 @@ def test_fused_activation_matches_torch(backend, activation, slope, dtype):
                          lambda x, w, b: act(F.conv2d(x, w, b, stride=2, padding=1)), (x, w, b), dtype, backend)
 
 
-def test_fused_activation_gradgradcheck():
+@pytest.mark.parametrize("route", ROUTES)
+def test_fused_activation_gradgradcheck(route):
     g = torch.Generator().manual_seed(6)
     x = torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
     for act in ("relu", "leaky_relu"):
-        f = lambda x, w, b: medkern.ops.conv2d(x, w, b, padding=1, activation=act, negative_slope=0.3)  # noqa: E731
+        def f(x, w, b):
+            with route_context(route):
+                return medkern.ops.conv2d(x, w, b, padding=1, activation=act, negative_slope=0.3)
         assert torch.autograd.gradcheck(f, (x, w, b))
         assert torch.autograd.gradgradcheck(f, (x, w, b))
 
