@@ -50,6 +50,10 @@ struct CpuRnn {
                                                  T* out) {
     cpu::rnn_input_projection(M, K, N, x, w, b, out);
   }
+  template <class T> static void input_projection_backward(int64_t M, int64_t K, int64_t N, const T* x, const T* w,
+                                                          const T* dgx, T* dx, T* dw, T* db) {
+    cpu::rnn_input_projection_backward(M, K, N, x, w, dgx, dx, dw, db);
+  }
 };
 
 struct CpuGanLoss {

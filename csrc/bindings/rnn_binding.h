@@ -212,6 +212,35 @@ void bind_rnn(py::module_& m) {
       arg("input"), arg("w_ih"), arg("bias"), arg("out"), "out = bias + input @ w_ih^T (all steps at once).");
 
   if constexpr (has_rnn_cells<Impl>::value) m.def(
+      "rnn_input_projection_backward",
+      [](py::handle x_, py::handle w_, py::handle dgx_, py::handle dx_, py::handle dw_, py::handle db_) {
+        TensorView x = view_of(x_, "input"), w = view_of(w_, "w_ih"), dgx = view_of(dgx_, "grad_gx");
+        TensorView dx = optional_view(dx_, "grad_input"), dw = optional_view(dw_, "grad_w_ih"),
+                   db = optional_view(db_, "grad_bias");
+        expect_device(x, Impl::device, "input");
+        expect_rank(x, 2, "input");
+        expect_rank(w, 2, "w_ih");
+        expect_same(w, x, "w_ih");
+        const int64_t M = x.shape[0], K = x.shape[1], N = w.shape[0];
+        if (w.shape[1] != K) fail_value("w_ih: expected " + std::to_string(K) + " columns, got " + shape_str(w));
+        expect_same(dgx, x, "grad_gx");
+        expect_shape(dgx, {M, N}, "grad_gx");
+        if (dx.data) { expect_same(dx, x, "grad_input"); expect_shape(dx, {M, K}, "grad_input"); expect_writable(dx, "grad_input"); }
+        if (dw.data) { expect_same(dw, x, "grad_w_ih"); expect_shape(dw, {N, K}, "grad_w_ih"); expect_writable(dw, "grad_w_ih"); }
+        if (db.data) { expect_same(db, x, "grad_bias"); expect_shape(db, {N}, "grad_bias"); expect_writable(db, "grad_bias"); }
+        py::gil_scoped_release nogil;
+        dispatch_float(x.dtype, [&](auto t) {
+          using T = decltype(t);
+          Impl::template input_projection_backward<T>(M, K, N, x.ptr<T>(), w.ptr<T>(), dgx.ptr<T>(),
+                                                      dx.data ? dx.ptr<T>() : nullptr, dw.data ? dw.ptr<T>() : nullptr,
+                                                      db.data ? db.ptr<T>() : nullptr);
+        });
+      },
+      arg("input"), arg("w_ih"), arg("grad_gx"), arg("grad_input"), arg("grad_w_ih"), arg("grad_bias"),
+      "Gradients of rnn_input_projection in one pass over grad_gx: grad_input = grad_gx @ w_ih, grad_w_ih = "
+      "grad_gx^T @ input, grad_bias = column sums of grad_gx; None skips one.");
+
+  if constexpr (has_rnn_cells<Impl>::value) m.def(
       "rnn_cell_forward",
       [](bool lstm, py::handle x_, py::handle h_, py::handle c_, py::handle w_ih_, py::handle w_hh_,
          py::handle b_ih_, py::handle b_hh_, py::handle h_out_, py::handle c_out_) {

@@ -62,6 +62,16 @@ def test_sequence_matches_torch(device, kind, layers, bi, bf, proj):
     _compare(ref, ours, x, None)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("input_size", [1, 3, 12])  # the projection's one-pass backward (<= 8), torch's GEMM
+@pytest.mark.parametrize("bias", [True, False])
+def test_weight_gradients_without_input_gradient(device, kind, input_size, bias):
+    """Training on data: the input wants no gradient, the weights and biases do."""
+    ref, ours = module_pair(kind, input_size, 7, bias=bias, device=device)
+    x = torch.randn(9, 4, input_size, dtype=torch.float64, device=device)
+    _compare(ref, ours, x, None)
+
+
 @pytest.mark.parametrize("kind, proj", [("lstm", 0), ("lstm", 3), ("gru", 0)])
 @pytest.mark.parametrize("B", [29, 64])
 def test_batch_split_over_threads(device, kind, proj, B):

@@ -6,9 +6,8 @@ One layer runs as: the input projection for every step and both directions as on
 and one fused pointwise pass; the time loop never returns to Python). The backward pass mirrors it: the
 backend's recurrence produces the gate gradients of every step, then the weight gradients are large
 products over all steps at once (torch's GEMM, differentiated by torch's autograd for the projection).
-Under no_grad the projection is the backend's own ``rnn_input_projection`` where it has one (native CPU):
-at these shapes (input size 1 to 32, a few hundred rows) torch's addmm measured 5 to 40 times slower
-than the per-call cost of the packed kernel.
+The projection is the backend's own ``rnn_input_projection`` where it has one (native CPU; see
+``_project``), with its backward in ``_Projection``; under a tracer it is torch's addmm.
 
 The recurrence is the custom op ``medkern::rnn_scan`` with a fake kernel and registered autograd; its
 backward ``medkern::rnn_scan_backward`` is a custom op too (double backward is not supported and says so).
@@ -181,6 +180,60 @@ torch.library.register_autograd("medkern::rnn_scan", _scan_grad, setup_context=_
 torch.library.register_autograd("medkern::rnn_scan_backward", _no_double_backward)
 
 
+def _project(x2, w_ih, bias):
+    """gx = x W_ih^T + bias by the backend's own kernel where it has one (native CPU): at these shapes
+    (input size 1 to 128, thousands of rows) torch's addmm first copies the broadcast bias into its
+    output, then accumulates the product onto it (2.8 ms of a 20 ms LSTM training step at B64 T187 H64),
+    and at input size 1 to 32 measured 5 to 40 times slower than the per-call cost of the packed kernel."""
+    project = getattr(_kernels(x2), "rnn_input_projection", None)
+    if project is not None:
+        gx = _alloc.empty((x2.shape[0], w_ih.shape[0]), x2)
+        try:
+            project(x2.contiguous(), w_ih.contiguous(), None if bias is None else bias.contiguous(), gx)
+            return gx
+        except NotImplementedError:  # the backend has it for some devices only
+            pass
+    return torch.addmm(bias, x2, w_ih.t()) if bias is not None else torch.mm(x2, w_ih.t())
+
+
+class _Projection(torch.autograd.Function):
+    """The input projection in a plain eager call with gradients; the backward is three products over
+    the gate gradients in their own layout."""
+
+    @staticmethod
+    def forward(ctx, x2, w_ih, bias):
+        ctx.save_for_backward(x2, w_ih)
+        ctx.has_bias = bias is not None
+        return _project(x2, w_ih, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2, w_ih = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        need_b = need_b and ctx.has_bias
+        fused = getattr(_kernels(grad), "rnn_input_projection_backward", None)
+        # create_graph (grad mode on in a backward) needs differentiable products: torch's below.
+        if fused is not None and x2.shape[1] <= _FUSED_PROJECTION_MAX_INPUT and not torch.is_grad_enabled():
+            grad = grad.contiguous()
+            grad_x = _alloc.empty(x2.shape, grad) if need_x else None
+            grad_w = _alloc.empty(w_ih.shape, grad) if need_w else None
+            grad_b = _alloc.empty((w_ih.shape[0],), grad) if need_b else None
+            try:
+                fused(x2.contiguous(), w_ih.contiguous(), grad, grad_x, grad_w, grad_b)
+                return grad_x, grad_w, grad_b
+            except NotImplementedError:  # the backend has it for some devices only
+                pass
+        grad_x = torch.mm(grad, w_ih) if need_x else None
+        grad_w = torch.mm(x2.t(), grad).t() if need_w else None
+        grad_b = grad.sum(0) if need_b else None
+        return grad_x, grad_w, grad_b
+
+
+# Up to this input size the projection's backward is one pass over the gate gradients (the backend's
+# rnn_input_projection_backward); wider inputs make it real matrix products, torch's GEMM.
+_FUSED_PROJECTION_MAX_INPUT = 8
+
+
 # --- layers ----------------------------------------------------------------------------------------------
 
 def _layer(lstm, x, dirs, h0, c0, lengths, need_grad):
@@ -195,15 +248,11 @@ def _layer(lstm, x, dirs, h0, c0, lengths, need_grad):
     else:
         bias = torch.cat([d[2] for d in dirs]) if D > 1 else dirs[0][2]
     x2 = x.reshape(T * B, I)
-    gx = None
-    project = getattr(_kernels(x), "rnn_input_projection", None) if not need_grad else None
-    if project is not None:
-        gx = _alloc.empty((T * B, w_ih.shape[0]), x)
-        try:
-            project(x2, w_ih.contiguous(), bias, gx)
-        except NotImplementedError:  # the backend has it for some devices only
-            gx = None
-    if gx is None:
+    if not need_grad:
+        gx = _project(x2, w_ih, bias)
+    elif plain_eager(x2, w_ih, bias):
+        gx = _Projection.apply(x2, w_ih, bias)
+    else:
         gx = torch.addmm(bias, x2, w_ih.t()) if bias is not None else torch.mm(x2, w_ih.t())
     gx = gx.view(T, B, -1)
     b_hh = [None if lstm else d[3] for d in dirs]

@@ -37,3 +37,10 @@ def rnn_input_projection(x, w_ih, bias, out):
         raise NotImplementedError  # the ops layer uses torch's matrix product instead
     mod, _, _ = module_and_stream(x)
     mod.rnn_input_projection(dl(x), dl(w_ih), _opt(bias), dl(out))
+
+
+def rnn_input_projection_backward(x, w_ih, grad_gx, grad_x, grad_w, grad_b):
+    if x.device.type != "cpu":
+        raise NotImplementedError  # the ops layer uses torch's matrix products instead
+    mod, _, _ = module_and_stream(x)
+    mod.rnn_input_projection_backward(dl(x), dl(w_ih), dl(grad_gx), _opt(grad_x), _opt(grad_w), _opt(grad_b))
