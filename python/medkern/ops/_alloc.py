@@ -44,7 +44,9 @@ def empty(shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.
 def empty_like(t: torch.Tensor) -> torch.Tensor:
     """``empty(t.shape, t)``, contiguous whatever ``t``'s strides, by the cheapest route (the per-step
     fast paths call this for every output)."""
-    out = _cached(t.shape, t.dtype) if _cache is not None and t.is_cpu else None
+    # The size test first: a step's small outputs skip the cache lookup (1.5 us of a 20 us cell step).
+    big = _cache is not None and t.is_cpu and t.numel() * t.element_size() >= CACHED_BYTES_AT_LEAST
+    out = _cached(t.shape, t.dtype) if big else None
     if out is None:
         out = torch.empty_like(t, memory_format=torch.contiguous_format)
     return _poisoned(out) if POISON else out
