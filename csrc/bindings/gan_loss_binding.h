@@ -30,13 +30,6 @@ inline void expect_like(const TensorView& v, const TensorView& ref, const char* 
   if (!ok) fail_value(std::string(name) + ": shape " + shape_str(v) + " differs from " + ref_name + "'s " + shape_str(ref));
 }
 
-inline void expect_output(const TensorView& v, const TensorView& ref, std::initializer_list<int64_t> shape,
-                          const char* name) {
-  expect_same(v, ref, name);
-  expect_writable(v, name);
-  expect_shape(v, shape, name);
-}
-
 inline GanSide gan_side(int term, double param, bool present, const char* name) {
   if (term < kGanTermNone || term > kGanTermLinear) fail_value(std::string(name) + "_term: unknown term " + std::to_string(term));
   if ((term != kGanTermNone) != present)

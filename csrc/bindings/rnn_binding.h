@@ -1,4 +1,5 @@
 #pragma once
+#include <array>
 // The recurrent bindings, written once for both modules. `Impl` supplies one device's kernels:
 //   static constexpr DeviceKind device;
 //   template <class T> static void lstm_forward / lstm_backward / gru_forward / gru_backward(
@@ -117,6 +118,18 @@ struct has_rnn_cells : std::false_type {};
 template <class Impl>
 struct has_rnn_cells<Impl, std::void_t<decltype(&Impl::template lstm_cell<float>)>> : std::true_type {};
 
+// The shapes of an input projection's operands, checked: input [M, K] on the module's device, w_ih [N, K].
+template <class Impl>
+std::array<int64_t, 3> projection_sizes(const TensorView& x, const TensorView& w) {
+  expect_device(x, Impl::device, "input");
+  expect_rank(x, 2, "input");
+  expect_rank(w, 2, "w_ih");
+  expect_same(w, x, "w_ih");
+  const int64_t M = x.shape[0], K = x.shape[1], N = w.shape[0];
+  if (w.shape[1] != K) fail_value("w_ih: expected " + std::to_string(K) + " columns, got " + shape_str(w));
+  return {M, K, N};
+}
+
 template <class Impl>
 void bind_rnn(py::module_& m) {
   using py::arg;
@@ -191,16 +204,9 @@ void bind_rnn(py::module_& m) {
       [](py::handle x_, py::handle w_, py::handle b_, py::handle out_) {
         TensorView x = view_of(x_, "input"), w = view_of(w_, "w_ih"), b = optional_view(b_, "bias"),
                    out = view_of(out_, "out");
-        expect_device(x, Impl::device, "input");
-        expect_rank(x, 2, "input");
-        expect_rank(w, 2, "w_ih");
-        expect_same(w, x, "w_ih");
-        const int64_t M = x.shape[0], K = x.shape[1], N = w.shape[0];
-        if (w.shape[1] != K) fail_value("w_ih: expected " + std::to_string(K) + " columns, got " + shape_str(w));
+        const auto [M, K, N] = projection_sizes<Impl>(x, w);
         if (b.data) { expect_same(b, x, "bias"); expect_shape(b, {N}, "bias"); }
-        expect_same(out, x, "out");
-        expect_shape(out, {M, N}, "out");
-        expect_writable(out, "out");
+        expect_output(out, x, {M, N}, "out");
         prefer_huge_pages(out);
         py::gil_scoped_release nogil;
         dispatch_float(x.dtype, [&](auto t) {
@@ -217,17 +223,12 @@ void bind_rnn(py::module_& m) {
         TensorView x = view_of(x_, "input"), w = view_of(w_, "w_ih"), dgx = view_of(dgx_, "grad_gx");
         TensorView dx = optional_view(dx_, "grad_input"), dw = optional_view(dw_, "grad_w_ih"),
                    db = optional_view(db_, "grad_bias");
-        expect_device(x, Impl::device, "input");
-        expect_rank(x, 2, "input");
-        expect_rank(w, 2, "w_ih");
-        expect_same(w, x, "w_ih");
-        const int64_t M = x.shape[0], K = x.shape[1], N = w.shape[0];
-        if (w.shape[1] != K) fail_value("w_ih: expected " + std::to_string(K) + " columns, got " + shape_str(w));
+        const auto [M, K, N] = projection_sizes<Impl>(x, w);
         expect_same(dgx, x, "grad_gx");
         expect_shape(dgx, {M, N}, "grad_gx");
-        if (dx.data) { expect_same(dx, x, "grad_input"); expect_shape(dx, {M, K}, "grad_input"); expect_writable(dx, "grad_input"); }
-        if (dw.data) { expect_same(dw, x, "grad_w_ih"); expect_shape(dw, {N, K}, "grad_w_ih"); expect_writable(dw, "grad_w_ih"); }
-        if (db.data) { expect_same(db, x, "grad_bias"); expect_shape(db, {N}, "grad_bias"); expect_writable(db, "grad_bias"); }
+        if (dx.data) expect_output(dx, x, {M, K}, "grad_input");
+        if (dw.data) expect_output(dw, x, {N, K}, "grad_w_ih");
+        if (db.data) expect_output(db, x, {N}, "grad_bias");
         py::gil_scoped_release nogil;
         dispatch_float(x.dtype, [&](auto t) {
           using T = decltype(t);

@@ -146,6 +146,14 @@ inline void expect_same(const TensorView& a, const TensorView& b, const char* na
   expect_same_device(a, b, name);
 }
 
+// A writable output like `ref` (dtype, device) of the given shape.
+inline void expect_output(const TensorView& v, const TensorView& ref, std::initializer_list<int64_t> shape,
+                          const char* name) {
+  expect_same(v, ref, name);
+  expect_writable(v, name);
+  expect_shape(v, shape, name);
+}
+
 inline void expect_device(const TensorView& v, DeviceKind want, const char* name) {
   if (v.device != want)
     fail_value(std::string(name) + (want == DeviceKind::cpu ? ": expected a CPU array" : ": expected a CUDA array"));
