@@ -102,3 +102,14 @@ def test_fuzzed_bindings_never_crash():
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"fuzz child exited with {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     assert "examples" in proc.stdout
+
+
+def test_remembered_geometry_still_rejects_lookalikes():
+    """conv2d remembers validated geometries; a float or bool equal to an accepted int must still fail."""
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    medkern.ops.conv2d(x, w, stride=1, padding=1, dilation=1, groups=1)
+    for kwargs in ({"stride": 1.0}, {"stride": True}, {"padding": 1.0}, {"dilation": (1, True)}, {"groups": True}):
+        with pytest.raises(TypeError):
+            medkern.ops.conv2d(x, w, **{"stride": 1, "padding": 1, "dilation": 1, "groups": 1, **kwargs})
+    with pytest.raises(ValueError, match="bias"):  # a new bias shape is a new question
+        medkern.ops.conv2d(x, w, torch.randn(4), stride=1, padding=1)
