@@ -5,10 +5,12 @@
 //                (dilation 1): one such conv per stride phase with a sub-kernel; otherwise
 //                col(dx[n,g]) = W[g]^T * dy[n,g], scattered back by col2im
 //   grad-weight  dW[g] (Kg x CRS) = sum_n dy[n,g] (Kg x PQ) * col(x[n,g])^T (PQ x CRS)
-// 3x3 stride-1 forward convolutions with enough channels (and so stride-1 grad-inputs) take the Winograd
-// path of conv2d_winograd.cpp instead, forwards with at most 4 outputs per group the direct loop of
-// conv2d_few_outputs.cpp, and grad-weights on maps mostly free of padding the unpacked dot products of
-// conv2d_grad_weight_shifted.cpp.
+// Other paths, where they measured faster: 3x3 stride-1 forwards with enough channels (and so stride-1
+// grad-inputs) Winograd (conv2d_winograd.cpp); forwards with at most 4 outputs per group a direct loop
+// (conv2d_few_outputs.cpp); and, on maps little of which is padding, the padded grid of
+// conv2d_shifted_grid.h, which packs nothing but the weights: forwards with large kernels or few outputs
+// (conv2d_forward_shifted.cpp), strided grad-inputs (conv2d_grad_input_shifted.cpp) and grad-weights
+// (conv2d_grad_weight_shifted.cpp).
 #include "conv2d.h"
 
 #include <omp.h>
@@ -328,7 +330,7 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;  // NR is a whole number of vectors
   const Conv2dShape& s = a.s;
-  if (grad_weight_shifted_applies<T>(s)) return conv2d_grad_weight_shifted(s, a.x, a.dy, a.dw);
+  if (grad_weight_shifted_applies(s)) return conv2d_grad_weight_shifted(s, a.x, a.dy, a.dw);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
   // The reduction runs over each image's output positions, or, for small maps (see forward_across_images),

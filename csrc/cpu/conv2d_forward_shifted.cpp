@@ -33,7 +33,6 @@ void conv2d_forward_shifted(const Conv2dShape& s, const T* x, const T* w, const 
   constexpr int MR = G::MR;
   const ShiftedGrid grid(s);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), panels = ceil_div(Kg, MR);
-  const int64_t total_rows = s.N * grid.h.len;
   const int threads = s.N * s.K * s.P * s.Q * CRS >= (int64_t(1) << 18) ? omp_get_max_threads() : 1;
   // A block's input planes and outputs stay in L2: about 512 KiB of them (at 1024 cells, the 256 planes
   // of 32x64x32x32 -> 64 k3 s2 took 1.1 MiB and ran 20% slower).
@@ -56,8 +55,8 @@ void conv2d_forward_shifted(const Conv2dShape& s, const T* x, const T* w, const 
     Buffer<T> y_buf = alloc_buffer<T>(panels * MR * blocks.positions);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t g = t / blocks.blocks, block = t % blocks.blocks, v0 = block * blocks.rows_per_block;
-      const int64_t rows = blocks.rows(block, total_rows), cols = rows * grid.w.len;
+      const int64_t g = t / blocks.blocks, block = t % blocks.blocks, v0 = blocks.first_row(block);
+      const int64_t rows = blocks.rows(block), cols = rows * grid.w.len;
       copy_input_planes(s, grid, blocks, x, g, v0, x_buf.get());
       grid_gemm<T>(panels, CRS, packed.data() + g * panels * CRS * MR, x_buf.get(), off.data(), cols, y_buf.get(),
                    blocks.positions, bias ? bias_rows.data() + g * panels * MR : nullptr, ep);

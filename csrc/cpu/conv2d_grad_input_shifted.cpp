@@ -33,21 +33,6 @@ std::vector<int64_t> plane_taps(const Conv2dShape& s, const ShiftedGrid& grid, i
   return taps;
 }
 
-// dy of grid rows [v0 - halo_rows, v0 + rows) for the Kg channels of group g: buf[k * y_len + (v - v0 +
-// halo_rows) * row_len + q], zero wherever the grid has no output.
-template <typename T>
-void copy_grad_output_with_halo(const Conv2dShape& s, const ShiftedGrid& grid, const T* dy, int64_t g, int64_t v0,
-                                int64_t rows, int64_t halo_rows, int64_t y_len, T* buf) {
-  const int64_t Kg = s.k_per_group();
-  std::fill(buf, buf + Kg * y_len, T(0));
-  const int64_t first = std::max<int64_t>(0, v0 - halo_rows);
-  for_each_output_row(s, grid, first, v0 + rows - first, [&](int64_t n, int64_t oh, int64_t at) {
-    const int64_t shifted = at + (first - (v0 - halo_rows)) * grid.w.len;
-    for (int64_t k = 0; k < Kg; ++k)
-      std::memcpy(buf + k * y_len + shifted, dy + ((n * s.K + g * Kg + k) * s.P + oh) * s.Q, s.Q * sizeof(T));
-  });
-}
-
 // The input elements among plane (ph, pw)'s cells of grid rows [v0, v0 + rows), from out[c * ldc + cell],
 // to dx.
 template <typename T>
@@ -84,7 +69,7 @@ void conv2d_grad_input_shifted(const Conv2dShape& s, const T* dy, const T* w, T*
   constexpr int MR = G::MR;
   const ShiftedGrid grid(s);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), RS = s.R * s.S, panels = ceil_div(Cg, MR);
-  const int64_t total_rows = s.N * grid.h.len, len = grid.w.len;
+  const int64_t len = grid.w.len;
   const int threads = s.N * s.K * s.P * s.Q * s.crs() >= (int64_t(1) << 18) ? omp_get_max_threads() : 1;
   // Input elements of a phase that no tap reads (a 1x1 kernel with stride 2) get no plane.
   if (grid.planes() < s.stride_h * s.stride_w) {
@@ -128,9 +113,9 @@ void conv2d_grad_input_shifted(const Conv2dShape& s, const T* dy, const T* w, T*
     Buffer<T> out = alloc_buffer<T>(panels * MR * blocks.positions);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
-      const int64_t g = t / blocks.blocks, block = t % blocks.blocks, v0 = block * blocks.rows_per_block;
-      const int64_t rows = blocks.rows(block, total_rows);
-      copy_grad_output_with_halo(s, grid, dy, g, v0, rows, halo_rows, y_len, dy_buf.get());
+      const int64_t g = t / blocks.blocks, block = t % blocks.blocks, v0 = blocks.first_row(block);
+      const int64_t rows = blocks.rows(block);
+      copy_grad_output(s, grid, dy, g, v0, rows, halo_rows, y_len, dy_buf.get());
       for (const Plane& p : planes) {
         grid_gemm<T>(panels, p.steps, p.packed.data() + g * panels * p.steps * MR, dy_buf.get(), p.off.data(),
                      rows * len, out.get(), blocks.positions, nullptr, Epilogue<T>{});

@@ -5,7 +5,6 @@
 
 namespace medkern::cpu {
 
-template <typename T>
 bool grad_weight_shifted_applies(const Conv2dShape& s);
 
 template <typename T>

@@ -71,11 +71,11 @@ struct ShiftedGrid {
 // How a convolution's grid rows (N * rows_per_image of them) split into blocks, one task each, and the
 // sizes of a block's buffers.
 struct GridBlocks {
-  int64_t rows_per_block, blocks, positions, x_len;
+  int64_t total_rows, rows_per_block, blocks, positions, x_len;
 
   // `cells`: grid cells per block wanted (a multiple of `align`, the widest vector run of the kernel).
-  GridBlocks(const ShiftedGrid& grid, int64_t images, int64_t cells, int64_t threads, int64_t align) {
-    const int64_t total_rows = images * grid.h.len;
+  GridBlocks(const ShiftedGrid& grid, int64_t images, int64_t cells, int64_t threads, int64_t align)
+      : total_rows(images * grid.h.len) {
     blocks = ceil_div(total_rows * grid.w.len, cells);
     blocks = std::min(total_rows, ceil_div(blocks, threads) * threads);  // whole rounds of the threads
     rows_per_block = ceil_div(total_rows, blocks);
@@ -84,9 +84,8 @@ struct GridBlocks {
     // A plane also holds the rows the block's taps reach below it, and one more for reads past a row's end.
     x_len = ceil_div(positions + (grid.h.max_shift + 1) * grid.w.len + grid.w.max_shift, align) * align;
   }
-  int64_t rows(int64_t block, int64_t total_rows) const {
-    return std::min(rows_per_block, total_rows - block * rows_per_block);
-  }
+  int64_t first_row(int64_t block) const { return block * rows_per_block; }
+  int64_t rows(int64_t block) const { return std::min(rows_per_block, total_rows - first_row(block)); }
 };
 
 // d[j] = src[2j] for j < n, reading only src[0 .. avail): two (masked) loads and one shuffle per vector of
@@ -154,6 +153,21 @@ void for_each_output_row(const Conv2dShape& s, const ShiftedGrid& grid, int64_t 
     const int64_t n = v / grid.h.len, oh = v % grid.h.len;
     if (n < s.N && oh < s.P) fn(n, oh, (v - v0) * grid.w.len);
   }
+}
+
+// dy of grid rows [v0 - halo_rows, v0 + rows) for the Kg channels of group g: buf[k * ld + (v - v0 +
+// halo_rows) * row_len + q], zero wherever the grid has no output. The halo holds the rows a grad-input
+// block reads back to.
+template <typename T>
+void copy_grad_output(const Conv2dShape& s, const ShiftedGrid& grid, const T* dy, int64_t g, int64_t v0, int64_t rows,
+                      int64_t halo_rows, int64_t ld, T* buf) {
+  const int64_t Kg = s.k_per_group();
+  std::fill(buf, buf + Kg * ld, T(0));
+  const int64_t first = std::max<int64_t>(0, v0 - halo_rows), skipped = (first - (v0 - halo_rows)) * grid.w.len;
+  for_each_output_row(s, grid, first, v0 + rows - first, [&](int64_t n, int64_t oh, int64_t at) {
+    for (int64_t k = 0; k < Kg; ++k)
+      std::memcpy(buf + k * ld + skipped + at, dy + ((n * s.K + g * Kg + k) * s.P + oh) * s.Q, s.Q * sizeof(T));
+  });
 }
 
 // One MR x NR tile of the block's outputs over `steps` reduction steps: c[i * ldc + j] = act((accumulate ?

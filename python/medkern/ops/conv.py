@@ -15,7 +15,7 @@ from torch import Tensor
 from .. import backends
 from .._geometry import ACTIVATIONS, Conv2dParams, conv_out_size
 from . import _alloc, _validate as v
-from ._dispatch import fast_path_ok, grad_wanted, plain_eager
+from ._dispatch import grad_wanted, plain_eager
 
 __all__ = ["conv1d", "conv2d", "conv2d_output_shape", "conv_transpose2d"]
 
@@ -417,16 +417,10 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     x, unbatched = _checked_batch(input, weight, bias)
     out_size, *geometry = _normalise_conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
                                                       dilation)
-    if fast_path_ok(x, weight, bias):
-        y = _grad_input(x, weight, out_size, *geometry)
-        if bias is not None:
-            y += bias.view(1, -1, 1, 1)
-    elif plain_eager(x, weight, bias):
-        y = _EAGER.grad_input(x, weight, out_size, *geometry)
-        if bias is not None:
-            y = y + bias.view(1, -1, 1, 1)
-    else:
-        y = conv2d_grad_input_op(x, weight, out_size, *geometry)
-        if bias is not None:
-            y = y + bias.view(1, -1, 1, 1)
+    eager = plain_eager(x, weight, bias)
+    y = (_EAGER.grad_input if eager else conv2d_grad_input_op)(x, weight, out_size, *geometry)
+    if bias is not None:
+        # In place where no graph records it (a plain eager call without gradients).
+        no_graph = eager and not (torch.is_grad_enabled() and (y.requires_grad or bias.requires_grad))
+        y = y.add_(bias.view(1, -1, 1, 1)) if no_graph else y + bias.view(1, -1, 1, 1)
     return y.squeeze(0) if unbatched else y

@@ -5,7 +5,7 @@ One layer runs as: the input projection for every step and both directions as on
 (``gx = x W_ih^T + b``), then per direction the backend's recurrence (per step a small product with W_hh
 and one fused pointwise pass; the time loop never returns to Python). The backward pass mirrors it: the
 backend's recurrence produces the gate gradients of every step, then the weight gradients are large
-products over all steps at once (torch's GEMM, differentiated by torch's autograd for the projection).
+products over all steps at once (torch's GEMM, or for a narrow input one pass of the backend's).
 The projection is the backend's own ``rnn_input_projection`` where it has one (native CPU; see
 ``_project``), with its backward in ``_Projection``; under a tracer it is torch's addmm.
 
@@ -193,6 +193,10 @@ def _project(x2, w_ih, bias):
             return gx
         except NotImplementedError:  # the backend has it for some devices only
             pass
+    return _torch_project(x2, w_ih, bias)
+
+
+def _torch_project(x2, w_ih, bias):
     return torch.addmm(bias, x2, w_ih.t()) if bias is not None else torch.mm(x2, w_ih.t())
 
 
@@ -253,7 +257,7 @@ def _layer(lstm, x, dirs, h0, c0, lengths, need_grad):
     elif plain_eager(x2, w_ih, bias):
         gx = _Projection.apply(x2, w_ih, bias)
     else:
-        gx = torch.addmm(bias, x2, w_ih.t()) if bias is not None else torch.mm(x2, w_ih.t())
+        gx = _torch_project(x2, w_ih, bias)
     gx = gx.view(T, B, -1)
     b_hh = [None if lstm else d[3] for d in dirs]
     if not need_grad:
