@@ -1,52 +1,134 @@
-// Winograd F(2x2, 3x3) forward convolution (Lavin & Gray, "Fast Algorithms for Convolutional Neural
-// Networks", 2016). Each 2x2 output tile reads a 4x4 input patch d; with the 3x3 kernel g,
+// Winograd minimal filtering for the forward convolution (Lavin & Gray, "Fast Algorithms for
+// Convolutional Neural Networks", 2016). An m x m block of outputs (a tile) reads an a x a input patch d,
+// a = m + r - 1; with the r x r kernel g,
 //   Y = A^T [ (G g G^T) .* (B^T d B) ] A,
-// and the elementwise product summed over input channels becomes, for each of the 16 positions e of the
-// 4x4 transformed tile, one GEMM: M_e (K x tiles) = U_e (K x C) * V_e (C x tiles). That is 16 multiplies
-// per tile and channel pair where direct convolution needs 36, so the arithmetic drops 2.25x; the
-// transforms are additions only and cost little next to the GEMMs.
+// and the elementwise product summed over input channels becomes, for each of the a*a positions e of the
+// transformed tile, one GEMM: M_e (K x tiles) = U_e (K x C) * V_e (C x tiles). The transforms are a few
+// additions per value; the GEMMs do the arithmetic, a*a multiplications per tile and channel pair where
+// direct convolution needs m*m*r*r.
+//
+// Two schemes:
+//   F(2x2, 3x3) for 3x3 stride-1 layers: 16 multiplications where direct convolution needs 36.
+//   F(3x3, 4x4) for 7x7 and 8x8 stride-2 layers. Split by the stride phase (a, b) of its rows and columns,
+//     the input is 4C planes x_ab[i][j] = x[2i + a][2j + b] and the kernel 4C sub-kernels
+//     w_ab[u][v] = w[2u + a][2v + b] of at most 4x4 taps (zero past the kernel's edge), so the layer is a
+//     stride-1 4x4 convolution over 4C planes: 36 multiplications per 3x3 tile and plane, 16C per output
+//     where direct convolution needs 49C (7x7). The planes are never materialised: the input transform
+//     reads x at the layer's stride.
 //
 // Work is split into blocks of whole tile rows ("bands") of one image. For each block the input transform
 // writes V_e straight into the packed-B panel layout of gemm.h; then, for each column panel of tiles and
-// each row panel of output channels, the 16 micro-kernel products land in a small buffer (16 x MR x NR,
-// in L1) and the output transform, bias and activation run at once, so M is never materialised.
+// each row panel of output channels, the a*a micro-kernel products land in a small buffer (a*a x MR x NR)
+// and the output transform, bias and activation run at once, so M is never materialised.
 #include "conv2d_winograd.h"
 
 #include <omp.h>
 
 #include <cstdlib>
 #include <cstring>
-#include <vector>
 
 namespace medkern::cpu {
 namespace {
 
-constexpr int kTaps = 16;  // positions of a 4x4 transformed tile
+struct F2x3 {
+  static constexpr int m = 2, r = 3, a = 4, stride = 1;
+  static constexpr double BT[a][a] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+  static constexpr double G[a][r] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  static constexpr double AT[m][a] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
 
-// U = G g G^T for `count` consecutive 3x3 kernels g = w[q * 9 ..], G = [[1,0,0],[1/2,1/2,1/2],[1/2,-1/2,1/2],
-// [0,0,1]]; the 16 positions of kernel q go to u[q * 16 + e], contiguous (16 output streams a multiple of
-// 4 KiB apart, one per position, thrashed L1 and made this transform a visible part of a batch-1 call).
-template <typename T>
-void transform_kernels(const T* __restrict w, int64_t count, T* __restrict u) {
-  const T half = T(0.5);
-  for (int64_t q = 0; q < count; ++q) {
-    const T* g = w + q * 9;
-    T* uq = u + q * kTaps;
-    T t[4][3];
-    for (int j = 0; j < 3; ++j) {
-      const T g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-      t[0][j] = g0;
-      t[1][j] = half * (g0 + g1 + g2);
-      t[2][j] = half * (g0 - g1 + g2);
-      t[3][j] = g2;
+// Interpolation points 0, 1, -1, 2, -2 and infinity, those of the common F(4x4, 3x3).
+struct F3x4 {
+  static constexpr int m = 3, r = 4, a = 6, stride = 2;
+  static constexpr double BT[a][a] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                      {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+  static constexpr double G[a][r] = {{1.0 / 4, 0, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6, 1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6, 1.0 / 3},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6, -1.0 / 3},
+                                     {0, 0, 0, 1}};
+  static constexpr double AT[m][a] = {{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 1}};
+};
+
+// out[i] = sum_j c[i][j] * in[j] for a transform matrix c, unrolled so that every coefficient is a
+// constant: zero terms are skipped (x * 0 does not fold away: NaN, infinity) and +-1 become additions.
+template <typename T, int Rows, int Cols, class X>
+inline void apply(const double (&c)[Rows][Cols], const X* in, X* out) {
+#pragma GCC unroll 8
+  for (int i = 0; i < Rows; ++i) {
+    X acc{};
+    bool first = true;
+#pragma GCC unroll 8
+    for (int j = 0; j < Cols; ++j) {
+      const double k = c[i][j];
+      if (k == 0) continue;
+      const X term = k == 1 ? in[j] : k == -1 ? -in[j] : in[j] * static_cast<T>(k);
+      acc = first ? term : acc + term;
+      first = false;
     }
-    for (int i = 0; i < 4; ++i) {
-      const T a0 = t[i][0], a1 = t[i][1], a2 = t[i][2];
-      uq[i * 4 + 0] = a0;
-      uq[i * 4 + 1] = half * (a0 + a1 + a2);
-      uq[i * 4 + 2] = half * (a0 - a1 + a2);
-      uq[i * 4 + 3] = a2;
+    out[i] = acc;
+  }
+}
+
+// out = the lanes of M vectors interleaved, in[0][0] in[1][0] .. in[M-1][0] in[0][1] ..: M - 1 two-source
+// shuffles per output vector, each adding one input's lanes to those already placed.
+template <typename T, int M>
+struct Interleave {
+  using V = typename Vec<T>::type;
+  using Mask = typename Vec<T>::mask_type;
+  static constexpr int L = Vec<T>::lanes;
+  Mask masks[M][M];  // masks[v][s]: the shuffle that adds input s (s >= 1) to output vector v
+
+  Interleave() {
+    for (int v = 0; v < M; ++v)
+      for (int s = 1; s < M; ++s)
+        for (int l = 0; l < L; ++l) {
+          const int at = v * L + l, source = at % M, index = at / M;
+          // first shuffle: inputs 0 and s; later ones: the vector so far and input s
+          masks[v][s][l] = source == s ? L + index : (s == 1 && source == 0) ? index : l;
+        }
+  }
+  void operator()(const V* in, V* out) const {
+    for (int v = 0; v < M; ++v) {
+      V acc = in[0];
+      for (int s = 1; s < M; ++s) acc = __builtin_shuffle(acc, in[s], masks[v][s]);
+      out[v] = acc;
     }
+  }
+};
+
+// Reduction plane c of a layer with the scheme's stride: input channel c / stride^2 read at stride phase
+// (c / stride % stride, c % stride).
+template <class F>
+struct Plane {
+  int64_t channel, row_phase, col_phase;
+  explicit Plane(int64_t c)
+      : channel(c / (F::stride * F::stride)), row_phase(c / F::stride % F::stride), col_phase(c % F::stride) {}
+};
+
+// U = G g G^T for output channel k and every reduction plane c, to u[c * a*a + e] (the a*a positions of a
+// plane contiguous: a*a output streams a multiple of 4 KiB apart thrashed L1 and made this transform a
+// visible part of a batch-1 call).
+template <typename T, class F>
+void transform_kernels(const Conv2dShape& s, const T* w, int64_t k, T* u) {
+  constexpr int A = F::a, R = F::r, st = F::stride;
+  for (int64_t c = 0; c < s.C * st * st; ++c) {
+    const Plane<F> p(c);
+    const T* wk = w + (k * s.C + p.channel) * s.R * s.S;
+    T g[R][R];  // g[v][u]: column v of the (sub-)kernel
+    for (int u = 0; u < R; ++u)
+      for (int v = 0; v < R; ++v) {
+        const int64_t rr = st * u + p.row_phase, ss = st * v + p.col_phase;
+        g[v][u] = rr < s.R && ss < s.S ? wk[rr * s.S + ss] : T(0);
+      }
+    T t[A][R];  // G g, row by row
+    for (int v = 0; v < R; ++v) {
+      T col[A];
+      apply<T>(F::G, g[v], col);
+      for (int i = 0; i < A; ++i) t[i][v] = col[i];
+    }
+    for (int i = 0; i < A; ++i) apply<T>(F::G, t[i], u + c * A * A + i * A);
   }
 }
 
@@ -72,11 +154,11 @@ struct Plan {
   int64_t tiles_h, tiles_w, bands, blocks_per_image, max_cols, n_panels;
 
   template <typename T>
-  static Plan make(const Conv2dShape& s) {
+  static Plan make(const Conv2dShape& s, int m) {
     constexpr int64_t NR = GemmTile<T>::NR;
     Plan p{};
-    p.tiles_h = (s.P + 1) / 2;
-    p.tiles_w = (s.Q + 1) / 2;
+    p.tiles_h = ceil_div(s.P, m);
+    p.tiles_w = ceil_div(s.Q, m);
     p.bands = 1;
     double best = 2.0;
     for (int64_t b = 1; b <= p.tiles_h && b * p.tiles_w <= std::max<int64_t>(4 * NR, p.tiles_w); ++b) {
@@ -91,25 +173,30 @@ struct Plan {
   }
 };
 
-template <typename T>
+template <typename T, class F>
 class Worker {
+  using G = GemmTile<T>;
+  using V = typename Vec<T>::type;
+  static constexpr int L = Vec<T>::lanes, M = F::m, A = F::a, E = A * A;
+  static constexpr int64_t kPhaseLen = (A - 1) / M;  // phase entries a tile row reads past its last tile
+
  public:
   Worker(const Conv2dShape& s, const Plan& plan, const T* x, const T* u_packed, const T* bias, T* y,
          const Epilogue<T>& ep)
-      : s_(s), plan_(plan), x_(x), u_(u_packed), bias_(bias), y_(y), ep_(ep),
-        half_(ceil_div(plan.tiles_w + 1 + Vec<T>::lanes, 16) * 16),  // + a vector: see transform_input
-        // +16: the 16 V_e are written together, and a stride that is a multiple of 4 KiB would make
+      : s_(s), plan_(plan), x_(x), u_(u_packed), bias_(bias), y_(y), ep_(ep), planes_(s.C * F::stride * F::stride),
+        half_(ceil_div(plan.tiles_w + kPhaseLen + L, 16) * 16),  // + a vector: see transform_input
+        // +16: the a*a V_e are written together, and a stride that is a multiple of 4 KiB would make
         // their stores alias in the store buffer
-        v_stride_(plan.n_panels * G::NR * s.C + 16),
-        v_(thread_scratch<T>(0, kTaps * v_stride_)),
-        m_(thread_scratch<T>(1, kTaps * G::MR * G::NR)),
-        rows_(thread_scratch<T>(2, 8 * half_)) {}
+        v_stride_(plan.n_panels * G::NR * planes_ + 16),
+        v_(thread_scratch<T>(0, E * v_stride_)),
+        m_(thread_scratch<T>(1, E * G::MR * G::NR)),
+        rows_(thread_scratch<T>(2, A * M * half_)) {}
 
   void run_block(int64_t n, int64_t block) {
     const int64_t tr0 = block * plan_.bands;
     const int64_t bands = std::min(plan_.bands, plan_.tiles_h - tr0);
     const int64_t cols = bands * plan_.tiles_w;
-    for (int64_t c = 0; c < s_.C; ++c)
+    for (int64_t c = 0; c < planes_; ++c)
       for (int64_t b = 0; b < bands; ++b) transform_input(n, c, tr0 + b, b * plan_.tiles_w);
     const int64_t m_panels = ceil_div(s_.K, G::MR);
     for (int64_t jp = 0; jp < ceil_div(cols, G::NR); ++jp)
@@ -120,82 +207,91 @@ class Worker {
   }
 
  private:
-  using G = GemmTile<T>;
-  using V = typename Vec<T>::type;
-  static constexpr int L = Vec<T>::lanes;
-
   // Offset of element (c, col) of one V_e in gemm.h's packed-B layout (reduction blocks of KC rows,
   // NR-column panels stored k-major).
   int64_t v_offset(int64_t c, int64_t col) const {
-    const int64_t k0 = c / G::KC * G::KC, kc = std::min<int64_t>(G::KC, s_.C - k0);
+    const int64_t k0 = c / G::KC * G::KC, kc = std::min<int64_t>(G::KC, planes_ - k0);
     return plan_.n_panels * G::NR * k0 + (col / G::NR) * G::NR * kc + (c - k0) * G::NR + col % G::NR;
   }
 
-  // V_e[c, col0 + tc] = (B^T d B)_e for the patches of tile row tr,
-  // B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]. Tile tc reads padded columns 2tc .. 2tc+3, so the
-  // rows are split into even and odd columns (ev[tc] = col 2tc, od[tc] = col 2tc+1); then both passes are
-  // plain loops over tiles, which the compiler vectorises.
-  void transform_input(int64_t n, int64_t c, int64_t tr, int64_t col0) {
-    const int64_t tw = plan_.tiles_w, len = tw + 1;
-    T* ev[4];
-    T* od[4];
-    for (int r = 0; r < 4; ++r) {
-      ev[r] = rows_ + (2 * r) * half_;
-      od[r] = rows_ + (2 * r + 1) * half_;
-      const int64_t ih = 2 * tr - s_.pad_h + r;
-      if (ih < 0 || ih >= s_.H) {
-        std::fill(ev[r], ev[r] + len, T(0));
-        std::fill(od[r], od[r] + len, T(0));
-        continue;
-      }
-      const T* src = x_ + ((n * s_.C + c) * s_.H + ih) * s_.W;
-      auto split_scalar = [&](int64_t j) {
-        const int64_t iw = 2 * j - s_.pad_w;
-        ev[r][j] = iw >= 0 && iw < s_.W ? src[iw] : T(0);
-        od[r][j] = iw + 1 >= 0 && iw + 1 < s_.W ? src[iw + 1] : T(0);
-      };
-      // Interior: L pairs at a time from two vectors, split by even/odd shuffles.
-      const int64_t j_lo = std::min(len, ceil_div(s_.pad_w, 2));
-      int64_t j = 0;
-      for (; j < j_lo; ++j) split_scalar(j);
-      // Whole vectors, then masked loads whose lanes past the row's end read as the zero padding (the
-      // pairs past `len` land in the slack of rows_).
-      for (; j < len; j += L) {
-        const int64_t iw = 2 * j - s_.pad_w, left = s_.W - iw;
-        const V a = left >= L ? Vec<T>::load(src + iw) : Vec<T>::load_first(src + iw, int(std::max<int64_t>(left, 0)));
-        const V b = left >= 2 * L ? Vec<T>::load(src + iw + L)
-                                  : Vec<T>::load_first(src + iw + L, int(std::clamp<int64_t>(left - L, 0, L)));
-        Vec<T>::store(ev[r] + j, __builtin_shuffle(a, b, Vec<T>::even_lanes()));
-        Vec<T>::store(od[r] + j, __builtin_shuffle(a, b, Vec<T>::odd_lanes()));
-      }
+  // Row i of reduction plane c split into its M column phases, ph[q][t] = plane[i][M t + q] for t < len,
+  // zero where the plane reads padding.
+  void load_row(int64_t n, int64_t c, int64_t i, T* const* ph, int64_t len) {
+    constexpr int64_t st = F::stride, step = st * M;
+    const Plane<F> p(c);
+    const int64_t ih = st * i + p.row_phase - s_.pad_h;
+    if (ih < 0 || ih >= s_.H) {
+      for (int q = 0; q < M; ++q) std::fill(ph[q], ph[q] + len, T(0));
+      return;
     }
-    // Vertical pass, in place: rows become B^T d.
-    for (T** h : {ev, od})
-      for (int64_t j = 0; j < len; ++j) {
-        const T d0 = h[0][j], d1 = h[1][j], d2 = h[2][j], d3 = h[3][j];
-        h[0][j] = d0 - d2;
-        h[1][j] = d1 + d2;
-        h[2][j] = d2 - d1;
-        h[3][j] = d1 - d3;
+    const T* src = x_ + ((n * s_.C + p.channel) * s_.H + ih) * s_.W;
+    if constexpr (step == 2) return split_even_odd(src, ph[0], ph[1], len);
+    for (int q = 0; q < M; ++q) {
+      const int64_t first = st * q + p.col_phase - s_.pad_w;  // the input column of t = 0
+      const int64_t lo = std::min(len, first >= 0 ? 0 : ceil_div(-first, step));
+      const int64_t hi = std::max(lo, std::min(len, first < s_.W ? ceil_div(s_.W - first, step) : 0));
+      T* out = ph[q];
+      std::fill(out, out + lo, T(0));
+      for (int64_t t = lo; t < hi; ++t) out[t] = src[first + step * t];
+      std::fill(out + hi, out + len, T(0));
+    }
+  }
+
+  // Even and odd columns of a stride-1 row, L pairs at a time from two vectors split by shuffles.
+  void split_even_odd(const T* src, T* ev, T* od, int64_t len) {
+    auto split_scalar = [&](int64_t j) {
+      const int64_t iw = 2 * j - s_.pad_w;
+      ev[j] = iw >= 0 && iw < s_.W ? src[iw] : T(0);
+      od[j] = iw + 1 >= 0 && iw + 1 < s_.W ? src[iw + 1] : T(0);
+    };
+    const int64_t j_lo = std::min(len, ceil_div(s_.pad_w, 2));
+    int64_t j = 0;
+    for (; j < j_lo; ++j) split_scalar(j);
+    // Whole vectors, then masked loads whose lanes past the row's end read as the zero padding (the
+    // pairs past `len` land in the slack of rows_).
+    for (; j < len; j += L) {
+      const int64_t iw = 2 * j - s_.pad_w, left = s_.W - iw;
+      const V a = left >= L ? Vec<T>::load(src + iw) : Vec<T>::load_first(src + iw, int(std::max<int64_t>(left, 0)));
+      const V b = left >= 2 * L ? Vec<T>::load(src + iw + L)
+                                : Vec<T>::load_first(src + iw + L, int(std::clamp<int64_t>(left - L, 0, L)));
+      Vec<T>::store(ev + j, __builtin_shuffle(a, b, Vec<T>::even_lanes()));
+      Vec<T>::store(od + j, __builtin_shuffle(a, b, Vec<T>::odd_lanes()));
+    }
+  }
+
+  // V_e[c, col0 + t] = (B^T d B)_e for the patches of tile row tr of plane c. Tile t reads plane columns
+  // M t .. M t + A - 1, which are ph[jj % M][t + jj / M] for jj < A once each row is split into its M
+  // column phases; both passes are then loops over tiles, a vector of tiles at a time.
+  void transform_input(int64_t n, int64_t c, int64_t tr, int64_t col0) {
+    const int64_t tw = plan_.tiles_w, len = tw + kPhaseLen;
+    T* ph[A][M];
+    for (int rr = 0; rr < A; ++rr) {
+      for (int q = 0; q < M; ++q) ph[rr][q] = rows_ + (rr * M + q) * half_;
+      load_row(n, c, M * tr + rr, ph[rr], len);
+    }
+    // Vertical pass, in place: rows become B^T d (the vectors past `len` read and write rows_' slack).
+    for (int q = 0; q < M; ++q)
+      for (int64_t j = 0; j < len; j += L) {
+        V d[A], o[A];
+        for (int rr = 0; rr < A; ++rr) d[rr] = Vec<T>::load(ph[rr][q] + j);
+        apply<T>(F::BT, d, o);
+        for (int rr = 0; rr < A; ++rr) Vec<T>::store(ph[rr][q] + j, o[rr]);
       }
     // Horizontal pass, written straight into the panels: one run per panel the tile row touches, whole
-    // vectors with a masked last one (rows_ is long enough for the reads past the row's end).
+    // vectors with a masked last one.
     for (int64_t j = 0; j < tw;) {
       const int64_t col = col0 + j, run = std::min<int64_t>(tw - j, G::NR - col % G::NR);
       T* v = v_ + v_offset(c, col);
-      for (int i = 0; i < 4; ++i) {
-        // columns 2tc .. 2tc+3 of tile tc are e[tc], o[tc], e[tc+1], o[tc+1]
-        const T* e = ev[i] + j;
-        const T* o = od[i] + j;
-        T* v0 = v + (i * 4) * v_stride_;
+      for (int rr = 0; rr < A; ++rr) {
+        T* vr = v + rr * A * v_stride_;
         for (int64_t t = 0; t < run; t += L) {
-          const V e0 = Vec<T>::load(e + t), e1 = Vec<T>::load(e + t + 1);
-          const V o0 = Vec<T>::load(o + t), o1 = Vec<T>::load(o + t + 1);
-          const V out[4] = {e0 - e1, o0 + e1, e1 - o0, o0 - o1};
-          const int n = static_cast<int>(std::min<int64_t>(L, run - t));
-          for (int q = 0; q < 4; ++q) {
-            if (n == L) Vec<T>::store(v0 + q * v_stride_ + t, out[q]);
-            else Vec<T>::store_first(v0 + q * v_stride_ + t, out[q], n);
+          V in[A], out[A];
+          for (int jj = 0; jj < A; ++jj) in[jj] = Vec<T>::load(ph[rr][jj % M] + j + t + jj / M);
+          apply<T>(F::BT, in, out);
+          const int count = static_cast<int>(std::min<int64_t>(L, run - t));
+          for (int e = 0; e < A; ++e) {
+            if (count == L) Vec<T>::store(vr + e * v_stride_ + t, out[e]);
+            else Vec<T>::store_first(vr + e * v_stride_ + t, out[e], count);
           }
         }
       }
@@ -205,12 +301,12 @@ class Worker {
 
   // m_[e] (MR x NR) = U_e[row panel ip] * V_e[column panel jp], summed over the reduction blocks.
   void multiply(int64_t ip, int64_t jp, int64_t m_panels) {
-    const int64_t u_stride = m_panels * G::MR * s_.C;
-    for (int e = 0; e < kTaps; ++e) {
+    const int64_t u_stride = m_panels * G::MR * planes_;
+    for (int e = 0; e < E; ++e) {
       const T* u = u_ + e * u_stride;
       const T* v = v_ + e * v_stride_;
-      for (int64_t k0 = 0; k0 < s_.C; k0 += G::KC) {
-        const int64_t kc = std::min<int64_t>(G::KC, s_.C - k0);
+      for (int64_t k0 = 0; k0 < planes_; k0 += G::KC) {
+        const int64_t kc = std::min<int64_t>(G::KC, planes_ - k0);
         micro_kernel<T>(kc, u + m_panels * G::MR * k0 + ip * G::MR * kc,
                         v + plan_.n_panels * G::NR * k0 + jp * G::NR * kc, m_ + e * G::MR * G::NR, G::NR,
                         G::MR, G::NR, nullptr, k0 > 0);
@@ -218,41 +314,57 @@ class Worker {
     }
   }
 
-  // y = A^T M A + bias, activated, A^T = [[1,1,1,0],[0,1,-1,-1]]: computed for a row of NR tiles at once
-  // (vectorised), then scattered; tiles hanging over an odd output edge write only in-range outputs.
+  // y = A^T M A + bias, activated: computed for a row of NR tiles at once (vectorised) into y_tiles, then
+  // written out row by row of each tile row the panel covers; tiles hanging over the output's edge write
+  // only in-range outputs.
   void transform_output(int64_t n, int64_t tr0, int64_t ip, int64_t jp, int64_t cols) {
-    const int64_t P = s_.P, Q = s_.Q, count = std::min<int64_t>(G::NR, cols - jp * G::NR);
-    alignas(64) T y[4][G::NR];
+    const int64_t tw = plan_.tiles_w, count = std::min<int64_t>(G::NR, cols - jp * G::NR);
+    constexpr int64_t stride_e = G::MR * G::NR;  // distance between the products of two positions e
+    alignas(64) T y_tiles[M * M][G::NR];
     for (int i = 0; i < G::MR; ++i) {
       const int64_t k = ip * G::MR + i;
       if (k >= s_.K) break;
       const V b = Vec<T>::broadcast(bias_ ? bias_[k] : T(0));
       const T* m = m_ + i * G::NR;
-      constexpr int64_t E = G::MR * G::NR;  // distance between the products of two positions e
       for (int j = 0; j < G::NR; j += L) {
-        V s0[4], s1[4];
-        for (int q = 0; q < 4; ++q) {
-          const V m0 = Vec<T>::load(m + q * E + j), m1 = Vec<T>::load(m + (4 + q) * E + j);
-          const V m2 = Vec<T>::load(m + (8 + q) * E + j), m3 = Vec<T>::load(m + (12 + q) * E + j);
-          s0[q] = m0 + m1 + m2;
-          s1[q] = m1 - m2 - m3;
+        V h[M][A];  // h[c][r] = (M A)[r][c]
+        for (int r = 0; r < A; ++r) {
+          V row[A], out[M];
+          for (int e = 0; e < A; ++e) row[e] = Vec<T>::load(m + (r * A + e) * stride_e + j);
+          apply<T>(F::AT, row, out);
+          for (int c = 0; c < M; ++c) h[c][r] = out[c];
         }
-        Vec<T>::store(&y[0][j], ep_.apply(s0[0] + s0[1] + s0[2] + b));
-        Vec<T>::store(&y[1][j], ep_.apply(s0[1] - s0[2] - s0[3] + b));
-        Vec<T>::store(&y[2][j], ep_.apply(s1[0] + s1[1] + s1[2] + b));
-        Vec<T>::store(&y[3][j], ep_.apply(s1[1] - s1[2] - s1[3] + b));
+        for (int c = 0; c < M; ++c) {
+          V out[M];
+          apply<T>(F::AT, h[c], out);
+          for (int r = 0; r < M; ++r) Vec<T>::store(&y_tiles[r * M + c][j], ep_.apply(out[r] + b));
+        }
       }
-      T* yk = y_ + (n * s_.K + k) * P * Q;
-      for (int64_t j = 0; j < count; ++j) {
-        const int64_t col = jp * G::NR + j;
-        const int64_t oh = 2 * (tr0 + col / plan_.tiles_w), ow = 2 * (col % plan_.tiles_w);
-        T* row0 = yk + oh * Q + ow;
-        const bool right = ow + 1 < Q, below = oh + 1 < P;
-        row0[0] = y[0][j];
-        if (right) row0[1] = y[1][j];
-        if (below) {
-          row0[Q] = y[2][j];
-          if (right) row0[Q + 1] = y[3][j];
+      for (int64_t j = 0; j < count;) {  // one run of tiles per tile row
+        const int64_t col = jp * G::NR + j, tr = tr0 + col / tw, tc = col % tw;
+        const int64_t run = std::min(count - j, tw - tc);
+        write_tile_rows(y_tiles, j, run, n, k, tr, tc);
+        j += run;
+      }
+    }
+  }
+
+  // Output rows M tr .. M tr + M - 1 of channel k from tiles tc .. tc + run - 1, whose values are
+  // y_tiles[r * M + c][j ..]: row r interleaves the M columns of each tile, L tiles (M vectors) at a time.
+  void write_tile_rows(const T (*y_tiles)[G::NR], int64_t j, int64_t run, int64_t n, int64_t k, int64_t tr,
+                       int64_t tc) {
+    static const Interleave<T, M> interleave;
+    const int64_t rows = std::min<int64_t>(M, s_.P - M * tr), width = std::min(M * run, s_.Q - M * tc);
+    for (int64_t r = 0; r < rows; ++r) {
+      T* dst = y_ + ((n * s_.K + k) * s_.P + M * tr + r) * s_.Q + M * tc;
+      for (int64_t t = 0; t < run; t += L) {
+        V in[M], out[M];
+        for (int c = 0; c < M; ++c) in[c] = Vec<T>::load(&y_tiles[r * M + c][j + t]);
+        interleave(in, out);
+        for (int v = 0; v < M; ++v) {
+          const int64_t at = M * t + v * L, left = width - at;
+          if (left >= L) Vec<T>::store(dst + at, out[v]);
+          else if (left > 0) Vec<T>::store_first(dst + at, out[v], int(left));
         }
       }
     }
@@ -265,11 +377,59 @@ class Worker {
   const T* bias_;
   T* y_;
   const Epilogue<T>& ep_;
-  const int64_t half_, v_stride_;
+  const int64_t planes_, half_, v_stride_;
   T* v_;
   T* m_;
   T* rows_;
 };
+
+template <typename T, class F>
+void forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
+  constexpr int E = F::a * F::a;
+  const int64_t planes = s.C * F::stride * F::stride;
+  const Plan plan = Plan::make<T>(s, F::m);
+  const int64_t u_stride = packed_a_size<T>(s.K, planes);
+  // The calling thread's buffers, kept between calls: allocating (and zeroing) them each time cost a
+  // visible part of a batch-1 call. Every element is written before it is read.
+  static thread_local Buffer<T> u, u_packed;
+  static thread_local int64_t u_size = 0, packed_size = 0;
+  if (u_size < E * s.K * planes) u = alloc_buffer<T>(u_size = E * s.K * planes);
+  if (packed_size < E * u_stride) u_packed = alloc_buffer<T>(packed_size = E * u_stride);
+  const int64_t tasks = s.N * plan.blocks_per_image;
+  const int64_t multiply_adds = s.N * plan.tiles_h * plan.tiles_w * s.K * planes * E;
+  T* const u_all = u.get();
+  T* const packed = u_packed.get();
+#pragma omp parallel if (multiply_adds >= (int64_t(1) << 18))
+  {
+    // U_e (K x planes) for the a*a positions, then packed as GEMM A operands.
+#pragma omp for schedule(static)
+    for (int64_t k = 0; k < s.K; ++k) transform_kernels<T, F>(s, w, k, u_all + k * planes * E);
+#pragma omp for schedule(static)
+    for (int e = 0; e < E; ++e) pack_a(u_all + e, planes * E, int64_t(E), s.K, planes, packed + e * u_stride);
+    Worker<T, F> worker(s, plan, x, packed, bias, y, ep);
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) worker.run_block(t / plan.blocks_per_image, t % plan.blocks_per_image);
+  }
+}
+
+bool plain(const Conv2dShape& s) { return s.dil_h == 1 && s.dil_w == 1 && s.groups == 1; }
+
+// Below ~16 channels on either side the 16 GEMMs are too thin for the micro-kernel and the transforms
+// dominate; the direct path is then as fast. Tiles do not span images, so a map under 12x12 fills too
+// little of each column panel (7x7: 16 tiles in a 48-wide panel), where the direct path's columns run
+// across the batch (measured at 32x128x7x7 -> 128: 2.9 ms direct, 5.0 ms Winograd; at batch 1, 0.36 ms
+// direct, 0.43 ms Winograd).
+bool f2x3_applies(const Conv2dShape& s) {
+  return plain(s) && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1 && s.C >= 16 && s.K >= 16 &&
+         s.P * s.Q >= 144;
+}
+
+// The four phases give at least 4 planes, so few input channels (the RGB stem) still make a reduction
+// of 12.
+bool f3x4_applies(const Conv2dShape& s) {
+  return plain(s) && (s.R == 7 || s.R == 8) && (s.S == 7 || s.S == 8) && s.stride_h == 2 && s.stride_w == 2 &&
+         s.K >= 16 && s.P * s.Q >= 144;
+}
 
 }  // namespace
 
@@ -278,41 +438,14 @@ bool winograd_applies(const Conv2dShape& s) {
     const char* v = std::getenv("MEDKERN_CONV_WINOGRAD");
     return !(v && std::strcmp(v, "0") == 0);
   }();
-  // Below ~16 channels on either side the 16 GEMMs are too thin for the micro-kernel and the transforms
-  // dominate; the direct path is then as fast. Tiles do not span images, so a map under 12x12 fills too
-  // little of each column panel (7x7: 16 tiles in a 48-wide panel), where the direct path's columns run
-  // across the batch (measured at 32x128x7x7 -> 128: 2.9 ms direct, 5.0 ms Winograd; at batch 1, 0.36 ms
-  // direct, 0.43 ms Winograd).
-  return enabled && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1 && s.dil_h == 1 && s.dil_w == 1 &&
-         s.groups == 1 && s.C >= 16 && s.K >= 16 && s.P * s.Q >= 144;
+  return enabled && (f2x3_applies(s) || f3x4_applies(s));
 }
 
 template <typename T>
 void conv2d_forward_winograd(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
                              const Epilogue<T>& ep) {
-  const Plan plan = Plan::make<T>(s);
-  const int64_t u_stride = packed_a_size<T>(s.K, s.C);
-  // The calling thread's buffers, kept between calls: allocating (and zeroing) them each time cost a
-  // visible part of a batch-1 call. Every element is written before it is read.
-  static thread_local Buffer<T> u, u_packed;
-  static thread_local int64_t u_size = 0, packed_size = 0;
-  if (u_size < kTaps * s.K * s.C) u = alloc_buffer<T>(u_size = kTaps * s.K * s.C);
-  if (packed_size < kTaps * u_stride) u_packed = alloc_buffer<T>(packed_size = kTaps * u_stride);
-  const int64_t tasks = s.N * plan.blocks_per_image;
-  const int64_t multiply_adds = s.N * plan.tiles_h * plan.tiles_w * s.K * s.C * kTaps;
-  T* const u_all = u.get();
-  T* const packed = u_packed.get();
-#pragma omp parallel if (multiply_adds >= (int64_t(1) << 18))
-  {
-    // U_e (K x C) for the 16 positions, then packed as GEMM A operands.
-#pragma omp for schedule(static)
-    for (int64_t k = 0; k < s.K; ++k) transform_kernels(w + k * s.C * 9, s.C, u_all + k * s.C * kTaps);
-#pragma omp for schedule(static)
-    for (int e = 0; e < kTaps; ++e) pack_a(u_all + e, s.C * kTaps, int64_t(kTaps), s.K, s.C, packed + e * u_stride);
-    Worker<T> worker(s, plan, x, packed, bias, y, ep);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < tasks; ++t) worker.run_block(t / plan.blocks_per_image, t % plan.blocks_per_image);
-  }
+  if (f2x3_applies(s)) return forward<T, F2x3>(s, x, w, bias, y, ep);
+  forward<T, F3x4>(s, x, w, bias, y, ep);
 }
 
 template void conv2d_forward_winograd<float>(const Conv2dShape&, const float*, const float*, const float*, float*,

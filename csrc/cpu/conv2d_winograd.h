@@ -1,14 +1,17 @@
 #pragma once
-// 3x3 stride-1 convolution by Winograd's minimal filtering F(2x2, 3x3): each 2x2 block of outputs costs
-// 16 multiplications per (input, output) channel pair instead of 36. See conv2d_winograd.cpp.
+// Forward convolution by Winograd's minimal filtering, in two forms (see conv2d_winograd.cpp):
+//   F(2x2, 3x3) for 3x3 stride-1 layers: 16 multiplications per 2x2 block of outputs and (input, output)
+//   channel pair instead of 36;
+//   F(3x3, 4x4) for 7x7 and 8x8 stride-2 layers (the ResNet stem), on the input's four stride phases:
+//   16 multiplications per output and input channel instead of 49 (7x7).
 #include "../common/conv2d_params.h"
 #include "gemm.h"
 
 namespace medkern::cpu {
 
-// Whether the Winograd path serves this forward convolution (3x3, stride 1, dilation 1, one group, enough
-// channels for the 16 small GEMMs to run near the micro-kernel's speed). MEDKERN_CONV_WINOGRAD=0 turns it
-// off (the direct implicit-GEMM path then runs).
+// Whether a Winograd path serves this forward convolution (the shapes above, dilation 1, one group,
+// enough channels and positions for the small GEMMs to run near the micro-kernel's speed).
+// MEDKERN_CONV_WINOGRAD=0 turns it off (the other forward paths then run).
 bool winograd_applies(const Conv2dShape& s);
 
 template <typename T>

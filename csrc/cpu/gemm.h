@@ -84,8 +84,10 @@ inline void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict 
     for (int i = 0; i < MR; ++i)
       for (int v = 0; v < NV; ++v) {
         T* p = c + i * ldc + v * L;
-        const V base = accumulate ? Vec<T>::load(p) : Vec<T>::broadcast(row_bias ? row_bias[i] : T(0));
-        const V out = ep.apply(base + acc[i][v]);
+        // (0 + acc is an instruction the compiler may not drop: -0 + 0 is +0.)
+        const V sum = accumulate ? Vec<T>::load(p) + acc[i][v]
+                                 : row_bias ? Vec<T>::broadcast(row_bias[i]) + acc[i][v] : acc[i][v];
+        const V out = ep.apply(sum);
         if (ep.streaming)
           Vec<T>::store_streaming(p, out);
         else

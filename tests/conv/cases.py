@@ -116,7 +116,9 @@ HAND_PICKED = [
     Case(3, 6, 20, 21, 4, 1, 1, stride=(2, 2), bias=False),
     Case(2, 4, 30, 28, 6, 3, 3, stride=(2, 2), padding=(1, 1), extra=(1, 0)),
     Case(2, 6, 25, 33, 4, 5, 3, stride=(2, 3), padding=(2, 1), dilation=(1, 2), groups=2),
-] + [
+]
+
+WINOGRAD = [
     # The native CPU Winograd F(2x2, 3x3) path: 3x3, stride 1, one group, 16+ channels each side, maps of
     # 144+ positions (also the stride-1 grad-input, which runs as a forward convolution).
     Case(2, 16, 13, 13, 16, 3, 3, padding=(1, 1)),  # odd output width: a half tile
@@ -125,8 +127,13 @@ HAND_PICKED = [
     Case(1, 24, 6, 61, 16, 3, 3, padding=(1, 1), extra=(1, 0)),  # 31 tiles a row: blocks cross panels
     Case(1, 16, 5, 70, 17, 3, 3),  # rows of several vectors, split with masked tails, no padding
     Case(2, 16, 6, 56, 16, 3, 3, padding=(1, 1)),  # the batch-1 latency layer's row width
+    # F(3x3, 4x4) on the four stride phases: 7x7 and 8x8 kernels, stride 2, 16+ outputs, 144+ positions.
+    Case(1, 3, 40, 37, 16, 7, 7, stride=(2, 2), padding=(3, 3)),  # the stem's geometry; a part tile each way
+    Case(2, 5, 33, 30, 17, 8, 8, stride=(2, 2), padding=(3, 2), extra=(1, 0)),  # odd phases read padding
+    Case(1, 2, 31, 70, 20, 7, 8, stride=(2, 2), padding=(0, 4), bias=False),  # 7x8, long rows
+    Case(1, 70, 30, 29, 16, 7, 7, stride=(2, 2), padding=(3, 3)),  # 280 phase planes: two reduction blocks
 ]
-WINOGRAD = HAND_PICKED[-6:]
+HAND_PICKED += WINOGRAD
 
 
 def random_cases(n: int, seed: int):
