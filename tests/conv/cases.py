@@ -127,7 +127,7 @@ WINOGRAD = [
     Case(1, 24, 6, 61, 16, 3, 3, padding=(1, 1), extra=(1, 0)),  # 31 tiles a row: blocks cross panels
     Case(1, 16, 5, 70, 17, 3, 3),  # rows of several vectors, split with masked tails, no padding
     Case(2, 16, 6, 56, 16, 3, 3, padding=(1, 1)),  # the batch-1 latency layer's row width
-    # F(3x3, 4x4) on the four stride phases: 7x7 and 8x8 kernels, stride 2, 16+ outputs, 144+ positions.
+    # F(4x4, 4x4) on the four stride phases: 7x7 and 8x8 kernels, stride 2, 16+ outputs, 144+ positions.
     Case(1, 3, 40, 37, 16, 7, 7, stride=(2, 2), padding=(3, 3)),  # the stem's geometry; a part tile each way
     Case(2, 5, 33, 30, 17, 8, 8, stride=(2, 2), padding=(3, 2), extra=(1, 0)),  # odd phases read padding
     Case(1, 2, 31, 70, 20, 7, 8, stride=(2, 2), padding=(0, 4), bias=False),  # 7x8, long rows

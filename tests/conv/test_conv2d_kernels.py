@@ -123,7 +123,7 @@ def test_conv2d_forward_epilogue(kernels, case, activation, slope):
 def test_winograd_float32_meets_the_accuracy_policy(shape):
     """The README's policy: float32 within 1e-4 relative (Frobenius) of float64, at real layer sizes where
     the Winograd transforms' rounding adds up over hundreds of channels (F(2x2, 3x3)) or over the larger
-    coefficients of F(3x3, 4x4) (the k7 s2 stem). Measured: a few 1e-7."""
+    coefficients of F(4x4, 4x4) (the k7 s2 stem). Measured: 1e-7 to 1e-6."""
     N, C, H, W, K, R, stride, pad = shape
     g = torch.Generator().manual_seed(11)
     x = torch.randn(N, C, H, W, generator=g, dtype=torch.float64)
