@@ -112,13 +112,26 @@ struct Plane {
       : channel(c / (F::stride * F::stride)), row_phase(c / F::stride % F::stride), col_phase(c % F::stride) {}
 };
 
-// U = G g G^T for output channel k and every reduction plane c, to u[c * a*a + e] (the a*a positions of a
-// plane contiguous: a*a output streams a multiple of 4 KiB apart thrashed L1 and made this transform a
-// visible part of a batch-1 call).
+// Distance between the packed A operands (U_e) of two positions e: +16, as the a*a operands are written
+// together, and a stride that is a multiple of 4 KiB would make their stores thrash L1.
+template <typename T>
+int64_t operand_stride(int64_t K, int64_t planes) { return packed_a_size<T>(K, planes) + 16; }
+
+// U = G g G^T for output channel k and every reduction plane c, stored straight into the a*a packed GEMM
+// A operands (gemm.h's layout), `stride` apart; a k past the output channels (the last row panel's
+// padding) stores zeros.
 template <typename T, class F>
-void transform_kernels(const Conv2dShape& s, const T* w, int64_t k, T* u) {
-  constexpr int A = F::a, R = F::r, st = F::stride;
-  for (int64_t c = 0; c < s.C * st * st; ++c) {
+void transform_kernels(const Conv2dShape& s, const T* w, int64_t k, T* packed, int64_t stride) {
+  constexpr int A = F::a, R = F::r, st = F::stride, MR = GemmTile<T>::MR;
+  constexpr int64_t KC = GemmTile<T>::KC;
+  const int64_t planes = s.C * st * st, rows = ceil_div(s.K, MR) * MR;
+  for (int64_t c = 0; c < planes; ++c) {
+    const int64_t k0 = c / KC * KC, kc = std::min(KC, planes - k0);
+    T* dst = packed + rows * k0 + (k / MR) * MR * kc + (c - k0) * MR + k % MR;
+    if (k >= s.K) {
+      for (int e = 0; e < A * A; ++e) dst[e * stride] = T(0);
+      continue;
+    }
     const Plane<F> p(c);
     const T* wk = w + (k * s.C + p.channel) * s.R * s.S;
     T g[R][R];  // g[v][u]: column v of the (sub-)kernel
@@ -133,7 +146,11 @@ void transform_kernels(const Conv2dShape& s, const T* w, int64_t k, T* u) {
       apply<T>(F::G, g[v], col);
       for (int i = 0; i < A; ++i) t[i][v] = col[i];
     }
-    for (int i = 0; i < A; ++i) apply<T>(F::G, t[i], u + c * A * A + i * A);
+    for (int i = 0; i < A; ++i) {
+      T u[A];
+      apply<T>(F::G, t[i], u);
+      for (int j = 0; j < A; ++j) dst[(i * A + j) * stride] = u[j];
+    }
   }
 }
 
@@ -306,7 +323,7 @@ class Worker {
 
   // m_[e] (MR x NR) = U_e[row panel ip] * V_e[column panel jp], summed over the reduction blocks.
   void multiply(int64_t ip, int64_t jp, int64_t m_panels) {
-    const int64_t u_stride = m_panels * G::MR * planes_;
+    const int64_t u_stride = operand_stride<T>(s_.K, planes_);
     for (int e = 0; e < E; ++e) {
       const T* u = u_ + e * u_stride;
       const T* v = v_ + e * v_stride_;
@@ -393,24 +410,20 @@ void forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, 
   constexpr int E = F::a * F::a;
   const int64_t planes = s.C * F::stride * F::stride;
   const Plan plan = Plan::make<T>(s, F::m);
-  const int64_t u_stride = packed_a_size<T>(s.K, planes);
-  // The calling thread's buffers, kept between calls: allocating (and zeroing) them each time cost a
-  // visible part of a batch-1 call. Every element is written before it is read.
-  static thread_local Buffer<T> u, u_packed;
-  static thread_local int64_t u_size = 0, packed_size = 0;
-  if (u_size < E * s.K * planes) u = alloc_buffer<T>(u_size = E * s.K * planes);
+  const int64_t u_stride = operand_stride<T>(s.K, planes);
+  // The calling thread's buffer, kept between calls: allocating it each time cost a visible part of a
+  // batch-1 call. Every element is written before it is read.
+  static thread_local Buffer<T> u_packed;
+  static thread_local int64_t packed_size = 0;
   if (packed_size < E * u_stride) u_packed = alloc_buffer<T>(packed_size = E * u_stride);
   const int64_t tasks = s.N * plan.blocks_per_image;
   const int64_t multiply_adds = s.N * plan.tiles_h * plan.tiles_w * s.K * planes * E;
-  T* const u_all = u.get();
   T* const packed = u_packed.get();
 #pragma omp parallel if (multiply_adds >= (int64_t(1) << 18))
   {
-    // U_e (K x planes) for the a*a positions, then packed as GEMM A operands.
 #pragma omp for schedule(static)
-    for (int64_t k = 0; k < s.K; ++k) transform_kernels<T, F>(s, w, k, u_all + k * planes * E);
-#pragma omp for schedule(static)
-    for (int e = 0; e < E; ++e) pack_a(u_all + e, planes * E, int64_t(E), s.K, planes, packed + e * u_stride);
+    for (int64_t k = 0; k < ceil_div(s.K, GemmTile<T>::MR) * GemmTile<T>::MR; ++k)
+      transform_kernels<T, F>(s, w, k, packed, u_stride);
     Worker<T, F> worker(s, plan, x, packed, bias, y, ep);
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) worker.run_block(t / plan.blocks_per_image, t % plan.blocks_per_image);
