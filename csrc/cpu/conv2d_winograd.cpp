@@ -17,8 +17,9 @@
 //     transform reads x at the layer's stride. (F(3x3, 4x4), 36 multiplications per 3x3 tile, ran the
 //     stem 8% slower: 16C per output, and 3% of its tiles hang over the 112-wide map.)
 //
-// Work is split into blocks of whole tile rows ("bands") of one image. For each block the input transform
-// writes V_e straight into the packed-B panel layout of gemm.h; then, for each column panel of tiles and
+// The GEMM columns are the tiles of the whole batch, image by image and row by row, so a small map's
+// tiles share column panels with the next image's. Work is split into blocks of whole column panels.
+// For each block the input transform writes V_e straight into the packed-B panel layout of gemm.h; then, for each column panel of tiles and
 // each row panel of output channels, the a*a micro-kernel products land in a small buffer (a*a x MR x NR)
 // and the output transform, bias and activation run at once, so M is never materialised.
 #include "conv2d_winograd.h"
@@ -169,29 +170,45 @@ T* thread_scratch(int slot, int64_t size) {
   return buffers[slot].get();
 }
 
-// How tiles are grouped: `bands` tile rows of one image per block, chosen so that a block's tile count
-// wastes little of the last NR-wide column panel, and is not so large that its transformed input leaves
-// the caches.
+// How the batch's tiles (GEMM columns) are split into blocks: whole NR-wide column panels, at most
+// kMaxPanels of them (a block's transformed input stays in L2). The threads take blocks in turn, and the
+// block size is the one whose busiest thread has the fewest panels (the largest among equals).
 struct Plan {
-  int64_t tiles_h, tiles_w, bands, blocks_per_image, max_cols, n_panels;
+  static constexpr int64_t kMaxPanels = 4;
+  int64_t tiles_h, tiles_w, tiles, block_cols, blocks, n_panels;
 
   template <typename T>
-  static Plan make(const Conv2dShape& s, int m) {
+  static Plan make(const Conv2dShape& s, int m, int threads) {
     constexpr int64_t NR = GemmTile<T>::NR;
     Plan p{};
     p.tiles_h = ceil_div(s.P, m);
     p.tiles_w = ceil_div(s.Q, m);
-    p.bands = 1;
-    double best = 2.0;
-    for (int64_t b = 1; b <= p.tiles_h && b * p.tiles_w <= std::max<int64_t>(4 * NR, p.tiles_w); ++b) {
-      const int64_t cols = b * p.tiles_w, padded = ceil_div(cols, NR) * NR;
-      const double waste = double(padded - cols) / double(padded);
-      if (waste <= best + 1e-9) { best = waste; p.bands = b; }
+    p.tiles = s.N * p.tiles_h * p.tiles_w;
+    const int64_t panels = ceil_div(p.tiles, NR);
+    int64_t best = -1;
+    for (int64_t size = 1; size <= std::min(kMaxPanels, panels); ++size) {
+      const int64_t blocks = ceil_div(panels, size), last = panels - (blocks - 1) * size;
+      // the busiest thread: the first one, or the one holding the last (short) block
+      const bool alone = threads == 1 || blocks % threads == 1;  // it alone holds the most blocks
+      const int64_t first = ceil_div(blocks, threads) * size - (alone ? size - last : 0);
+      const int64_t busiest = std::max(first, blocks / threads * size);
+      if (best < 0 || busiest <= best) { best = busiest; p.n_panels = size; }
     }
-    p.blocks_per_image = ceil_div(p.tiles_h, p.bands);
-    p.max_cols = p.bands * p.tiles_w;
-    p.n_panels = ceil_div(p.max_cols, NR);
+    p.block_cols = p.n_panels * NR;
+    p.blocks = ceil_div(p.tiles, p.block_cols);
     return p;
+  }
+
+  // f(n, tr, tc, len, offset) for each run of `count` columns from column `first` that lies in one tile row
+  // (image n, tile row tr, tiles tc .. tc + len - 1), `offset` columns after `first`.
+  template <class Fn>
+  void for_each_run(int64_t first, int64_t count, Fn&& f) const {
+    for (int64_t done = 0; done < count;) {
+      const int64_t col = first + done, per_image = tiles_h * tiles_w, rem = col % per_image;
+      const int64_t tc = rem % tiles_w, len = std::min(tiles_w - tc, count - done);
+      f(col / per_image, rem / tiles_w, tc, len, done);
+      done += len;
+    }
   }
 };
 
@@ -201,6 +218,7 @@ class Worker {
   using V = typename Vec<T>::type;
   static constexpr int L = Vec<T>::lanes, M = F::m, A = F::a, E = A * A;
   static constexpr int64_t kPhaseLen = (A - 1) / M;  // phase entries a tile row reads past its last tile
+  static constexpr int64_t kTileCols = G::NR + L;  // a panel's tiles, and the vector a run's last load reads past
 
  public:
   Worker(const Conv2dShape& s, const Plan& plan, const T* x, const T* u_packed, const T* bias, T* y,
@@ -214,17 +232,17 @@ class Worker {
         m_(thread_scratch<T>(1, E * G::MR * G::NR)),
         rows_(thread_scratch<T>(2, A * M * half_)) {}
 
-  void run_block(int64_t n, int64_t block) {
-    const int64_t tr0 = block * plan_.bands;
-    const int64_t bands = std::min(plan_.bands, plan_.tiles_h - tr0);
-    const int64_t cols = bands * plan_.tiles_w;
+  void run_block(int64_t block) {
+    const int64_t first = block * plan_.block_cols, cols = std::min(plan_.block_cols, plan_.tiles - first);
     for (int64_t c = 0; c < planes_; ++c)
-      for (int64_t b = 0; b < bands; ++b) transform_input(n, c, tr0 + b, b * plan_.tiles_w);
+      plan_.for_each_run(first, cols, [&](int64_t n, int64_t tr, int64_t tc, int64_t len, int64_t col) {
+        transform_input(n, c, tr, tc, len, col);
+      });
     const int64_t m_panels = ceil_div(s_.K, G::MR);
     for (int64_t jp = 0; jp < ceil_div(cols, G::NR); ++jp)
       for (int64_t ip = 0; ip < m_panels; ++ip) {
         multiply(ip, jp, m_panels);
-        transform_output(n, tr0, ip, jp, cols);
+        transform_output(first, ip, jp, cols);
       }
   }
 
@@ -281,19 +299,20 @@ class Worker {
     }
   }
 
-  // V_e[c, col0 + t] = (B^T d B)_e for the patches of tile row tr of plane c. Tile t reads plane columns
-  // M t .. M t + A - 1, which are ph[jj % M][t + jj / M] for jj < A once each row is split into its M
-  // column phases; both passes are then loops over tiles, a vector of tiles at a time.
-  void transform_input(int64_t n, int64_t c, int64_t tr, int64_t col0) {
-    const int64_t tw = plan_.tiles_w, len = tw + kPhaseLen;
+  // V_e[c, col0 + t] = (B^T d B)_e for tiles tc0 + t, t < count, of tile row tr of image n and plane c.
+  // Tile t reads plane columns M t .. M t + A - 1, which are ph[jj % M][t + jj / M] for jj < A once each
+  // row is split into its M column phases; both passes are then loops over tiles, a vector at a time.
+  void transform_input(int64_t n, int64_t c, int64_t tr, int64_t tc0, int64_t count, int64_t col0) {
+    const int64_t len = plan_.tiles_w + kPhaseLen;
     T* ph[A][M];
     for (int rr = 0; rr < A; ++rr) {
       for (int q = 0; q < M; ++q) ph[rr][q] = rows_ + (rr * M + q) * half_;
       load_row(n, c, M * tr + rr, ph[rr], len);
     }
-    // Vertical pass, in place: rows become B^T d (the vectors past `len` read and write rows_' slack).
+    // Vertical pass, in place, over the run's phase entries: rows become B^T d (the vectors past `len`
+    // read and write rows_' slack).
     for (int q = 0; q < M; ++q)
-      for (int64_t j = 0; j < len; j += L) {
+      for (int64_t j = tc0; j < tc0 + count + kPhaseLen; j += L) {
         V d[A], o[A];
         for (int rr = 0; rr < A; ++rr) d[rr] = Vec<T>::load(ph[rr][q] + j);
         apply<T>(F::BT, d, o);
@@ -301,14 +320,14 @@ class Worker {
       }
     // Horizontal pass, written straight into the panels: one run per panel the tile row touches, whole
     // vectors with a masked last one.
-    for (int64_t j = 0; j < tw;) {
-      const int64_t col = col0 + j, run = std::min<int64_t>(tw - j, G::NR - col % G::NR);
+    for (int64_t j = 0; j < count;) {
+      const int64_t col = col0 + j, run = std::min<int64_t>(count - j, G::NR - col % G::NR);
       T* v = v_ + v_offset(c, col);
       for (int rr = 0; rr < A; ++rr) {
         T* vr = v + rr * A * v_stride_;
         for (int64_t t = 0; t < run; t += L) {
           V in[A], out[A];
-          for (int jj = 0; jj < A; ++jj) in[jj] = Vec<T>::load(ph[rr][jj % M] + j + t + jj / M);
+          for (int jj = 0; jj < A; ++jj) in[jj] = Vec<T>::load(ph[rr][jj % M] + tc0 + j + t + jj / M);
           apply<T>(F::BT, in, out);
           const int count = static_cast<int>(std::min<int64_t>(L, run - t));
           for (int e = 0; e < A; ++e) {
@@ -336,13 +355,13 @@ class Worker {
     }
   }
 
-  // y = A^T M A + bias, activated: computed for a row of NR tiles at once (vectorised) into y_tiles, then
-  // written out row by row of each tile row the panel covers; tiles hanging over the output's edge write
-  // only in-range outputs.
-  void transform_output(int64_t n, int64_t tr0, int64_t ip, int64_t jp, int64_t cols) {
-    const int64_t tw = plan_.tiles_w, count = std::min<int64_t>(G::NR, cols - jp * G::NR);
+  // y = A^T M A + bias, activated: computed for a panel of NR tiles at once (vectorised) into y_tiles,
+  // then written out row by row of each tile row the panel covers; tiles hanging over the output's edge
+  // write only in-range outputs. `first`: the block's first column.
+  void transform_output(int64_t first, int64_t ip, int64_t jp, int64_t cols) {
+    const int64_t count = std::min<int64_t>(G::NR, cols - jp * G::NR);
     constexpr int64_t stride_e = G::MR * G::NR;  // distance between the products of two positions e
-    alignas(64) T y_tiles[M * M][G::NR];
+    alignas(64) T y_tiles[M * M][kTileCols];
     for (int i = 0; i < G::MR; ++i) {
       const int64_t k = ip * G::MR + i;
       if (k >= s_.K) break;
@@ -362,18 +381,15 @@ class Worker {
           for (int r = 0; r < M; ++r) Vec<T>::store(&y_tiles[r * M + c][j], ep_.apply(out[r] + b));
         }
       }
-      for (int64_t j = 0; j < count;) {  // one run of tiles per tile row
-        const int64_t col = jp * G::NR + j, tr = tr0 + col / tw, tc = col % tw;
-        const int64_t run = std::min(count - j, tw - tc);
-        write_tile_rows(y_tiles, j, run, n, k, tr, tc);
-        j += run;
-      }
+      plan_.for_each_run(first + jp * G::NR, count, [&](int64_t n, int64_t tr, int64_t tc, int64_t len, int64_t j) {
+        write_tile_rows(y_tiles, j, len, n, k, tr, tc);
+      });
     }
   }
 
   // Output rows M tr .. M tr + M - 1 of channel k from tiles tc .. tc + run - 1, whose values are
   // y_tiles[r * M + c][j ..]: row r interleaves the M columns of each tile, L tiles (M vectors) at a time.
-  void write_tile_rows(const T (*y_tiles)[G::NR], int64_t j, int64_t run, int64_t n, int64_t k, int64_t tr,
+  void write_tile_rows(const T (*y_tiles)[kTileCols], int64_t j, int64_t run, int64_t n, int64_t k, int64_t tr,
                        int64_t tc) {
     static const Interleave<T, M> interleave;
     const int64_t rows = std::min<int64_t>(M, s_.P - M * tr), width = std::min(M * run, s_.Q - M * tc);
@@ -409,44 +425,52 @@ template <typename T, class F>
 void forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
   constexpr int E = F::a * F::a;
   const int64_t planes = s.C * F::stride * F::stride;
-  const Plan plan = Plan::make<T>(s, F::m);
+  const int64_t multiply_adds = s.N * ceil_div(s.P, F::m) * ceil_div(s.Q, F::m) * s.K * planes * E;
+  const int threads = multiply_adds >= (int64_t(1) << 18) ? omp_get_max_threads() : 1;
+  const Plan plan = Plan::make<T>(s, F::m, threads);
   const int64_t u_stride = operand_stride<T>(s.K, planes);
   // The calling thread's buffer, kept between calls: allocating it each time cost a visible part of a
   // batch-1 call. Every element is written before it is read.
   static thread_local Buffer<T> u_packed;
   static thread_local int64_t packed_size = 0;
   if (packed_size < E * u_stride) u_packed = alloc_buffer<T>(packed_size = E * u_stride);
-  const int64_t tasks = s.N * plan.blocks_per_image;
-  const int64_t multiply_adds = s.N * plan.tiles_h * plan.tiles_w * s.K * planes * E;
   T* const packed = u_packed.get();
-#pragma omp parallel if (multiply_adds >= (int64_t(1) << 18))
+#pragma omp parallel num_threads(threads)
   {
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < ceil_div(s.K, GemmTile<T>::MR) * GemmTile<T>::MR; ++k)
       transform_kernels<T, F>(s, w, k, packed, u_stride);
     Worker<T, F> worker(s, plan, x, packed, bias, y, ep);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < tasks; ++t) worker.run_block(t / plan.blocks_per_image, t % plan.blocks_per_image);
+#pragma omp for schedule(static, 1)
+    for (int64_t b = 0; b < plan.blocks; ++b) worker.run_block(b);
   }
 }
 
 bool plain(const Conv2dShape& s) { return s.dil_h == 1 && s.dil_w == 1 && s.groups == 1; }
 
+// The Winograd products, a*a per tile and plane over whole column panels (at batch 1 a small map leaves
+// most of its one panel empty), against direct convolution's R*S per output and input channel. The
+// transforms cost too: Winograd runs where it needs at most 3/4 of the products.
+template <class F>
+bool fewer_products(const Conv2dShape& s) {
+  constexpr int64_t NR = GemmTile<float>::NR;
+  const int64_t tiles = s.N * ceil_div(s.P, F::m) * ceil_div(s.Q, F::m);
+  const double winograd = double(F::a * F::a * F::stride * F::stride) * double(ceil_div(tiles, NR) * NR);
+  return winograd <= 0.75 * double(s.R * s.S) * double(s.N * s.P * s.Q);
+}
+
 // Below ~16 channels on either side the 16 GEMMs are too thin for the micro-kernel and the transforms
-// dominate; the direct path is then as fast. Tiles do not span images, so a map under 12x12 fills too
-// little of each column panel (7x7: 16 tiles in a 48-wide panel), where the direct path's columns run
-// across the batch (measured at 32x128x7x7 -> 128: 2.9 ms direct, 5.0 ms Winograd; at batch 1, 0.36 ms
-// direct, 0.43 ms Winograd).
+// dominate; the direct path is then as fast.
 bool f2x3_applies(const Conv2dShape& s) {
   return plain(s) && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1 && s.C >= 16 && s.K >= 16 &&
-         s.P * s.Q >= 144;
+         fewer_products<F2x3>(s);
 }
 
 // The four phases give at least 4 planes, so few input channels (the RGB stem) still make a reduction
 // of 12.
 bool f4x4_applies(const Conv2dShape& s) {
   return plain(s) && (s.R == 7 || s.R == 8) && (s.S == 7 || s.S == 8) && s.stride_h == 2 && s.stride_w == 2 &&
-         s.K >= 16 && s.P * s.Q >= 144;
+         s.K >= 16 && fewer_products<F4x4>(s);
 }
 
 }  // namespace

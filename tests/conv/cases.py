@@ -119,19 +119,23 @@ HAND_PICKED = [
 ]
 
 WINOGRAD = [
-    # The native CPU Winograd F(2x2, 3x3) path: 3x3, stride 1, one group, 16+ channels each side, maps of
-    # 144+ positions (also the stride-1 grad-input, which runs as a forward convolution).
-    Case(2, 16, 13, 13, 16, 3, 3, padding=(1, 1)),  # odd output width: a half tile
+    # The native CPU Winograd F(2x2, 3x3) path: 3x3, stride 1, one group, 16+ channels each side, enough
+    # tiles to fill their column panels (also the stride-1 grad-input, which runs as a forward convolution).
+    Case(3, 16, 13, 13, 16, 3, 3, padding=(1, 1)),  # odd output width: a half tile
     Case(1, 17, 15, 14, 33, 3, 3, bias=False),  # no padding, odd output height
     Case(1, 300, 13, 12, 20, 3, 3, padding=(1, 1)),  # 300 channels: more than one reduction block
     Case(1, 24, 6, 61, 16, 3, 3, padding=(1, 1), extra=(1, 0)),  # 31 tiles a row: blocks cross panels
-    Case(1, 16, 5, 70, 17, 3, 3),  # rows of several vectors, split with masked tails, no padding
+    Case(2, 16, 5, 70, 17, 3, 3),  # rows of several vectors, split with masked tails, no padding
     Case(2, 16, 6, 56, 16, 3, 3, padding=(1, 1)),  # the batch-1 latency layer's row width
-    # F(4x4, 4x4) on the four stride phases: 7x7 and 8x8 kernels, stride 2, 16+ outputs, 144+ positions.
+    # Small maps: a column panel holds tiles of several images, and the panels split tile rows.
+    Case(6, 17, 9, 9, 20, 3, 3),  # 7x7 outputs, a part tile each way: 16 tiles an image, two panels exactly
+    Case(3, 16, 10, 30, 16, 3, 3, padding=(1, 1)),  # 15-tile rows split by 48-tile panels
+    Case(5, 16, 7, 7, 24, 3, 3, padding=(1, 1), bias=False),  # an image's tiles on both sides of a panel edge
+    # F(4x4, 4x4) on the four stride phases: 7x7 and 8x8 kernels, stride 2, 16+ outputs, enough tiles.
     Case(1, 3, 40, 37, 16, 7, 7, stride=(2, 2), padding=(3, 3)),  # the stem's geometry; a part tile each way
     Case(2, 5, 33, 30, 17, 8, 8, stride=(2, 2), padding=(3, 2), extra=(1, 0)),  # odd phases read padding
     Case(1, 2, 31, 70, 20, 7, 8, stride=(2, 2), padding=(0, 4), bias=False),  # 7x8, long rows
-    Case(1, 70, 30, 29, 16, 7, 7, stride=(2, 2), padding=(3, 3)),  # 280 phase planes: two reduction blocks
+    Case(2, 70, 30, 29, 16, 7, 7, stride=(2, 2), padding=(3, 3)),  # 280 phase planes: two reduction blocks
 ]
 HAND_PICKED += WINOGRAD
 

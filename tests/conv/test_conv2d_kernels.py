@@ -89,7 +89,7 @@ def test_non_finite_values_stay_in_their_batch_element(kernels):
 
 
 @pytest.mark.parametrize("activation,slope", [("relu", 0.0), ("leaky_relu", 0.2), ("leaky_relu", 0.0)])
-@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[9], CASES[12], *WINOGRAD[:2], WINOGRAD[6]], ids=lambda c: c.id())
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[9], CASES[12], *WINOGRAD[:2], WINOGRAD[6], WINOGRAD[9]], ids=lambda c: c.id())
 def test_conv2d_forward_epilogue(kernels, case, activation, slope):
     """act(conv + bias) fused into the store, on every path (CASES[9] spans several reduction blocks, so
     the activation must see only the final sum). A bias of -inf and NaN checks torch's relu(-inf) = 0 and
@@ -117,7 +117,7 @@ def test_conv2d_forward_epilogue(kernels, case, activation, slope):
         assert (y.cpu()[:, 0] == 0).all(), "relu(-inf) must be 0"
 
 
-@pytest.mark.parametrize("shape", [(2, 64, 32, 32, 128, 3, 1, 1), (1, 256, 14, 14, 256, 3, 1, 1),
+@pytest.mark.parametrize("shape", [(2, 64, 32, 32, 128, 3, 1, 1), (4, 256, 14, 14, 256, 3, 1, 1),
                                    (4, 32, 28, 28, 64, 3, 1, 1), (1, 3, 224, 224, 64, 7, 2, 3),
                                    (2, 64, 30, 30, 32, 8, 2, 3)])
 def test_winograd_float32_meets_the_accuracy_policy(shape):
