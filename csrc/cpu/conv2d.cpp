@@ -45,13 +45,16 @@ int64_t column_block(int64_t cols, int64_t outer, int64_t max_block) {
 // Waking the OpenMP team costs microseconds; tiny problems (the latency path) run on the caller's thread.
 inline bool worth_threading(int64_t multiply_adds) { return multiply_adds >= (int64_t(1) << 18); }
 
+// Every group's weights packed as GEMM A operands (see pack_a), group g's at g * packed_a_size(M, Kd).
+// Called inside a parallel region, the threads share the panels (packed serially, they left the other
+// thread idle for a tenth of a small layer's time), and the loop's barrier makes them ready for all.
 template <typename T>
-std::vector<T> pack_weights_per_group(const T* w, int64_t groups, int64_t M, int64_t Kd, int64_t rs, int64_t cs,
-                                      int64_t group_stride) {
-  const int64_t size = packed_a_size<T>(M, Kd);
-  std::vector<T> packed(groups * size);
-  for (int64_t g = 0; g < groups; ++g) pack_a(w + g * group_stride, rs, cs, M, Kd, packed.data() + g * size);
-  return packed;
+void pack_weights_per_group(const T* w, int64_t groups, int64_t M, int64_t Kd, int64_t rs, int64_t cs,
+                            int64_t group_stride, T* packed) {
+  const int64_t size = packed_a_size<T>(M, Kd), panels = ceil_div(M, GemmTile<T>::MR);
+#pragma omp for schedule(static)
+  for (int64_t t = 0; t < groups * panels; ++t)
+    pack_a_panel(w + (t / panels) * group_stride, rs, cs, M, Kd, t % panels, packed + (t / panels) * size);
 }
 
 // Small output maps (7x7, 14x14, 16x16: the deep layers of small-image CNNs and GANs) would leave much of
@@ -81,15 +84,18 @@ void forward_across_images(const Conv2dShape& s, const T* x, const T* w, const T
   // block's output channels instead, each with the W rows of its part and its own copy of the block's B.
   const int64_t parts = blocks < threads ? std::min<int64_t>(threads, ceil_div(Kg, MR)) : 1;
   const int64_t part_rows = ceil_div(ceil_div(Kg, MR), parts) * MR, a_size = packed_a_size<T>(part_rows, CRS);
-  std::vector<T> a_packed(static_cast<size_t>(s.groups * parts * a_size));
-  for (int64_t g = 0; g < s.groups; ++g)
-    for (int64_t part = 0; part < parts; ++part) {
-      const int64_t m0 = std::min(Kg, part * part_rows), rows = std::min(part_rows, Kg - m0);
-      if (rows > 0) pack_a(w + (g * Kg + m0) * CRS, CRS, int64_t(1), rows, CRS, a_packed.data() + (g * parts + part) * a_size);
-    }
+  const Buffer<T> a_packed = alloc_buffer<T>(s.groups * parts * a_size);
+  const int64_t part_panels = part_rows / MR;
   const TapIndex taps(s);
 #pragma omp parallel num_threads(threads)
   {
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < s.groups * parts * part_panels; ++t) {
+      const int64_t gp = t / part_panels, g = gp / parts, m0 = std::min(Kg, gp % parts * part_rows);
+      const int64_t rows = std::min(part_rows, Kg - m0);
+      if (rows > 0 && t % part_panels < ceil_div(rows, MR))
+        pack_a_panel(w + (g * Kg + m0) * CRS, CRS, int64_t(1), rows, CRS, t % part_panels, a_packed.get() + gp * a_size);
+    }
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
     Buffer<T> c_buf = alloc_buffer<T>(part_rows * nc);
     std::vector<int32_t> source(static_cast<size_t>(RS * nc));  // source[rs * nc + col]
@@ -111,7 +117,7 @@ void forward_across_images(const Conv2dShape& s, const T* x, const T* w, const T
           for (int64_t j = ncur % NR; ncur % NR && j < NR; ++j) last[j] = T(0);
         }
       };
-      gemm_packed<T>(rows, ncur, CRS, a_packed.data() + (g * parts + part) * a_size, pack_b, b_buf.get(), c_buf.get(),
+      gemm_packed<T>(rows, ncur, CRS, a_packed.get() + (g * parts + part) * a_size, pack_b, b_buf.get(), c_buf.get(),
                      nc, bias ? bias + g * Kg + m0 : nullptr, false, Epilogue<T>{ep.act, ep.slope, false});
       for (int64_t j = j0; j < j0 + ncur;) {  // each image's share of the block to its rows of y
         const int64_t n = j / PQ, p = j % PQ, len = std::min(PQ - p, j0 + ncur - j);
@@ -131,11 +137,12 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   if (columns_across_images(s)) return forward_across_images(s, x, w, bias, y, ep);
   const int64_t a_size = packed_a_size<T>(Kg, CRS);
-  const std::vector<T> a_packed = pack_weights_per_group(w, s.groups, Kg, CRS, CRS, 1, Kg * CRS);
+  const Buffer<T> a_packed = alloc_buffer<T>(s.groups * a_size);
   const int64_t nc = column_block<T>(PQ, s.N * s.groups, 512);
   const int64_t col_blocks = ceil_div(PQ, nc), tasks = s.N * s.groups * col_blocks;
 #pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
   {
+    pack_weights_per_group(w, s.groups, Kg, CRS, CRS, int64_t(1), Kg * CRS, a_packed.get());
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
@@ -145,7 +152,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
       auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
         for (int64_t k = 0; k < kc; ++k) im2col_row_to_panels<GemmTile<T>::NR>(x_g, s, k0 + k, j0, ncur, k, kc, dst);
       };
-      gemm_packed<T>(Kg, ncur, CRS, a_packed.data() + g * a_size, pack_b, b_buf.get(),
+      gemm_packed<T>(Kg, ncur, CRS, a_packed.get() + g * a_size, pack_b, b_buf.get(),
                      y + (n * s.K + g * Kg) * PQ + j0, PQ, bias ? bias + g * Kg : nullptr, false, ep);
     }
   }
@@ -274,7 +281,7 @@ void conv2d_grad_input(const Conv2dArgs<T>& a) {
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int64_t a_size = packed_a_size<T>(CRS, Kg);
   // A = W[g]^T: element (crs, k) sits at w[(g*Kg + k)*CRS + crs].
-  const std::vector<T> a_packed = pack_weights_per_group(a.w, s.groups, CRS, Kg, 1, CRS, Kg * CRS);
+  const Buffer<T> a_packed = alloc_buffer<T>(s.groups * a_size);
   const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
   // col2im of different column blocks of one image overlaps, so a task owns whole images of one group.
   // Small maps put several images side by side in the GEMM columns (PQ = 16 filled a third of a 48-wide
@@ -285,6 +292,7 @@ void conv2d_grad_input(const Conv2dArgs<T>& a) {
   const int64_t batches = ceil_div(s.N, images), tasks = batches * s.groups;
 #pragma omp parallel num_threads(threads)
   {
+    pack_weights_per_group(a.w, s.groups, CRS, Kg, int64_t(1), CRS, Kg * CRS, a_packed.get());
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
     Buffer<T> col = alloc_buffer<T>(CRS * nc);
     Buffer<T> dy_rows = alloc_buffer<T>(images > 1 ? Kg * nc : 0);
@@ -311,7 +319,7 @@ void conv2d_grad_input(const Conv2dArgs<T>& a) {
         auto pack_b = [&](int64_t k0, int64_t kc, T* dst) {
           for (int64_t k = 0; k < kc; ++k) scatter_row_to_panels(dy_block + (k0 + k) * ld, ncur, k, kc, dst);
         };
-        gemm_packed<T>(CRS, ncur, Kg, a_packed.data() + g * a_size, pack_b, b_buf.get(), col.get(), ncur, nullptr,
+        gemm_packed<T>(CRS, ncur, Kg, a_packed.get() + g * a_size, pack_b, b_buf.get(), col.get(), ncur, nullptr,
                        false);
         for (int64_t j = j0; j < j0 + ncur;) {
           const int64_t n = n0 + j / PQ, p = j % PQ, run = std::min(PQ - p, j0 + ncur - j);
@@ -344,9 +352,10 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
   const int64_t chunks = ceil_div(span, chunk), tasks = sequences * s.groups * chunks;
   const int64_t dw_size = s.K * CRS, RS = s.R * s.S;
   const TapIndex taps = across ? TapIndex(s) : TapIndex();
-  // Each thread sums its tasks into a private copy; copies are added in thread order, so the result is
-  // deterministic for a given thread count.
-  std::vector<T> partial(static_cast<size_t>(threads) * dw_size);
+  // Each thread sums its tasks into a private copy (its first task of a group writes without adding, so
+  // nothing needs zeroing first); copies are added in thread order, so the result is deterministic for a
+  // given thread count.
+  const Buffer<T> partial = alloc_buffer<T>(threads * dw_size);
   std::vector<char> touched(static_cast<size_t>(threads) * s.groups, 0);
 #pragma omp parallel num_threads(threads)
   {
@@ -356,7 +365,7 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
     Buffer<T> tile = alloc_buffer<T>(L * G::KC);
     Buffer<T> a_rows = alloc_buffer<T>(across ? Kg * chunk : 0);
     std::vector<int32_t> source(across ? RS * G::KC : 0);  // source[rs * KC + k]: see forward_across_images
-    T* mine = partial.data() + tid * dw_size;
+    T* mine = partial.get() + tid * dw_size;
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t n = t / (s.groups * chunks), g = (t / chunks) % s.groups, p0 = (t % chunks) * chunk;
@@ -406,14 +415,15 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
       gemm_packed<T>(Kg, CRS, len, a_buf.get(), pack_b, b_buf.get(), mine + g * Kg * CRS, CRS, nullptr, seen != 0);
       seen = 1;
     }
-  }
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t i = 0; i < dw_size; ++i) {
-    const int64_t g = i / (Kg * CRS);
-    T sum = T(0);
-    for (int t = 0; t < threads; ++t)
-      if (touched[t * s.groups + g]) sum += partial[t * dw_size + i];
-    a.dw[i] = sum;
+    // (the loop's barrier: every copy is complete)
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < dw_size; ++i) {
+      const int64_t g = i / (Kg * CRS);
+      T sum = T(0);
+      for (int t = 0; t < threads; ++t)
+        if (touched[t * s.groups + g]) sum += partial[t * dw_size + i];
+      a.dw[i] = sum;
+    }
   }
 }
 

@@ -84,31 +84,34 @@ void conv2d_grad_input_shifted(const Conv2dShape& s, const T* dy, const T* w, T*
   const int64_t halo_rows = grid.h.max_shift + ceil_div(grid.w.max_shift, len);
   const int64_t y_len = halo_rows * len + blocks.positions;
   // Per plane and group: the reduction (k, tap) as offsets into the block's dy runs, and the weights
-  // w[k, c, tap] as MR-row panels over c, k-major.
-  struct Plane { int64_t ph, pw, steps; std::vector<int64_t> off; std::vector<T> packed; };
+  // w[k, c, tap] as MR-row panels over c, k-major (packed by the threads, below).
+  struct Plane { int64_t ph, pw, steps; std::vector<int64_t> taps, off; Buffer<T> packed; };
   std::vector<Plane> planes;
   for (int64_t ph = 0; ph < grid.h.planes; ++ph)
     for (int64_t pw = 0; pw < grid.w.planes; ++pw) {
-      const std::vector<int64_t> taps = plane_taps(s, grid, ph, pw);
-      Plane p{ph, pw, Kg * static_cast<int64_t>(taps.size()), {}, {}};
-      p.packed.assign(static_cast<size_t>(s.groups * panels * p.steps * MR), T(0));
+      std::vector<int64_t> taps = plane_taps(s, grid, ph, pw);
+      const int64_t steps = Kg * static_cast<int64_t>(taps.size());
+      Plane p{ph, pw, steps, std::move(taps), {}, alloc_buffer<T>(s.groups * panels * steps * MR)};
       for (int64_t k = 0; k < Kg; ++k)
-        for (const int64_t tap : taps) {
+        for (const int64_t tap : p.taps) {
           const int64_t r = tap / s.S, sx = tap % s.S;
           p.off.push_back(k * y_len + halo_rows * len - grid.h.tap_shift[r] * len - grid.w.tap_shift[sx]);
         }
-      for (int64_t g = 0; g < s.groups; ++g)
-        for (int64_t c = 0; c < Cg; ++c)
-          for (int64_t k = 0; k < Kg; ++k)
-            for (size_t t = 0; t < taps.size(); ++t) {
-              const int64_t step = k * static_cast<int64_t>(taps.size()) + static_cast<int64_t>(t);
-              p.packed[((g * panels + c / MR) * p.steps + step) * MR + c % MR] = w[((g * Kg + k) * Cg + c) * RS + taps[t]];
-            }
       planes.push_back(std::move(p));
     }
-  const int64_t tasks = s.groups * blocks.blocks;
+  const int64_t tasks = s.groups * blocks.blocks, plane_panels = s.groups * panels;
 #pragma omp parallel num_threads(threads)
   {
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < static_cast<int64_t>(planes.size()) * plane_panels; ++t) {
+      const Plane& p = planes[t / plane_panels];
+      const int64_t g = t % plane_panels / panels, c0 = t % panels * MR, ntaps = static_cast<int64_t>(p.taps.size());
+      T* dst = p.packed.get() + (t % plane_panels) * p.steps * MR;
+      for (int64_t k = 0; k < Kg; ++k)
+        for (int64_t i = 0; i < ntaps; ++i)
+          for (int m = 0; m < MR; ++m)
+            dst[(k * ntaps + i) * MR + m] = c0 + m < Cg ? w[((g * Kg + k) * Cg + c0 + m) * RS + p.taps[i]] : T(0);
+    }
     Buffer<T> dy_buf = alloc_buffer<T>(Kg * y_len);
     Buffer<T> out = alloc_buffer<T>(panels * MR * blocks.positions);
 #pragma omp for schedule(static)
@@ -117,7 +120,7 @@ void conv2d_grad_input_shifted(const Conv2dShape& s, const T* dy, const T* w, T*
       const int64_t rows = blocks.rows(block);
       copy_grad_output(s, grid, dy, g, v0, rows, halo_rows, y_len, dy_buf.get());
       for (const Plane& p : planes) {
-        grid_gemm<T>(panels, p.steps, p.packed.data() + g * panels * p.steps * MR, dy_buf.get(), p.off.data(),
+        grid_gemm<T>(panels, p.steps, p.packed.get() + g * panels * p.steps * MR, dy_buf.get(), p.off.data(),
                      rows * len, out.get(), blocks.positions, nullptr, Epilogue<T>{});
         copy_plane_to_input(s, grid, p.ph, p.pw, out.get(), blocks.positions, g, v0, rows, dx);
       }

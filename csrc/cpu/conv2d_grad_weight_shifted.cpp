@@ -95,12 +95,13 @@ void conv2d_grad_weight_shifted(const Conv2dShape& s, const T* x, const T* dy, T
   const GridBlocks blocks(grid, s.N, cells, threads, L);
   const std::vector<int64_t> off = tap_offsets(s, grid, blocks);
   const int64_t dw_size = s.K * CRS, tasks = s.groups * blocks.blocks;
-  std::vector<T> partial(static_cast<size_t>(threads) * dw_size, T(0));
+  const Buffer<T> partial = alloc_buffer<T>(threads * dw_size);
 #pragma omp parallel num_threads(threads)
   {
     Buffer<T> dy_buf = alloc_buffer<T>(Kg * blocks.positions);
     Buffer<T> x_buf = alloc_buffer<T>(Cg * grid.planes() * blocks.x_len);
-    T* mine = partial.data() + omp_get_thread_num() * dw_size;
+    T* mine = partial.get() + omp_get_thread_num() * dw_size;
+    std::fill(mine, mine + dw_size, T(0));  // each thread its own copy (zeroed serially, it idled the other)
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t g = t / blocks.blocks, block = t % blocks.blocks, v0 = blocks.first_row(block);
@@ -119,13 +120,13 @@ void conv2d_grad_weight_shifted(const Conv2dShape& s, const T* x, const T* dy, T
         }
       }
     }
-  }
-  // Copies added in thread order: deterministic for a given thread count.
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t i = 0; i < dw_size; ++i) {
-    T sum = T(0);
-    for (int t = 0; t < threads; ++t) sum += partial[t * dw_size + i];
-    dw[i] = sum;
+    // After the loop's barrier, the copies added in thread order: deterministic for a given thread count.
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < dw_size; ++i) {
+      T sum = T(0);
+      for (int t = 0; t < threads; ++t) sum += partial[t * dw_size + i];
+      dw[i] = sum;
+    }
   }
 }
 

@@ -105,23 +105,27 @@ inline void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict 
   }
 }
 
-// Packs A (M x Kd, element (i, k) at src[i*rs + k*cs]) for all reduction blocks. Rows past M are zero.
+// Packs the MR-row panel ip of A (M x Kd, element (i, k) at src[i*rs + k*cs]) in every reduction block;
+// rows past M are zero. Panels are independent: the threads of a parallel region can pack them.
 template <typename T>
-void pack_a(const T* src, int64_t rs, int64_t cs, int64_t M, int64_t Kd, T* dst) {
+void pack_a_panel(const T* src, int64_t rs, int64_t cs, int64_t M, int64_t Kd, int64_t ip, T* dst) {
   constexpr int MR = GemmTile<T>::MR;
   const int64_t KC = GemmTile<T>::KC, panels = ceil_div(M, MR);
   for (int64_t k0 = 0; k0 < Kd; k0 += KC) {
     const int64_t kc = std::min(KC, Kd - k0);
-    for (int64_t ip = 0; ip < panels; ++ip) {
-      for (int64_t k = 0; k < kc; ++k) {
-        for (int i = 0; i < MR; ++i) {
-          const int64_t row = ip * MR + i;
-          dst[k * MR + i] = row < M ? src[row * rs + (k0 + k) * cs] : T(0);
-        }
+    T* d = dst + panels * MR * k0 + ip * MR * kc;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int i = 0; i < MR; ++i) {
+        const int64_t row = ip * MR + i;
+        d[k * MR + i] = row < M ? src[row * rs + (k0 + k) * cs] : T(0);
       }
-      dst += kc * MR;
-    }
   }
+}
+
+// Packs all of A.
+template <typename T>
+void pack_a(const T* src, int64_t rs, int64_t cs, int64_t M, int64_t Kd, T* dst) {
+  for (int64_t ip = 0; ip < ceil_div(M, GemmTile<T>::MR); ++ip) pack_a_panel(src, rs, cs, M, Kd, ip, dst);
 }
 
 template <typename T>
