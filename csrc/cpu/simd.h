@@ -104,6 +104,18 @@ struct Vec {
     std::memcpy(&v, p, sizeof(T) * n);
     return v;
   }
+  // The vector whose lane l is row[first + l] for lo <= l < hi and zero elsewhere (0 <= lo <= hi <= lanes),
+  // reading only row[first + lo .. first + hi): a window that hangs over either end of a row.
+  static type load_range(const T* row, int64_t first, int lo, int hi) {
+    if (lo >= hi) return type{};
+    const type v = load_first(row + first + lo, hi - lo);
+    if (lo == 0) return v;
+    // lane l of the result: lane l - lo of v, or (below lo) of the zero vector
+    mask_type m;
+    for (int l = 0; l < lanes; ++l) m[l] = l;
+    m -= lo;
+    return __builtin_shuffle(type{}, v, m >= 0 ? m + lanes : mask_type{});
+  }
   // Stores lanes 0 .. n-1 of v (0 <= n <= lanes) and touches no memory past p + n: the tail of a row that
   // does not fill a vector, without a scalar loop. One masked store on AVX-512 and AVX2.
   static void store_first(T* p, type v, int n) {

@@ -88,6 +88,10 @@ HAND_PICKED = [
     Case(1, 16, 6, 70, 1, 3, 3, padding=(1, 1), extra=(0, 1)),
     Case(2, 8, 11, 23, 4, 3, 3, stride=(2, 2), padding=(1, 2), dilation=(1, 2), groups=2),
     Case(3, 40, 4, 4, 1, 4, 4),  # a critic's last layer onto 1x1: rows too short for the loop, a GEMM
+    # The loop reads x in place, masked where a tap's window hangs over a row end: both ends in one
+    # vector (9 wide), and dilated taps 3 apart reaching 3 past each end.
+    Case(3, 16, 5, 9, 3, 3, 3, padding=(1, 1)),
+    Case(2, 12, 10, 40, 2, 3, 3, padding=(2, 3), dilation=(1, 3)),
     Case(3, 5, 64, 9, 6, 3, 3, stride=(1, 2), padding=(1, 1)),  # 320 positions, rows under 32 wide: across images
     Case(2, 5, 9, 8, 7, 1, 1, stride=(2, 2), bias=False),
     Case(1, 3, 11, 10, 4, 2, 3, stride=(3, 2), padding=(0, 1), extra=(1, 0)),
