@@ -31,9 +31,17 @@ def grad_wanted(ctx, index: int, t: torch.Tensor | None) -> bool:
     fixed when the graph is built, but ``torch.autograd.grad(out, inputs)`` runs only the part of the graph
     that reaches ``inputs``: a gradient penalty's first pass wants a critic's input gradients and not its
     weight gradients. torch's own convolution backward skips the unwanted ones the same way. Where the
-    engine cannot say (no backward running, a captured leaf, an older torch) the gradient is computed."""
+    engine cannot say (no backward running, a captured leaf, an older torch) the gradient is computed.
+
+    Only a backward that builds a graph (``create_graph=True``, as a penalty's first pass does) asks: the
+    engine's answer costs about 20 us a query (a 1x4x8x8 convolution's forward and backward took 219 us
+    with both queries, 173 us without), while a backward that builds none (``loss.backward()``, the hot
+    path of training) wants every gradient in almost every use; where it does not (an explanation's
+    ``torch.autograd.grad(score, image)``), the unwanted gradient is computed and dropped."""
     if not ctx.needs_input_grad[index]:
         return False
+    if not torch.is_grad_enabled():
+        return True
     try:
         return bool(torch._C._will_engine_execute_node(torch.autograd.graph.get_gradient_edge(t).node))
     except (RuntimeError, AttributeError, TypeError):
