@@ -7,7 +7,7 @@
 // additions per value; the GEMMs do the arithmetic, a*a multiplications per tile and channel pair where
 // direct convolution needs m*m*r*r.
 //
-// Two schemes:
+// Three schemes:
 //   F(2x2, 3x3) for 3x3 stride-1 layers: 16 multiplications where direct convolution needs 36.
 //   F(4x4, 4x4) for 7x7 and 8x8 stride-2 layers. Split by the stride phase (a, b) of its rows and columns,
 //     the input is 4C planes x_ab[i][j] = x[2i + a][2j + b] and the kernel 4C sub-kernels
@@ -16,11 +16,13 @@
 //     output where direct convolution needs 49C (7x7). The planes are never materialised: the input
 //     transform reads x at the layer's stride. (F(3x3, 4x4), 36 multiplications per 3x3 tile, ran the
 //     stem 8% slower: 16C per output, and 3% of its tiles hang over the 112-wide map.)
+//   F(2x2, 2x2) for 4x4 stride-2 layers with many channels, on the same phase planes: 2x2 sub-kernels,
+//     9 multiplications per 2x2 tile and plane, 9C per output where direct convolution needs 16C.
 //
 // The GEMM columns are the tiles of the whole batch, image by image and row by row, so a small map's
 // tiles share column panels with the next image's. Work is split into blocks of whole column panels.
-// For each block the input transform writes V_e straight into the packed-B panel layout of gemm.h; then, for each column panel of tiles and
-// each row panel of output channels, the a*a micro-kernel products land in a small buffer (a*a x MR x NR)
+// For each block the input transform writes V_e straight into the packed-B panel layout of gemm.h;
+// then, for each column panel of tiles and each row panel of output channels, the a*a micro-kernel products land in a small buffer (a*a x MR x NR)
 // and the output transform, bias and activation run at once, so M is never materialised.
 #include "conv2d_winograd.h"
 
@@ -37,6 +39,14 @@ struct F2x3 {
   static constexpr double BT[a][a] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
   static constexpr double G[a][r] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
   static constexpr double AT[m][a] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+};
+
+// Interpolation points 0, -1 and infinity: every coefficient is 0 or +-1.
+struct F2x2 {
+  static constexpr int m = 2, r = 2, a = 3, stride = 2;
+  static constexpr double BT[a][a] = {{1, 1, 0}, {0, 1, 0}, {0, 1, 1}};
+  static constexpr double G[a][r] = {{1, 0}, {-1, 1}, {0, 1}};
+  static constexpr double AT[m][a] = {{1, 1, 0}, {0, -1, 1}};
 };
 
 // Interpolation points 0, 1, -1, 2, -2, 1/2 and infinity.
@@ -466,6 +476,14 @@ bool f2x3_applies(const Conv2dShape& s) {
          fewer_products<F2x3>(s);
 }
 
+// DCGAN's 4x4 stride-2 layers: 2x2 phase kernels, 9 products per 2x2 tile and plane (9C per output
+// against 16C). With fewer channels the transforms outweigh the saving (kernel, 2 threads: 32x64x16x16 ->
+// 128 3.93 -> 2.80 ms and 64x32x28x28 -> 64 5.6 -> 4.5 ms, but a critic's 16x16x16x16 -> 32 155 -> 197 us).
+bool f2x2_applies(const Conv2dShape& s) {
+  return plain(s) && s.R == 4 && s.S == 4 && s.stride_h == 2 && s.stride_w == 2 && s.C >= 32 && s.K >= 64 &&
+         fewer_products<F2x2>(s);
+}
+
 // The four phases give at least 4 planes, so few input channels (the RGB stem) still make a reduction
 // of 12.
 bool f4x4_applies(const Conv2dShape& s) {
@@ -480,13 +498,14 @@ bool winograd_applies(const Conv2dShape& s) {
     const char* v = std::getenv("MEDKERN_CONV_WINOGRAD");
     return !(v && std::strcmp(v, "0") == 0);
   }();
-  return enabled && (f2x3_applies(s) || f4x4_applies(s));
+  return enabled && (f2x3_applies(s) || f2x2_applies(s) || f4x4_applies(s));
 }
 
 template <typename T>
 void conv2d_forward_winograd(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
                              const Epilogue<T>& ep) {
   if (f2x3_applies(s)) return forward<T, F2x3>(s, x, w, bias, y, ep);
+  if (f2x2_applies(s)) return forward<T, F2x2>(s, x, w, bias, y, ep);
   forward<T, F4x4>(s, x, w, bias, y, ep);
 }
 

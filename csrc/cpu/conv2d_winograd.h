@@ -1,9 +1,10 @@
 #pragma once
-// Forward convolution by Winograd's minimal filtering, in two forms (see conv2d_winograd.cpp):
+// Forward convolution by Winograd's minimal filtering, in three forms (see conv2d_winograd.cpp):
 //   F(2x2, 3x3) for 3x3 stride-1 layers: 16 multiplications per 2x2 block of outputs and (input, output)
 //   channel pair instead of 36;
-//   F(4x4, 4x4) for 7x7 and 8x8 stride-2 layers (the ResNet stem), on the input's four stride phases:
-//   12.25 multiplications per output and input channel instead of 49 (7x7).
+//   on the input's four stride phases, F(4x4, 4x4) for 7x7 and 8x8 stride-2 layers (the ResNet stem):
+//   12.25 multiplications per output and input channel instead of 49 (7x7); and F(2x2, 2x2) for 4x4
+//   stride-2 layers with many channels (a DCGAN discriminator): 9 instead of 16.
 #include "../common/conv2d_params.h"
 #include "gemm.h"
 

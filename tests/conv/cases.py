@@ -140,6 +140,9 @@ WINOGRAD = [
     Case(2, 5, 33, 30, 17, 8, 8, stride=(2, 2), padding=(3, 2), extra=(1, 0)),  # odd phases read padding
     Case(1, 2, 31, 70, 20, 7, 8, stride=(2, 2), padding=(0, 4), bias=False),  # 7x8, long rows
     Case(2, 70, 30, 29, 16, 7, 7, stride=(2, 2), padding=(3, 3)),  # 280 phase planes: two reduction blocks
+    # F(2x2, 2x2) on the phases: 4x4 stride 2 with 32+ inputs and 64+ outputs (a DCGAN discriminator).
+    Case(8, 32, 16, 16, 64, 4, 4, stride=(2, 2), padding=(1, 1)),
+    Case(6, 32, 15, 17, 66, 4, 4, stride=(2, 2), padding=(1, 1), bias=False),  # 7 rows: a part tile
 ]
 HAND_PICKED += WINOGRAD
 

@@ -119,11 +119,11 @@ def test_conv2d_forward_epilogue(kernels, case, activation, slope):
 
 @pytest.mark.parametrize("shape", [(2, 64, 32, 32, 128, 3, 1, 1), (4, 256, 14, 14, 256, 3, 1, 1),
                                    (4, 32, 28, 28, 64, 3, 1, 1), (1, 3, 224, 224, 64, 7, 2, 3),
-                                   (2, 64, 30, 30, 32, 8, 2, 3)])
+                                   (2, 64, 30, 30, 32, 8, 2, 3), (8, 64, 16, 16, 128, 4, 2, 1)])
 def test_winograd_float32_meets_the_accuracy_policy(shape):
     """The README's policy: float32 within 1e-4 relative (Frobenius) of float64, at real layer sizes where
-    the Winograd transforms' rounding adds up over hundreds of channels (F(2x2, 3x3)) or over the larger
-    coefficients of F(4x4, 4x4) (the k7 s2 stem). Measured: 1e-7 to 1e-6."""
+    the Winograd transforms' rounding adds up over hundreds of channels (F(2x2, 3x3), F(2x2, 2x2) on 256
+    phase planes) or over the larger coefficients of F(4x4, 4x4) (the k7 s2 stem). Measured: 1e-7 to 3e-6."""
     N, C, H, W, K, R, stride, pad = shape
     g = torch.Generator().manual_seed(11)
     x = torch.randn(N, C, H, W, generator=g, dtype=torch.float64)
