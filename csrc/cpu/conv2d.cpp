@@ -6,9 +6,9 @@
 //                col(dx[n,g]) = W[g]^T * dy[n,g], scattered back by col2im
 //   grad-weight  dW[g] (Kg x CRS) = sum_n dy[n,g] (Kg x PQ) * col(x[n,g])^T (PQ x CRS)
 // Other paths, where they measured faster: Winograd (conv2d_winograd.cpp) for 3x3 stride-1 forwards with
-// enough channels (and so stride-1 grad-inputs) and 7x7/8x8 stride-2 forwards; a direct loop for forwards
-// with at most 4 outputs per group (conv2d_few_outputs.cpp); and, on maps little of which is padding, the padded grid of
-// conv2d_shifted_grid.h, which packs nothing but the weights: forwards with large kernels or few outputs
+// enough channels (and so stride-1 grad-inputs), 7x7/8x8 stride-2 forwards and wide 4x4 stride-2 ones; a
+// direct loop for forwards with at most 4 outputs per group (conv2d_few_outputs.cpp); and, on maps little
+// of which is padding, the padded grid of conv2d_shifted_grid.h, which packs nothing but the weights: forwards with large kernels or few outputs
 // (conv2d_forward_shifted.cpp), strided grad-inputs (conv2d_grad_input_shifted.cpp) and grad-weights
 // (conv2d_grad_weight_shifted.cpp).
 #include "conv2d.h"

@@ -78,14 +78,14 @@ template <typename T, int K>
 void run(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
   constexpr int L = Vec<T>::lanes;
   const int64_t Cg = s.c_per_group(), q_vec = (s.Q + L - 1) / L * L;
-  // A padded row holds the input row after pad_w zeros, and covers the lanes past Q that the whole-vector
-  // loop reads; what lies outside the input row stays zero.
+  // A strided row is copied after pad_w zeros into a padded row that covers the lanes past Q the
+  // whole-vector loop reads; what lies outside the input row stays zero.
   const int64_t padded_len = std::max((q_vec - 1) * s.stride_w + (s.S - 1) * s.dil_w + 1, s.pad_w + s.W);
   const int64_t rows = s.N * s.groups * s.P;
   const bool threaded = rows * K * Cg * s.R * s.S * s.Q >= (int64_t(1) << 18);
 #pragma omp parallel if (threaded)
   {
-    std::vector<T> padded(static_cast<size_t>(padded_len), T(0));
+    std::vector<T> padded(s.stride_w == 1 ? 0 : static_cast<size_t>(padded_len), T(0));  // strided rows only
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < rows; ++t) {
       const int64_t n = t / (s.groups * s.P), g = t / s.P % s.groups, oh = t % s.P;

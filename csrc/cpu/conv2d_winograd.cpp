@@ -22,8 +22,9 @@
 // The GEMM columns are the tiles of the whole batch, image by image and row by row, so a small map's
 // tiles share column panels with the next image's. Work is split into blocks of whole column panels.
 // For each block the input transform writes V_e straight into the packed-B panel layout of gemm.h;
-// then, for each column panel of tiles and each row panel of output channels, the a*a micro-kernel products land in a small buffer (a*a x MR x NR)
-// and the output transform, bias and activation run at once, so M is never materialised.
+// then, for each column panel of tiles and each row panel of output channels, the a*a micro-kernel
+// products land in a small buffer (a*a x MR x NR) and the output transform, bias and activation run at
+// once, so M is never materialised.
 #include "conv2d_winograd.h"
 
 #include <omp.h>
@@ -123,10 +124,15 @@ struct Plane {
       : channel(c / (F::stride * F::stride)), row_phase(c / F::stride % F::stride), col_phase(c % F::stride) {}
 };
 
-// Distance between the packed A operands (U_e) of two positions e: +16, as the a*a operands are written
-// together, and a stride that is a multiple of 4 KiB would make their stores thrash L1.
-template <typename T>
-int64_t operand_stride(int64_t K, int64_t planes) { return packed_a_size<T>(K, planes) + 16; }
+// The reduction planes of a layer (its channels times the stride phases) and its tiles over the batch.
+template <class F>
+int64_t phase_planes(const Conv2dShape& s) { return s.C * F::stride * F::stride; }
+template <class F>
+int64_t batch_tiles(const Conv2dShape& s) { return s.N * ceil_div(s.P, F::m) * ceil_div(s.Q, F::m); }
+
+// The a*a transformed operands (U_e, V_e) are written together: n elements apart plus 16, as a distance
+// that is a multiple of 4 KiB would make their stores alias in L1 and the store buffer.
+inline int64_t operand_stride(int64_t n) { return n + 16; }
 
 // U = G g G^T for output channel k and every reduction plane c, stored straight into the a*a packed GEMM
 // A operands (gemm.h's layout), `stride` apart; a k past the output channels (the last row panel's
@@ -135,7 +141,7 @@ template <typename T, class F>
 void transform_kernels(const Conv2dShape& s, const T* w, int64_t k, T* packed, int64_t stride) {
   constexpr int A = F::a, R = F::r, st = F::stride, MR = GemmTile<T>::MR;
   constexpr int64_t KC = GemmTile<T>::KC;
-  const int64_t planes = s.C * st * st, rows = ceil_div(s.K, MR) * MR;
+  const int64_t planes = phase_planes<F>(s), rows = ceil_div(s.K, MR) * MR;
   for (int64_t c = 0; c < planes; ++c) {
     const int64_t k0 = c / KC * KC, kc = std::min(KC, planes - k0);
     T* dst = packed + rows * k0 + (k / MR) * MR * kc + (c - k0) * MR + k % MR;
@@ -187,13 +193,13 @@ struct Plan {
   static constexpr int64_t kMaxPanels = 4;
   int64_t tiles_h, tiles_w, tiles, block_cols, blocks, n_panels;
 
-  template <typename T>
-  static Plan make(const Conv2dShape& s, int m, int threads) {
+  template <typename T, class F>
+  static Plan make(const Conv2dShape& s, int threads) {
     constexpr int64_t NR = GemmTile<T>::NR;
     Plan p{};
-    p.tiles_h = ceil_div(s.P, m);
-    p.tiles_w = ceil_div(s.Q, m);
-    p.tiles = s.N * p.tiles_h * p.tiles_w;
+    p.tiles_h = ceil_div(s.P, F::m);
+    p.tiles_w = ceil_div(s.Q, F::m);
+    p.tiles = batch_tiles<F>(s);
     const int64_t panels = ceil_div(p.tiles, NR);
     int64_t best = -1;
     for (int64_t size = 1; size <= std::min(kMaxPanels, panels); ++size) {
@@ -233,11 +239,9 @@ class Worker {
  public:
   Worker(const Conv2dShape& s, const Plan& plan, const T* x, const T* u_packed, const T* bias, T* y,
          const Epilogue<T>& ep)
-      : s_(s), plan_(plan), x_(x), u_(u_packed), bias_(bias), y_(y), ep_(ep), planes_(s.C * F::stride * F::stride),
+      : s_(s), plan_(plan), x_(x), u_(u_packed), bias_(bias), y_(y), ep_(ep), planes_(phase_planes<F>(s)),
         half_(ceil_div(plan.tiles_w + kPhaseLen + L, 16) * 16),  // + a vector: see transform_input
-        // +16: the a*a V_e are written together, and a stride that is a multiple of 4 KiB would make
-        // their stores alias in the store buffer
-        v_stride_(plan.n_panels * G::NR * planes_ + 16),
+        v_stride_(operand_stride(plan.n_panels * G::NR * planes_)),
         v_(thread_scratch<T>(0, E * v_stride_)),
         m_(thread_scratch<T>(1, E * G::MR * G::NR)),
         rows_(thread_scratch<T>(2, A * M * half_)) {}
@@ -352,7 +356,7 @@ class Worker {
 
   // m_[e] (MR x NR) = U_e[row panel ip] * V_e[column panel jp], summed over the reduction blocks.
   void multiply(int64_t ip, int64_t jp, int64_t m_panels) {
-    const int64_t u_stride = operand_stride<T>(s_.K, planes_);
+    const int64_t u_stride = operand_stride(packed_a_size<T>(s_.K, planes_));
     for (int e = 0; e < E; ++e) {
       const T* u = u_ + e * u_stride;
       const T* v = v_ + e * v_stride_;
@@ -434,11 +438,11 @@ class Worker {
 template <typename T, class F>
 void forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
   constexpr int E = F::a * F::a;
-  const int64_t planes = s.C * F::stride * F::stride;
-  const int64_t multiply_adds = s.N * ceil_div(s.P, F::m) * ceil_div(s.Q, F::m) * s.K * planes * E;
+  const int64_t planes = phase_planes<F>(s);
+  const int64_t multiply_adds = batch_tiles<F>(s) * s.K * planes * E;
   const int threads = multiply_adds >= (int64_t(1) << 18) ? omp_get_max_threads() : 1;
-  const Plan plan = Plan::make<T>(s, F::m, threads);
-  const int64_t u_stride = operand_stride<T>(s.K, planes);
+  const Plan plan = Plan::make<T, F>(s, threads);
+  const int64_t u_stride = operand_stride(packed_a_size<T>(s.K, planes));
   // The calling thread's buffer, kept between calls: allocating it each time cost a visible part of a
   // batch-1 call. Every element is written before it is read.
   static thread_local Buffer<T> u_packed;
@@ -464,7 +468,7 @@ bool plain(const Conv2dShape& s) { return s.dil_h == 1 && s.dil_w == 1 && s.grou
 template <class F>
 bool fewer_products(const Conv2dShape& s) {
   constexpr int64_t NR = GemmTile<float>::NR;
-  const int64_t tiles = s.N * ceil_div(s.P, F::m) * ceil_div(s.Q, F::m);
+  const int64_t tiles = batch_tiles<F>(s);
   const double winograd = double(F::a * F::a * F::stride * F::stride) * double(ceil_div(tiles, NR) * NR);
   return winograd <= 0.75 * double(s.R * s.S) * double(s.N * s.P * s.Q);
 }
