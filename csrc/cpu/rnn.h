@@ -267,6 +267,7 @@ inline void add_row(T* dst, const T* src, int64_t n) {
 
 // Input sizes up to this are a signal's few channels: the projection and its backward run along N over
 // w transposed (K x N, rows padded to whole vectors), one pass over the gate rows, rather than as GEMMs.
+// (python/medkern/ops/rnn.py picks the backward by the same bound, _FUSED_PROJECTION_MAX_INPUT.)
 constexpr int64_t kNarrowInput = 8;
 
 // w (N x K, row-major) transposed to K rows of n_pad = N rounded up to whole vectors, zero past N.

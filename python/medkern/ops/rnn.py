@@ -234,7 +234,8 @@ class _Projection(torch.autograd.Function):
 
 
 # Up to this input size the projection's backward is one pass over the gate gradients (the backend's
-# rnn_input_projection_backward); wider inputs make it real matrix products, torch's GEMM.
+# rnn_input_projection_backward); wider inputs make it real matrix products, torch's GEMM. The same bound
+# as kNarrowInput in csrc/cpu/rnn.h, where the forward projection switches to its one-pass form.
 _FUSED_PROJECTION_MAX_INPUT = 8
 
 
