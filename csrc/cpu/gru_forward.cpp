@@ -7,11 +7,11 @@ namespace medkern::cpu {
 
 namespace {
 
-// One row: gx (r, z, n input side), gh (hidden side with b_hh), h_prev -> h. `saved` (4H: r, z, n and the
-// hidden side's n part) may be null.
+// One row of `units` hidden units: gx (r, z, n input side, H apart), gh (hidden side with b_hh), h_prev -> h.
+// `saved` (4H: r, z, n and the hidden side's n part) may be null.
 template <typename T>
-void gru_row(const T* gx, const T* gh, int64_t H, const T* h_prev, T* h, T* saved) {
-  for_lanes<T>(H, [&](int64_t j, auto tag) {
+void gru_row(const T* gx, const T* gh, int64_t H, int64_t units, const T* h_prev, T* h, T* saved) {
+  for_lanes<T>(units, [&](int64_t j, auto tag) {
     using V = decltype(tag);
     const V hn = load_as<V>(gh + 2 * H + j);
     V r, z, n, hv;
@@ -46,7 +46,7 @@ void gru_forward(const RnnArgs<T>& a) {
         T* out = a.out + (t * B + b0 + r) * s.ldo;
         T* saved = a.gates ? a.gates + (t * B + b0 + r) * 4 * H : nullptr;
         if (rnn_step_valid(a.lengths, b0 + r, t)) {
-          gru_row(a.gx + (t * B + b0 + r) * s.ldgx, gh + r * G, H, h_prev + r * H, h_next + r * H, saved);
+          gru_row(a.gx + (t * B + b0 + r) * s.ldgx, gh + r * G, H, H, h_prev + r * H, h_next + r * H, saved);
           copy_row(out, h_next + r * H, H);
         } else {  // past this row's length: state carried over, output zero
           copy_row(h_next + r * H, h_prev + r * H, H);
@@ -62,14 +62,12 @@ template <typename T>
 void gru_cell_forward(const RnnCellArgs<T>& a) {
   const int64_t H = a.H, G = 3 * H;
   T *gx = a.scratch, *gh = a.scratch + a.B * G;
-  for (int64_t b = 0; b < a.B; ++b)
-    for (int64_t n = 0; n < G; ++n) {
-      gx[b * G + n] = a.b_ih ? a.b_ih[n] : T(0);
-      gh[b * G + n] = a.b_hh ? a.b_hh[n] : T(0);
-    }
-  rnn_gemm_unpacked(a.B, G, a.I, a.x, a.I, a.w_ih, gx, G);
-  rnn_gemm_unpacked(a.B, G, H, a.h, H, a.w_hh, gh, G);
-  for (int64_t b = 0; b < a.B; ++b) gru_row<T>(gx + b * G, gh + b * G, H, a.h + b * H, a.h_out + b * H, nullptr);
+  for_unit_chunks<T>(H, G * (a.I + H), [&](int64_t j0, int64_t j1) {
+    cell_gate_products(a.B, 3, H, j0, j1, a.I, a.x, a.w_ih, a.b_ih, false, gx);
+    cell_gate_products(a.B, 3, H, j0, j1, H, a.h, a.w_hh, a.b_hh, false, gh);
+    for (int64_t b = 0; b < a.B; ++b)
+      gru_row<T>(gx + b * G + j0, gh + b * G + j0, H, j1 - j0, a.h + b * H + j0, a.h_out + b * H + j0, nullptr);
+  });
 }
 
 template void gru_forward<float>(const RnnArgs<float>&);

@@ -5,10 +5,11 @@ namespace medkern::cpu {
 
 namespace {
 
-// Gates of one row (pre-activations i, f, g, o, H each) become activations; writes c and h = o tanh(c).
+// Gates of one row (pre-activations i, f, g, o, H apart) become activations for `units` hidden units; writes
+// c and h = o tanh(c).
 template <typename T>
-void lstm_row(T* g, int64_t H, const T* c_prev, T* c, T* h) {
-  for_lanes<T>(H, [&](int64_t j, auto tag) {
+void lstm_row(T* g, int64_t H, int64_t units, const T* c_prev, T* c, T* h) {
+  for_lanes<T>(units, [&](int64_t j, auto tag) {
     using V = decltype(tag);
     V i = load_as<V>(g + j), f = load_as<V>(g + H + j), gg = load_as<V>(g + 2 * H + j), o = load_as<V>(g + 3 * H + j);
     V cn, hn;
@@ -40,7 +41,7 @@ void lstm_forward(const RnnArgs<T>& a) {
       T* gates = a.gates ? a.gates + (t * B + b0) * G : gate_scratch.get() + b0 * G;
       T* hraw = !s.has_proj ? h_next : a.hraw ? a.hraw + (t * B + b0) * H : hraw_scratch.get() + b0 * H;
       rnn_gemm<T>(m, h_prev, P, whh, gates, G, a.gx + (t * B + b0) * s.ldgx, s.ldgx);
-      for (int64_t r = 0; r < m; ++r) lstm_row(gates + r * G, H, c_prev + r * H, c_next + r * H, hraw + r * H);
+      for (int64_t r = 0; r < m; ++r) lstm_row(gates + r * G, H, H, c_prev + r * H, c_next + r * H, hraw + r * H);
       if (s.has_proj) rnn_gemm<T>(m, hraw, H, whr, h_next, P);
       for (int64_t r = 0; r < m; ++r) {
         T* out = a.out + (t * B + b0 + r) * s.ldo;
@@ -63,12 +64,12 @@ void lstm_forward(const RnnArgs<T>& a) {
 template <typename T>
 void lstm_cell_forward(const RnnCellArgs<T>& a) {
   const int64_t H = a.H, G = 4 * H;
-  T* gates = a.scratch;
-  for (int64_t b = 0; b < a.B; ++b)
-    for (int64_t n = 0; n < G; ++n) gates[b * G + n] = (a.b_ih ? a.b_ih[n] : T(0)) + (a.b_hh ? a.b_hh[n] : T(0));
-  rnn_gemm_unpacked(a.B, G, a.I, a.x, a.I, a.w_ih, gates, G);
-  rnn_gemm_unpacked(a.B, G, H, a.h, H, a.w_hh, gates, G);
-  for (int64_t b = 0; b < a.B; ++b) lstm_row(gates + b * G, H, a.c + b * H, a.c_out + b * H, a.h_out + b * H);
+  for_unit_chunks<T>(H, G * (a.I + H), [&](int64_t j0, int64_t j1) {
+    cell_gate_products(a.B, 4, H, j0, j1, a.I, a.x, a.w_ih, a.b_ih, false, a.scratch);
+    cell_gate_products(a.B, 4, H, j0, j1, H, a.h, a.w_hh, a.b_hh, true, a.scratch);
+    for (int64_t b = 0; b < a.B; ++b)
+      lstm_row(a.scratch + b * G + j0, H, j1 - j0, a.c + b * H + j0, a.c_out + b * H + j0, a.h_out + b * H + j0);
+  });
 }
 
 template void lstm_forward<float>(const RnnArgs<float>&);

@@ -119,11 +119,14 @@ def test_lengths_argument_zeroes_the_padding(device):
 @pytest.mark.parametrize("kind", ["lstm_cell", "gru_cell"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("B", [1, 5])
-def test_cells_match_torch(device, kind, bias, B):
-    ref, ours = module_pair(kind, 6, 9, bias=bias, device=device)
-    x = torch.randn(B, 6, dtype=torch.float64, device=device, requires_grad=True)
-    h = torch.randn(B, 9, dtype=torch.float64, device=device, requires_grad=True)
-    c = torch.randn(B, 9, dtype=torch.float64, device=device, requires_grad=True)
+# (input, hidden): (40, 150) has weights enough for the native step to split its hidden units over the
+# threads (at whole vectors, so one chunk ends in a part vector).
+@pytest.mark.parametrize("I, H", [(6, 9), (40, 150)])
+def test_cells_match_torch(device, kind, bias, B, I, H):
+    ref, ours = module_pair(kind, I, H, bias=bias, device=device)
+    x = torch.randn(B, I, dtype=torch.float64, device=device, requires_grad=True)
+    h = torch.randn(B, H, dtype=torch.float64, device=device, requires_grad=True)
+    c = torch.randn(B, H, dtype=torch.float64, device=device, requires_grad=True)
     hx = (h, c) if kind == "lstm_cell" else h
     with torch.no_grad():  # the fast path
         for g, w in zip(_as_tuple(ours(x, hx)), _as_tuple(ref(x, hx))):
@@ -164,6 +167,22 @@ def test_parametrized_cell_weights_are_used(device, kind):
     with torch.no_grad():
         for g, w in zip(_as_tuple(ours(x, hx)), _as_tuple(ref(x, hx))):
             assert rel_err(g, w) < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["lstm_cell", "gru_cell"])
+@pytest.mark.parametrize("B", [1, 3])
+def test_float32_cell_step_matches_float64_torch(device, kind, B):
+    """The float32 no-grad step, on a cell large enough to split its hidden units over the threads."""
+    ref, ours = module_pair(kind, 33, 150, device=device)
+    ours.float()
+    x = torch.randn(B, 33, dtype=torch.float64, device=device)
+    h = torch.randn(B, 150, dtype=torch.float64, device=device)
+    hx = (h, torch.randn_like(h)) if kind == "lstm_cell" else h
+    with torch.no_grad():
+        want = _as_tuple(ref(x, hx))
+        got = _as_tuple(ours(x.float(), tuple(t.float() for t in hx) if kind == "lstm_cell" else h.float()))
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float32 and rel_err(g, w) < 1e-5
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])

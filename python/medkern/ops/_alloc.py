@@ -52,6 +52,13 @@ def empty_like(t: torch.Tensor) -> torch.Tensor:
     return _poisoned(out) if POISON else out
 
 
+def small_like(t: torch.Tensor) -> torch.Tensor:
+    """``torch.empty_like(t)`` for an output too small for the cache (a cell step's state), by the
+    shortest route; a non-contiguous ``t`` gives a non-contiguous result, which the bindings refuse."""
+    out = torch.empty_like(t)
+    return _poisoned(out) if POISON else out
+
+
 def empty_cache() -> None:
     """Frees the cached CPU output buffers that no tensor uses (memory in use is unaffected)."""
     if _native._C is not None:

@@ -5,17 +5,22 @@ import torch
 
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
 _is_functorch_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+_dispatch_modes = torch._C._len_torch_dispatch_stack
 
 
 def plain_eager(*tensors: torch.Tensor | None) -> bool:
     """True for a plain eager call: no tracer or compiler is watching, no dispatch mode (fake tensors,
     flop counters) is active and no tensor is a subclass or a functorch wrapper. Whether gradients are
     wanted is not asked here (see ``fast_path_ok``)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._len_torch_dispatch_stack() > 0:
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or _dispatch_modes() > 0:
         return False
     # nn.Parameter is a plain tensor to the kernels (module weights take the fast path); other subclasses
-    # may override torch functions, so they go through the custom op.
-    return all(t is None or (type(t) in _PLAIN and not _is_functorch_wrapped(t)) for t in tensors)
+    # may override torch functions, so they go through the custom op. (A loop, not all() over a generator:
+    # this runs on every call of every op, and a cell step at batch 1 is a few microseconds.)
+    for t in tensors:
+        if t is not None and (type(t) not in _PLAIN or _is_functorch_wrapped(t)):
+            return False
+    return True
 
 
 def fast_path_ok(*tensors: torch.Tensor | None) -> bool:

@@ -417,12 +417,12 @@ def _cell(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
     # The batched no-grad step skips the Python validation: the fused binding checks every shape, dtype
     # and device itself, and any complaint sends the call down the validated path below, which raises
     # the proper error (or makes non-contiguous operands contiguous).
-    if (not torch.is_grad_enabled() and type(input) is torch.Tensor and input.dim() == 2 and hx is not None
-            and input.is_cpu and plain_eager(input, hx, cx, w_ih, w_hh, b_ih, b_hh)):
+    if (not torch.is_grad_enabled() and hx is not None and plain_eager(input, hx, cx, w_ih, w_hh, b_ih, b_hh)
+            and input.dim() == 2 and input.is_cpu):
         fused = getattr(_kernels(input), "rnn_cell_forward", None)
         if fused is not None:
-            h_out = _alloc.empty_like(hx)
-            c_out = _alloc.empty_like(hx) if lstm else None
+            h_out = _alloc.small_like(hx)
+            c_out = _alloc.small_like(hx) if lstm else None
             try:
                 fused(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh, h_out, c_out)
                 return (h_out, c_out) if lstm else h_out
