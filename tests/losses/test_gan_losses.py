@@ -99,15 +99,17 @@ def test_gradcheck_and_gradgradcheck(device, name):
     assert torch.autograd.gradcheck(lambda a, b, ww: ours_fn(a, b, weight=ww), (r, f, wr))
 
 
-def test_results_are_bitwise_reproducible_across_thread_counts():
+# Logistic terms with batch means (relativistic), hinge and square terms: each is threaded at this size.
+@pytest.mark.parametrize("loss_fn", [L.relativistic_d_loss, L.hinge_d_loss, L.lsgan_d_loss])
+def test_results_are_bitwise_reproducible_across_thread_counts(loss_fn):
     C = medkern._native._C
-    r, f = _pair((5, 1, 100, 100), torch.float32, "cpu")  # large enough for the logistic terms to be threaded
+    r, f = _pair((5, 1, 100, 100), torch.float32, "cpu")
     threads = C.num_threads()
     results = []
     try:
         for n in (1, threads, 1):
             C.set_num_threads(n)
-            loss = L.relativistic_d_loss(r, f)
+            loss = loss_fn(r, f)
             results.append((loss, *torch.autograd.grad(loss, (r, f))))
     finally:
         C.set_num_threads(threads)
