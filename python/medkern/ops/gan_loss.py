@@ -70,7 +70,7 @@ def _per_sample_view(g: Tensor, like: Tensor) -> Tensor:
 def _unit(g: Tensor) -> bool:
     """Whether the incoming gradient is the scalar 1 (``loss.backward()``), checked only where that costs
     no device synchronisation."""
-    return g.dim() == 0 and g.device.type == "cpu" and g.item() == 1.0
+    return g.dim() == 0 and g.is_cpu and g.item() == 1.0
 
 
 def _loss_backward(ctx, g, real, fake, weight, buffers, may_hand_out: bool):

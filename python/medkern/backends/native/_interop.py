@@ -9,10 +9,10 @@ from torch.utils.dlpack import to_dlpack
 from ... import _native
 
 
-def dl(t: torch.Tensor):
-    """A DLPack capsule of ``t`` (no copy). ``to_dlpack`` exports a tensor that requires grad as it is
-    (only ``Tensor.__dlpack__`` refuses one), and autograd state is irrelevant to a kernel."""
-    return to_dlpack(t)
+# dl(t): a DLPack capsule of t (no copy). torch's to_dlpack itself, not a wrapper (every kernel call makes
+# several): it exports a tensor that requires grad as it is (only Tensor.__dlpack__ refuses one), and
+# autograd state is irrelevant to a kernel.
+dl = to_dlpack
 
 
 _NO_CONTEXT = contextlib.nullcontext()

@@ -1,8 +1,6 @@
 """Recurrent family on medkern's compiled kernels (see backends/CONTRACT.md)."""
 from __future__ import annotations
 
-from torch.utils.dlpack import to_dlpack
-
 from ..._native import require_cpu
 from ._interop import dl, module_and_stream
 
@@ -29,13 +27,12 @@ def rnn_backward(lstm, grad_out, out_offset, grad_hn, grad_cn, w_hh, w_hr, lengt
 
 def rnn_cell_forward(lstm, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
     # A step at batch 1 is a few microseconds of arithmetic, so this path is kept to the bare hand-off:
-    # the capsules straight from torch, the CPU module without the stream lookup.
+    # the CPU module without the stream lookup, no helper calls per capsule.
     if not x.is_cpu:
         raise NotImplementedError  # the ops layer runs the cell as a one-step sequence instead
-    require_cpu().rnn_cell_forward(lstm, to_dlpack(x), to_dlpack(h), None if c is None else to_dlpack(c),
-                                   to_dlpack(w_ih), to_dlpack(w_hh), None if b_ih is None else to_dlpack(b_ih),
-                                   None if b_hh is None else to_dlpack(b_hh), to_dlpack(h_out),
-                                   None if c_out is None else to_dlpack(c_out))
+    require_cpu().rnn_cell_forward(lstm, dl(x), dl(h), None if c is None else dl(c), dl(w_ih), dl(w_hh),
+                                   None if b_ih is None else dl(b_ih), None if b_hh is None else dl(b_hh), dl(h_out),
+                                   None if c_out is None else dl(c_out))
 
 
 def rnn_input_projection(x, w_ih, bias, out):
