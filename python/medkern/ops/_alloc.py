@@ -44,18 +44,12 @@ def empty(shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.
 def empty_like(t: torch.Tensor) -> torch.Tensor:
     """``empty(t.shape, t)``, contiguous whatever ``t``'s strides, by the cheapest route (the per-step
     fast paths call this for every output)."""
-    # The size test first: a step's small outputs skip the cache lookup (1.5 us of a 20 us cell step).
-    big = _cache is not None and t.is_cpu and t.numel() * t.element_size() >= CACHED_BYTES_AT_LEAST
+    # The size test first, and the cheapest one (nbytes): a step's small outputs skip the cache lookup
+    # (1.5 us of a 20 us cell step).
+    big = t.nbytes >= CACHED_BYTES_AT_LEAST and _cache is not None and t.is_cpu
     out = _cached(t.shape, t.dtype) if big else None
     if out is None:
         out = torch.empty_like(t, memory_format=torch.contiguous_format)
-    return _poisoned(out) if POISON else out
-
-
-def small_like(t: torch.Tensor) -> torch.Tensor:
-    """``torch.empty_like(t)`` for an output too small for the cache (a cell step's state), by the
-    shortest route; a non-contiguous ``t`` gives a non-contiguous result, which the bindings refuse."""
-    out = torch.empty_like(t)
     return _poisoned(out) if POISON else out
 
 

@@ -421,8 +421,8 @@ def _cell(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
             and input.dim() == 2 and input.is_cpu):
         fused = getattr(_kernels(input), "rnn_cell_forward", None)
         if fused is not None:
-            h_out = _alloc.small_like(hx)
-            c_out = _alloc.small_like(hx) if lstm else None
+            h_out = _alloc.empty_like(hx)
+            c_out = _alloc.empty_like(hx) if lstm else None
             try:
                 fused(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh, h_out, c_out)
                 return (h_out, c_out) if lstm else h_out

@@ -26,13 +26,11 @@ def rnn_backward(lstm, grad_out, out_offset, grad_hn, grad_cn, w_hh, w_hr, lengt
 
 
 def rnn_cell_forward(lstm, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
-    # A step at batch 1 is a few microseconds of arithmetic, so this path is kept to the bare hand-off:
-    # the CPU module without the stream lookup, no helper calls per capsule.
     if not x.is_cpu:
         raise NotImplementedError  # the ops layer runs the cell as a one-step sequence instead
-    require_cpu().rnn_cell_forward(lstm, dl(x), dl(h), None if c is None else dl(c), dl(w_ih), dl(w_hh),
-                                   None if b_ih is None else dl(b_ih), None if b_hh is None else dl(b_hh), dl(h_out),
-                                   None if c_out is None else dl(c_out))
+    # The CPU module directly, without the stream lookup: a step at batch 1 is a few microseconds.
+    require_cpu().rnn_cell_forward(lstm, dl(x), dl(h), _opt(c), dl(w_ih), dl(w_hh), _opt(b_ih), _opt(b_hh), dl(h_out),
+                                   _opt(c_out))
 
 
 def rnn_input_projection(x, w_ih, bias, out):
