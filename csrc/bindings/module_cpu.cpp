@@ -5,6 +5,7 @@
 #include "../cpu/conv2d.h"
 #include "../cpu/gan_loss.h"
 #include "../cpu/machine_probe.h"
+#include "../cpu/matmul.h"
 #include "../cpu/pool2d.h"
 #include "../cpu/rnn.h"
 #include "../cpu/simd.h"
@@ -53,6 +54,10 @@ struct CpuRnn {
   template <class T> static void input_projection_backward(int64_t M, int64_t K, int64_t N, const T* x, const T* w,
                                                           const T* dgx, T* dx, T* dw, T* db) {
     cpu::rnn_input_projection_backward(M, K, N, x, w, dgx, dx, dw, db);
+  }
+  template <class T> static void matmul(int64_t M, int64_t N, int64_t K, const T* a, int64_t a_rs, int64_t a_cs,
+                                        const T* b, int64_t b_rs, int64_t b_cs, T* c, int64_t ldc) {
+    cpu::matmul(M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc);
   }
 };
 

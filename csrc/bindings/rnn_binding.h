@@ -242,6 +242,30 @@ void bind_rnn(py::module_& m) {
       "grad_gx^T @ input, grad_bias = column sums of grad_gx; None skips one.");
 
   if constexpr (has_rnn_cells<Impl>::value) m.def(
+      "matmul",
+      [](py::handle a_, py::handle b_, py::handle out_) {
+        const TensorView a = view_of(a_, "a", Holds::floats, true), b = view_of(b_, "b", Holds::floats, true),
+                         out = view_of(out_, "out");
+        expect_device(a, Impl::device, "a");
+        expect_rank(a, 2, "a");
+        expect_rank(b, 2, "b");
+        expect_same(b, a, "b");
+        const int64_t M = a.shape[0], K = a.shape[1], N = b.shape[1];
+        if (b.shape[0] != K) fail_value("b: expected " + std::to_string(K) + " rows, got " + shape_str(b));
+        expect_output(out, a, {M, N}, "out");
+        if (overlaps(out, a) || overlaps(out, b)) fail_value("out: must not overlap a or b");
+        prefer_huge_pages(out);
+        py::gil_scoped_release nogil;
+        dispatch_float(a.dtype, [&](auto t) {
+          using T = decltype(t);
+          Impl::template matmul<T>(M, N, K, a.ptr<T>(), a.stride[0], a.stride[1], b.ptr<T>(), b.stride[0],
+                                   b.stride[1], out.ptr<T>(), N);
+        });
+      },
+      arg("a"), arg("b"), arg("out"),
+      "out = a @ b for 2-D a and b of any non-negative strides (a transposed view included); out contiguous.");
+
+  if constexpr (has_rnn_cells<Impl>::value) m.def(
       "rnn_cell_forward",
       [](bool lstm, py::handle x_, py::handle h_, py::handle c_, py::handle w_ih_, py::handle w_hh_,
          py::handle b_ih_, py::handle b_hh_, py::handle h_out_, py::handle c_out_) {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
+#include <utility>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -26,6 +27,7 @@ struct TensorView {
   void* data = nullptr;
   int ndim = 0;
   int64_t shape[8] = {0};
+  int64_t stride[8] = {0};  // in elements; compact row-major unless the view was taken as strided
   DType dtype = DType::f32;
   DeviceKind device = DeviceKind::cpu;
   int device_id = 0;
@@ -46,8 +48,9 @@ struct TensorView {
 // What an argument may hold: data (float32 or float64) or indices (int64).
 enum class Holds { floats, indices };
 
+// Views are contiguous (row-major) unless `strided`: then any non-negative element strides are kept.
 inline TensorView view_from_dl(const dlpack::Tensor& t, bool read_only, py::object owner, const char* name,
-                               Holds holds) {
+                               Holds holds, bool strided) {
   TensorView v;
   v.owner = std::move(owner);
   v.read_only = read_only;
@@ -73,8 +76,10 @@ inline TensorView view_from_dl(const dlpack::Tensor& t, bool read_only, py::obje
     const int64_t n = t.shape[i];
     if (n < 0) fail_value(std::string(name) + ": negative size");
     v.shape[i] = n;
+    v.stride[i] = t.strides != nullptr && strided ? t.strides[i] : expect;
+    if (v.stride[i] < 0) fail_value(std::string(name) + ": negative strides are not supported");
     // Strides of size-1 dimensions carry no information; every other dimension must be compact.
-    if (t.strides != nullptr && n != 1 && t.strides[i] != expect)
+    if (!strided && t.strides != nullptr && n != 1 && t.strides[i] != expect)
       fail_value(std::string(name) + ": must be contiguous (row-major); call .contiguous() first");
     expect *= n;
   }
@@ -85,7 +90,7 @@ inline TensorView view_from_dl(const dlpack::Tensor& t, bool read_only, py::obje
 
 // Reads a DLPack capsule (legacy or versioned) without consuming it: the capsule's own destructor
 // releases the producer's memory once `owner` goes away.
-inline TensorView view_of(py::handle obj, const char* name, Holds holds = Holds::floats) {
+inline TensorView view_of(py::handle obj, const char* name, Holds holds = Holds::floats, bool strided = false) {
   py::object capsule;
   if (PyCapsule_CheckExact(obj.ptr())) {
     capsule = py::reinterpret_borrow<py::object>(obj);
@@ -98,12 +103,12 @@ inline TensorView view_of(py::handle obj, const char* name, Holds holds = Holds:
   PyObject* cap = capsule.ptr();
   if (PyCapsule_IsValid(cap, "dltensor")) {
     auto* m = static_cast<dlpack::ManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
-    return view_from_dl(m->dl_tensor, false, capsule, name, holds);
+    return view_from_dl(m->dl_tensor, false, capsule, name, holds, strided);
   }
   if (PyCapsule_IsValid(cap, "dltensor_versioned")) {
     auto* m = static_cast<dlpack::ManagedTensorVersioned*>(PyCapsule_GetPointer(cap, "dltensor_versioned"));
     if (m->version.major != 1) fail_value(std::string(name) + ": unsupported DLPack major version");
-    return view_from_dl(m->dl_tensor, (m->flags & dlpack::kFlagReadOnly) != 0, capsule, name, holds);
+    return view_from_dl(m->dl_tensor, (m->flags & dlpack::kFlagReadOnly) != 0, capsule, name, holds, strided);
   }
   fail_type(std::string(name) + ": not a live DLPack capsule (already consumed?)");
 }
@@ -152,6 +157,23 @@ inline void expect_output(const TensorView& v, const TensorView& ref, std::initi
   expect_same(v, ref, name);
   expect_writable(v, name);
   expect_shape(v, shape, name);
+}
+
+// Whether the memory spans of two views (first to last element they address) intersect.
+inline bool overlaps(const TensorView& x, const TensorView& y) {
+  auto span = [](const TensorView& v) {
+    const size_t item = v.dtype == DType::f32 ? 4 : 8;
+    const auto* first = static_cast<const char*>(v.data);
+    size_t last = 0;
+    for (int i = 0; i < v.ndim; ++i) {
+      if (v.shape[i] == 0) return std::pair{first, first};
+      last += static_cast<size_t>((v.shape[i] - 1) * v.stride[i]);
+    }
+    return std::pair{first, first + (last + 1) * item};
+  };
+  const auto [x0, x1] = span(x);
+  const auto [y0, y1] = span(y);
+  return x0 < y1 && y0 < x1;
 }
 
 inline void expect_device(const TensorView& v, DeviceKind want, const char* name) {

@@ -45,3 +45,9 @@ def rnn_input_projection_backward(x, w_ih, grad_gx, grad_x, grad_w, grad_b):
         raise NotImplementedError  # the ops layer uses torch's matrix products instead
     mod, _, _ = module_and_stream(x)
     mod.rnn_input_projection_backward(dl(x), dl(w_ih), dl(grad_gx), _opt(grad_x), _opt(grad_w), _opt(grad_b))
+
+
+def matmul(a, b, out):
+    if a.device.type != "cpu":
+        raise NotImplementedError  # the ops layer uses torch's matrix product instead
+    require_cpu().matmul(dl(a), dl(b), dl(out))

@@ -1,0 +1,119 @@
+// Strided matrix product (see matmul.h). BLIS's loop order on gemm.h's 8 x 48 micro-kernel: per block of
+// KC reduction rows, a thread packs its columns of B once (they stay in L2) and then one MR-row panel of A
+// at a time (it stays in L1) against every B panel. Threads own disjoint rows of C (columns where C has
+// too few rows), so there is no reduction between them.
+#include "matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "gemm.h"
+
+namespace medkern::cpu {
+
+namespace {
+
+// Columns of C per block: the packed B block (KC x NC) stays in a core's L2 (480 KiB in float).
+template <typename T>
+constexpr int64_t kMatmulColumnBlock = 10 * GemmTile<T>::NR;
+
+// Multiply-adds per thread below which another thread costs more to wake than it saves.
+constexpr int64_t kMatmulWorkPerThread = int64_t(1) << 20;
+
+// B rows [k0, k0 + kc) of columns [n0, n0 + n) in gemm.h's NR-column panels, zero past n.
+template <typename T>
+void pack_b_block(const T* b, int64_t rs, int64_t cs, int64_t k0, int64_t kc, int64_t n0, int64_t n, T* dst) {
+  constexpr int NR = GemmTile<T>::NR;
+  if (cs == 1) {
+    for (int64_t k = 0; k < kc; ++k) scatter_row_to_panels(b + (k0 + k) * rs + n0, n, k, kc, dst);
+    return;
+  }
+  for (int64_t p = 0; p < ceil_div(n, NR); ++p)
+    for (int64_t k = 0; k < kc; ++k)
+      for (int j = 0; j < NR; ++j) {
+        const int64_t col = p * NR + j;
+        dst[p * NR * kc + k * NR + j] = col < n ? b[(k0 + k) * rs + (n0 + col) * cs] : T(0);
+      }
+}
+
+// A rows [i0, i0 + m) x reduction rows [k0, k0 + kc) as one MR-row panel (gemm.h's layout), zero past m.
+// The two unit-stride layouts, a transposed operand (rs = 1) and a row-major one (cs = 1), copy whole
+// runs: packing element by element cost a quarter of the time of a 512 x 6144 x 128 product, whose
+// every element of A is used only 128 times.
+template <typename T>
+void pack_a_block(const T* a, int64_t rs, int64_t cs, int64_t i0, int m, int64_t k0, int64_t kc, T* dst) {
+  constexpr int MR = GemmTile<T>::MR;
+  const T* src = a + i0 * rs + k0 * cs;
+  if (m == MR && rs == 1) {
+    for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * MR, src + k * cs, MR * sizeof(T));
+  } else if (m == MR && cs == 1) {
+    for (int i = 0; i < MR; ++i)
+      for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[i * rs + k];
+  } else {
+    pack_a_panel(src, rs, cs, int64_t(m), kc, 0, dst);
+  }
+}
+
+// C rows [m0, m1) x columns [n0, n1) on the calling thread.
+template <typename T>
+void matmul_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const T* a, int64_t a_rs, int64_t a_cs,
+                  const T* b, int64_t b_rs, int64_t b_cs, T* c, int64_t ldc) {
+  using G = GemmTile<T>;
+  if (m1 <= m0 || n1 <= n0) return;
+  if (K == 0) {
+    for (int64_t i = m0; i < m1; ++i) std::fill(c + i * ldc + n0, c + i * ldc + n1, T(0));
+    return;
+  }
+  const int64_t NC = std::min(kMatmulColumnBlock<T>, n1 - n0);
+  Buffer<T> b_buf = alloc_buffer<T>(ceil_div(NC, G::NR) * G::NR * G::KC);
+  Buffer<T> a_buf = alloc_buffer<T>(G::MR * G::KC);
+  for (int64_t j0 = n0; j0 < n1; j0 += NC) {
+    const int64_t nc = std::min(NC, n1 - j0);
+    for (int64_t k0 = 0; k0 < K; k0 += G::KC) {
+      const int64_t kc = std::min(G::KC, K - k0);
+      pack_b_block(b, b_rs, b_cs, k0, kc, j0, nc, b_buf.get());
+      for (int64_t i = m0; i < m1; i += G::MR) {
+        const int m_valid = static_cast<int>(std::min<int64_t>(G::MR, m1 - i));
+        pack_a_block(a, a_rs, a_cs, i, m_valid, k0, kc, a_buf.get());
+        for (int64_t jp = 0; jp * G::NR < nc; ++jp) {
+          const int n_valid = static_cast<int>(std::min<int64_t>(G::NR, nc - jp * G::NR));
+          micro_kernel<T>(kc, a_buf.get(), b_buf.get() + jp * G::NR * kc, c + i * ldc + j0 + jp * G::NR, ldc, m_valid,
+                          n_valid, nullptr, k0 > 0);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void matmul(int64_t M, int64_t N, int64_t K, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs,
+            int64_t b_cs, T* c, int64_t ldc) {
+  using G = GemmTile<T>;
+  const int64_t work = M * N * std::max<int64_t>(K, 1);
+  const int nt = static_cast<int>(std::clamp<int64_t>(work / kMatmulWorkPerThread, 1, omp_get_max_threads()));
+  const int64_t m_panels = ceil_div(M, G::MR), n_panels = ceil_div(N, G::NR);
+  // Rows by whole panels while each thread gets at least two; otherwise columns by whole panels.
+  const bool by_rows = m_panels >= 2 * nt || m_panels >= n_panels;
+#pragma omp parallel num_threads(nt)
+  {
+    const int64_t id = omp_get_thread_num(), n = omp_get_num_threads();
+    if (by_rows) {
+      const int64_t p0 = m_panels * id / n, p1 = m_panels * (id + 1) / n;
+      matmul_block(p0 * G::MR, std::min(M, p1 * G::MR), 0, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc);
+    } else {
+      const int64_t p0 = n_panels * id / n, p1 = n_panels * (id + 1) / n;
+      matmul_block(0, M, p0 * G::NR, std::min(N, p1 * G::NR), K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc);
+    }
+  }
+}
+
+template void matmul<float>(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t,
+                            float*, int64_t);
+template void matmul<double>(int64_t, int64_t, int64_t, const double*, int64_t, int64_t, const double*, int64_t,
+                             int64_t, double*, int64_t);
+
+}  // namespace medkern::cpu
