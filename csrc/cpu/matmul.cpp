@@ -39,18 +39,14 @@ void pack_b_block(const T* b, int64_t rs, int64_t cs, int64_t k0, int64_t kc, in
 }
 
 // A rows [i0, i0 + m) x reduction rows [k0, k0 + kc) as one MR-row panel (gemm.h's layout), zero past m.
-// The two unit-stride layouts, a transposed operand (rs = 1) and a row-major one (cs = 1), copy whole
-// runs: packing element by element cost a quarter of the time of a 512 x 6144 x 128 product, whose
-// every element of A is used only 128 times.
+// A transposed operand (rs = 1) copies whole runs: packing element by element cost a quarter of the time
+// of a 512 x 6144 x 128 product, whose every element of A is used only 128 times.
 template <typename T>
 void pack_a_block(const T* a, int64_t rs, int64_t cs, int64_t i0, int m, int64_t k0, int64_t kc, T* dst) {
   constexpr int MR = GemmTile<T>::MR;
   const T* src = a + i0 * rs + k0 * cs;
   if (m == MR && rs == 1) {
     for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * MR, src + k * cs, MR * sizeof(T));
-  } else if (m == MR && cs == 1) {
-    for (int i = 0; i < MR; ++i)
-      for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[i * rs + k];
   } else {
     pack_a_panel(src, rs, cs, int64_t(m), kc, 0, dst);
   }
@@ -76,11 +72,18 @@ void matmul_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, con
       pack_b_block(b, b_rs, b_cs, k0, kc, j0, nc, b_buf.get());
       for (int64_t i = m0; i < m1; i += G::MR) {
         const int m_valid = static_cast<int>(std::min<int64_t>(G::MR, m1 - i));
-        pack_a_block(a, a_rs, a_cs, i, m_valid, k0, kc, a_buf.get());
+        // A whole panel of a row-major A is read in place; anything else is packed first.
+        const bool in_place = a_cs == 1 && m_valid == G::MR;
+        if (!in_place) pack_a_block(a, a_rs, a_cs, i, m_valid, k0, kc, a_buf.get());
         for (int64_t jp = 0; jp * G::NR < nc; ++jp) {
           const int n_valid = static_cast<int>(std::min<int64_t>(G::NR, nc - jp * G::NR));
-          micro_kernel<T>(kc, a_buf.get(), b_buf.get() + jp * G::NR * kc, c + i * ldc + j0 + jp * G::NR, ldc, m_valid,
-                          n_valid, nullptr, k0 > 0);
+          T* c_tile = c + i * ldc + j0 + jp * G::NR;
+          const T* b_panel = b_buf.get() + jp * G::NR * kc;
+          if (in_place)
+            micro_kernel<T, true>(kc, a + i * a_rs + k0, b_panel, c_tile, ldc, m_valid, n_valid, nullptr, k0 > 0, {},
+                                  a_rs);
+          else
+            micro_kernel<T>(kc, a_buf.get(), b_panel, c_tile, ldc, m_valid, n_valid, nullptr, k0 > 0);
         }
       }
     }
