@@ -63,3 +63,21 @@ def test_medkern_imports_without_the_cuda_module():
                 "print(medkern.ops.conv2d(torch.ones(1,1,3,3), torch.ones(1,1,3,3)).item())")
     assert proc.returncode == 0, proc.stderr
     assert "not built" in proc.stdout and proc.stdout.strip().endswith("9.0")
+
+
+def test_functorch_transforms_take_the_custom_ops():
+    """Under vmap the ops see functorch's wrapped tensors, which only the custom ops (torch's batching
+    fallback) can take: the fast paths must step aside, the cell step's included."""
+    torch.manual_seed(0)
+    x, w = torch.randn(3, 1, 2, 5, 5, dtype=torch.float64), torch.randn(4, 2, 3, 3, dtype=torch.float64)
+    got = torch.func.vmap(lambda t: medkern.ops.conv2d(t, w, padding=1))(x)
+    want = torch.stack([torch.nn.functional.conv2d(t, w, padding=1) for t in x])
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+    ref = torch.nn.LSTMCell(3, 4).double()
+    cell = medkern.nn.LSTMCell(3, 4).double()
+    cell.load_state_dict(ref.state_dict())
+    xs, h = torch.randn(5, 2, 3, dtype=torch.float64), (torch.randn(2, 4, dtype=torch.float64),) * 2
+    with torch.no_grad():
+        got = torch.func.vmap(lambda t: cell(t, h)[0])(xs)
+        want = torch.stack([ref(t, h)[0] for t in xs])
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)

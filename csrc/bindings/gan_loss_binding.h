@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "../common/gan_loss_params.h"
 #include "tensor_view.h"
@@ -35,6 +36,27 @@ inline GanSide gan_side(int term, double param, bool present, const char* name) 
   if ((term != kGanTermNone) != present)
     fail_value(std::string(name) + ": must be given exactly when its term is not 0 (none)");
   return {term, param};
+}
+
+// The workspace argument: the caller's array of `size` elements, or None on the CPU, where the binding
+// uses host memory of its own (a tensor allocation and a size query cost more than a small loss's kernel).
+template <class Impl>
+TensorView workspace_view(py::handle h, const TensorView& ref, int64_t size) {
+  if (h.is_none()) {
+    if (Impl::device != DeviceKind::cpu) fail_value("workspace: required on the GPU");
+    return TensorView{};
+  }
+  TensorView w = view_of(h, "workspace");
+  expect_output(w, ref, {size}, "workspace");
+  return w;
+}
+
+// A workspace pointer: the given array's, or `host` sized to `size`.
+template <typename T>
+T* workspace_ptr(const TensorView& w, std::vector<T>& host, int64_t size) {
+  if (w.data) return w.ptr<T>();
+  host.resize(static_cast<size_t>(size));
+  return host.data();
 }
 
 template <class Impl>
@@ -68,11 +90,11 @@ void bind_gan_loss(py::module_& m) {
           expect_same(weight, ref, "weight");
           expect_shape(weight, {s.N}, "weight");
         }
-        TensorView per_sample = view_of(per_sample_, "per_sample"), total = view_of(total_, "total"),
-                   workspace = view_of(workspace_, "workspace");
+        TensorView per_sample = view_of(per_sample_, "per_sample"), total = view_of(total_, "total");
         expect_output(per_sample, ref, {s.N}, "per_sample");
         expect_output(total, ref, {}, "total");
-        expect_output(workspace, ref, {gan_loss_workspace_size(s.N, s.M)}, "workspace");
+        const int64_t ws_size = gan_loss_workspace_size(s.N, s.M);
+        const TensorView workspace = workspace_view<Impl>(workspace_, ref, ws_size);
         if (!d_real_.is_none()) {
           if (real_.is_none()) fail_value("d_real: given without real");
           d_real = view_of(d_real_, "d_real");
@@ -96,10 +118,12 @@ void bind_gan_loss(py::module_& m) {
         py::gil_scoped_release nogil;
         dispatch_float(ref.dtype, [&](auto t) {
           using T = decltype(t);
+          std::vector<T> host_workspace;
           GanLossArgs<T> a{};
           a.s = s;
           a.real = real.ptr<T>(); a.fake = fake.ptr<T>(); a.weight = weight.ptr<T>();
-          a.per_sample = per_sample.ptr<T>(); a.total = total.ptr<T>(); a.workspace = workspace.ptr<T>();
+          a.per_sample = per_sample.ptr<T>(); a.total = total.ptr<T>();
+          a.workspace = workspace_ptr(workspace, host_workspace, ws_size);
           a.d_real = d_real.ptr<T>(); a.d_fake = d_fake.ptr<T>();
           a.dsum_real = dsum_real.ptr<T>(); a.dsum_fake = dsum_fake.ptr<T>();
           Impl::template loss_forward<T>(a, stream);
@@ -109,7 +133,8 @@ void bind_gan_loss(py::module_& m) {
       arg("dsum_real"), arg("dsum_fake"), arg("workspace"), arg("real_term"), arg("real_param"), arg("fake_term"),
       arg("fake_param"), arg("relativistic"), arg("scale"), arg("stream") = 0,
       "One GAN loss over (N, ...) outputs: per-sample losses, their total and the input gradients in one pass\n"
-      "(see csrc/common/gan_loss_params.h). Absent sides and unwanted outputs are None.");
+      "(see csrc/common/gan_loss_params.h). Absent sides and unwanted outputs are None, and so may be the\n"
+      "workspace on the CPU.");
 
   m.def(
       "gan_penalty_forward",
@@ -122,18 +147,20 @@ void bind_gan_loss(py::module_& m) {
         s.center = center;
         s.scale = scale;
         TensorView per_sample = view_of(per_sample_, "per_sample"), total = view_of(total_, "total"),
-                   coef = view_of(coef_, "coef"), workspace = view_of(workspace_, "workspace");
+                   coef = view_of(coef_, "coef");
         expect_output(per_sample, g, {s.N}, "per_sample");
         expect_output(total, g, {}, "total");
         expect_output(coef, g, {s.N}, "coef");
-        expect_output(workspace, g, {gan_penalty_workspace_size(s.N, s.M)}, "workspace");
+        const int64_t ws_size = gan_penalty_workspace_size(s.N, s.M);
+        const TensorView workspace = workspace_view<Impl>(workspace_, g, ws_size);
         py::gil_scoped_release nogil;
         dispatch_float(g.dtype, [&](auto t) {
           using T = decltype(t);
+          std::vector<T> host_workspace;
           GanPenaltyArgs<T> a{};
           a.s = s;
           a.g = g.ptr<T>(); a.per_sample = per_sample.ptr<T>(); a.total = total.ptr<T>(); a.coef = coef.ptr<T>();
-          a.workspace = workspace.ptr<T>();
+          a.workspace = workspace_ptr(workspace, host_workspace, ws_size);
           Impl::template penalty_forward<T>(a, stream);
         });
       },

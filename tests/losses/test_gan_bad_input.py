@@ -61,3 +61,23 @@ def test_bindings_check_again():
             C.gan_loss_forward(**{**base, **change})
     with pytest.raises(ValueError, match="coef"):
         C.gan_penalty_forward(r, ps, total, torch.empty(5), torch.empty(4), 1.0, 1.0)
+
+
+def test_cpu_bindings_need_no_workspace():
+    """On the CPU a workspace of None means the binding's own host memory: same results as an array."""
+    C = medkern._native._C
+    r, f = _t(4, 3), _t(4, 3)
+    outs = []
+    for ws in (torch.empty(C.gan_loss_workspace_size(4, 3)), None):
+        ps, total, dr = torch.full((4,), float("nan")), torch.full((), float("nan")), torch.full((4, 3), float("nan"))
+        C.gan_loss_forward(r, f, None, ps, total, dr, None, None, None, ws, 1, 1.0, 1, 0.0, False, 0.25)
+        outs.append((ps, total, dr))
+    for a, b in zip(*outs):
+        assert torch.equal(a, b) and torch.isfinite(a).all()
+    pens = []
+    for ws in (torch.empty(C.gan_penalty_workspace_size(4, 3)), None):
+        ps, total, coef = torch.full((4,), float("nan")), torch.full((), float("nan")), torch.full((4,), float("nan"))
+        C.gan_penalty_forward(r, ps, total, coef, ws, 1.0, 10.0)
+        pens.append((ps, total, coef))
+    for a, b in zip(*pens):
+        assert torch.equal(a, b) and torch.isfinite(a).all()

@@ -19,7 +19,7 @@ def tensor(t, name: str, ranks: Sequence[int], dtypes=FLOAT_DTYPES) -> torch.Ten
     if t.dim() not in ranks:
         want = " or ".join(str(r) for r in ranks)
         raise ValueError(f"{name}: expected a {want}-D tensor, got shape {tuple(t.shape)}")
-    if t.device.type not in ("cpu", "cuda"):
+    if not (t.is_cpu or t.is_cuda):  # (t.device.type costs ten times as much)
         raise ValueError(f"{name}: device {t.device} is not supported (cpu or cuda)")
     return t
 
@@ -28,7 +28,7 @@ def same_device_dtype(ref: torch.Tensor, ref_name: str, **others: torch.Tensor |
     for name, t in others.items():
         if t is None:
             continue
-        if t.device != ref.device:
+        if not (t.is_cpu and ref.is_cpu) and t.device != ref.device:
             raise ValueError(f"{name}: on {t.device}, but {ref_name} is on {ref.device}")
         if t.dtype != ref.dtype:
             raise TypeError(f"{name}: dtype {t.dtype} differs from {ref_name}'s {ref.dtype}")

@@ -107,7 +107,7 @@ def _params(stride, padding, dilation, groups, activation=0, negative_slope=0.0)
 
 
 def _kernels(t: Tensor):
-    return backends.family("conv", t.device.type)
+    return backends.for_tensor("conv", t)
 
 
 # --- implementations (shared by the fast path and the custom ops) -------------------------------------

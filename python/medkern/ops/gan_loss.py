@@ -37,7 +37,7 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def _kernels(t: Tensor):
-    return backends.family("gan_loss", t.device.type)
+    return backends.for_tensor("gan_loss", t)
 
 
 def _forward(real, fake, weight, spec, grad_real, grad_fake):
@@ -278,7 +278,9 @@ def gan_loss(real: Optional[Tensor], fake: Optional[Tensor], real_term: int, rea
     spec = GanLossSpec(real_term if real is not None else NONE, real_param,
                        fake_term if fake is not None else NONE, fake_param, relativistic, 1.0 if none or
                        reduction == "sum" else 1.0 / N)
-    with_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (real, fake, weight))
+    with_grad = torch.is_grad_enabled() and ((real is not None and real.requires_grad) or
+                                             (fake is not None and fake.requires_grad) or
+                                             (weight is not None and weight.requires_grad))
     if plain_eager(real, fake, weight):
         if with_grad:
             return _GanLoss.apply(real, fake, weight, spec, none)

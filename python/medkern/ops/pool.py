@@ -24,7 +24,7 @@ __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg
 
 
 def _kernels(t: Tensor):
-    return backends.family("pool", t.device.type)
+    return backends.for_tensor("pool", t)
 
 
 def _params(kernel, stride, padding, dilation=(1, 1)) -> Pool2dParams:

@@ -29,7 +29,7 @@ __all__ = ["lstm", "gru", "lstm_cell", "gru_cell"]
 
 
 def _kernels(t: Tensor):
-    return backends.family("rnn", t.device.type)
+    return backends.for_tensor("rnn", t)
 
 
 def _gates(lstm: bool) -> int:
