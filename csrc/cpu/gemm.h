@@ -63,10 +63,13 @@ struct Epilogue {
   T apply(T v) const { return activate(v, act, slope); }
 };
 
-// `a` is a packed A panel, or with kRowMajorA the panel's first row in a row-major A (rows lda apart, all
-// MR of them present): a product whose A is row-major and used against few columns of B spends more time
-// packing A than multiplying (11968 x 256 times 256 x 24: 1.0 ms packing, 0.3 ms products).
-template <typename T, bool kRowMajorA = false>
+// Where the micro-kernel reads A: a packed panel, or in place the panel's first element of a row-major
+// A (rows lda apart) or a column-major one (columns lda apart), all MR rows present. A product whose A is
+// used against few columns of B spends more time packing A than multiplying (11968 x 256 times 256 x 24:
+// 1.0 ms packing, 0.3 ms products).
+enum class ALayout { packed, rows, columns };
+
+template <typename T, ALayout kA = ALayout::packed>
 inline void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict b, T* __restrict c, int64_t ldc,
                          int m_valid, int n_valid, const T* row_bias, bool accumulate, const Epilogue<T>& ep = {},
                          int64_t lda = 0) {
@@ -80,7 +83,9 @@ inline void micro_kernel(int64_t kc, const T* __restrict a, const T* __restrict 
     V bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = Vec<T>::load(b + k * G::NR + v * L);
     for (int i = 0; i < MR; ++i) {
-      const V av = Vec<T>::broadcast(kRowMajorA ? a[i * lda + k] : a[k * MR + i]);
+      const V av = Vec<T>::broadcast(kA == ALayout::rows      ? a[i * lda + k]
+                                     : kA == ALayout::columns ? a[k * lda + i]
+                                                              : a[k * MR + i]);
       for (int v = 0; v < NV; ++v) acc[i][v] += av * bv[v];
     }
   }

@@ -1,13 +1,12 @@
 // Strided matrix product (see matmul.h). BLIS's loop order on gemm.h's 8 x 48 micro-kernel: per block of
-// KC reduction rows, a thread packs its columns of B once (they stay in L2) and then one MR-row panel of A
-// at a time (it stays in L1) against every B panel. Threads own disjoint rows of C (columns where C has
-// too few rows), so there is no reduction between them.
+// KC reduction rows, a thread packs its columns of B once (they stay in L2), then takes one MR-row panel of
+// A at a time (in L1 while it meets every B panel). Threads own disjoint rows of C (columns where C has too
+// few rows), so there is no reduction between them.
 #include "matmul.h"
 
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "gemm.h"
 
@@ -38,20 +37,6 @@ void pack_b_block(const T* b, int64_t rs, int64_t cs, int64_t k0, int64_t kc, in
       }
 }
 
-// A rows [i0, i0 + m) x reduction rows [k0, k0 + kc) as one MR-row panel (gemm.h's layout), zero past m.
-// A transposed operand (rs = 1) copies whole runs: packing element by element cost a quarter of the time
-// of a 512 x 6144 x 128 product, whose every element of A is used only 128 times.
-template <typename T>
-void pack_a_block(const T* a, int64_t rs, int64_t cs, int64_t i0, int m, int64_t k0, int64_t kc, T* dst) {
-  constexpr int MR = GemmTile<T>::MR;
-  const T* src = a + i0 * rs + k0 * cs;
-  if (m == MR && rs == 1) {
-    for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * MR, src + k * cs, MR * sizeof(T));
-  } else {
-    pack_a_panel(src, rs, cs, int64_t(m), kc, 0, dst);
-  }
-}
-
 // C rows [m0, m1) x columns [n0, n1) on the calling thread.
 template <typename T>
 void matmul_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, const T* a, int64_t a_rs, int64_t a_cs,
@@ -72,16 +57,21 @@ void matmul_block(int64_t m0, int64_t m1, int64_t n0, int64_t n1, int64_t K, con
       pack_b_block(b, b_rs, b_cs, k0, kc, j0, nc, b_buf.get());
       for (int64_t i = m0; i < m1; i += G::MR) {
         const int m_valid = static_cast<int>(std::min<int64_t>(G::MR, m1 - i));
-        // A whole panel of a row-major A is read in place; anything else is packed first.
-        const bool in_place = a_cs == 1 && m_valid == G::MR;
-        if (!in_place) pack_a_block(a, a_rs, a_cs, i, m_valid, k0, kc, a_buf.get());
+        // A whole panel of a row-major or column-major (transposed) A is read in place: packing it cost a
+        // quarter of a 512 x 6144 x 128 product, whose every element of A is used only 128 times. Part
+        // panels and other strides are packed first.
+        const bool rows = a_cs == 1 && m_valid == G::MR, cols = !rows && a_rs == 1 && m_valid == G::MR;
+        if (!rows && !cols) pack_a_panel(a + i * a_rs + k0 * a_cs, a_rs, a_cs, int64_t(m_valid), kc, 0, a_buf.get());
         for (int64_t jp = 0; jp * G::NR < nc; ++jp) {
           const int n_valid = static_cast<int>(std::min<int64_t>(G::NR, nc - jp * G::NR));
           T* c_tile = c + i * ldc + j0 + jp * G::NR;
           const T* b_panel = b_buf.get() + jp * G::NR * kc;
-          if (in_place)
-            micro_kernel<T, true>(kc, a + i * a_rs + k0, b_panel, c_tile, ldc, m_valid, n_valid, nullptr, k0 > 0, {},
-                                  a_rs);
+          if (rows)
+            micro_kernel<T, ALayout::rows>(kc, a + i * a_rs + k0, b_panel, c_tile, ldc, m_valid, n_valid, nullptr,
+                                           k0 > 0, {}, a_rs);
+          else if (cols)
+            micro_kernel<T, ALayout::columns>(kc, a + i + k0 * a_cs, b_panel, c_tile, ldc, m_valid, n_valid, nullptr,
+                                              k0 > 0, {}, a_cs);
           else
             micro_kernel<T>(kc, a_buf.get(), b_panel, c_tile, ldc, m_valid, n_valid, nullptr, k0 > 0);
         }
