@@ -118,16 +118,26 @@ struct has_rnn_cells : std::false_type {};
 template <class Impl>
 struct has_rnn_cells<Impl, std::void_t<decltype(&Impl::template lstm_cell<float>)>> : std::true_type {};
 
-// The shapes of an input projection's operands, checked: input [M, K] on the module's device, w_ih [N, K].
+// The sizes (M, K, N) of a product's operands, checked: a [M, K] on the module's device and b [K, N], or
+// b [N, K] where it is a weight stored as torch stores one (`b_is_weight`).
+template <class Impl>
+std::array<int64_t, 3> product_sizes(const TensorView& a, const char* a_name, const TensorView& b, const char* b_name,
+                                     bool b_is_weight) {
+  expect_device(a, Impl::device, a_name);
+  expect_rank(a, 2, a_name);
+  expect_rank(b, 2, b_name);
+  expect_same(b, a, b_name);
+  const int64_t M = a.shape[0], K = a.shape[1], N = b.shape[b_is_weight ? 0 : 1];
+  if (b.shape[b_is_weight ? 1 : 0] != K)
+    fail_value(std::string(b_name) + ": expected " + std::to_string(K) + (b_is_weight ? " columns" : " rows") +
+               ", got " + shape_str(b));
+  return {M, K, N};
+}
+
+// An input projection's operands: input [M, K], w_ih [N, K].
 template <class Impl>
 std::array<int64_t, 3> projection_sizes(const TensorView& x, const TensorView& w) {
-  expect_device(x, Impl::device, "input");
-  expect_rank(x, 2, "input");
-  expect_rank(w, 2, "w_ih");
-  expect_same(w, x, "w_ih");
-  const int64_t M = x.shape[0], K = x.shape[1], N = w.shape[0];
-  if (w.shape[1] != K) fail_value("w_ih: expected " + std::to_string(K) + " columns, got " + shape_str(w));
-  return {M, K, N};
+  return product_sizes<Impl>(x, "input", w, "w_ih", true);
 }
 
 template <class Impl>
@@ -246,12 +256,7 @@ void bind_rnn(py::module_& m) {
       [](py::handle a_, py::handle b_, py::handle out_) {
         const TensorView a = view_of(a_, "a", Holds::floats, true), b = view_of(b_, "b", Holds::floats, true),
                          out = view_of(out_, "out");
-        expect_device(a, Impl::device, "a");
-        expect_rank(a, 2, "a");
-        expect_rank(b, 2, "b");
-        expect_same(b, a, "b");
-        const int64_t M = a.shape[0], K = a.shape[1], N = b.shape[1];
-        if (b.shape[0] != K) fail_value("b: expected " + std::to_string(K) + " rows, got " + shape_str(b));
+        const auto [M, K, N] = product_sizes<Impl>(a, "a", b, "b", false);
         expect_output(out, a, {M, N}, "out");
         if (overlaps(out, a) || overlaps(out, b)) fail_value("out: must not overlap a or b");
         prefer_huge_pages(out);
