@@ -37,7 +37,7 @@ def empty(shape, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.
         dtype = like.dtype
     out = _cached(shape, dtype) if _cache is not None and like.is_cpu else None
     if out is None:
-        out = torch.empty(shape, dtype=dtype, device=like.device)
+        out = like.new_empty(shape, dtype=dtype)  # (like.device for torch.empty costs more than the allocation)
     return _poisoned(out) if POISON else out
 
 

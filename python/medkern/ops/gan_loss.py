@@ -73,19 +73,22 @@ def _unit(g: Tensor) -> bool:
     return g.dim() == 0 and g.is_cpu and g.item() == 1.0
 
 
-def _loss_backward(ctx, g, real, fake, weight, buffers, may_hand_out: bool):
+def _loss_backward(ctx, g, saved, buffers, may_hand_out: bool):
     """Input gradients from the saved ``buffers`` (d_real, d_fake, dsum_real, dsum_fake), or None once
-    they were handed out. ``may_hand_out``: the buffers are this call's own (not the custom op's saved
-    outputs), so with an incoming gradient of exactly 1 they can be returned as they are instead of scaled
-    into fresh copies; a later backward through the same graph (retain_graph) recomputes them."""
+    they were handed out. ``saved()`` returns (real, fake, weight), asked for only where they are needed
+    (unpacking saved tensors is a good part of a small loss's backward). ``may_hand_out``: the buffers are
+    this call's own (not the custom op's saved outputs), so with an incoming gradient of exactly 1 they can
+    be returned as they are instead of scaled into fresh copies; a later backward through the same graph
+    (retain_graph) recomputes them."""
     wanted = ctx.needs_input_grad[:3]
     if buffers is None:
-        buffers = _forward(real, fake, weight, ctx.spec, wanted[0], wanted[1])[2:]
+        buffers = _forward(*saved(), ctx.spec, wanted[0], wanted[1])[2:]
     d_real, d_fake, dsum_real, dsum_fake = buffers
     missing = (wanted[0] and d_real is None) or (wanted[1] and d_fake is None)
     if torch.is_grad_enabled() or wanted[2] or missing:
         # Second order, a gradient for the weights, or the custom op run without saved gradients (called
         # directly with with_grad=False): differentiate the formulas themselves.
+        real, fake, weight = saved()
         inputs = [t for t, w in zip((real, fake, weight), wanted) if w]
         with torch.enable_grad():
             ps = _reference.per_sample_losses(real, fake, weight, ctx.spec)
@@ -101,7 +104,7 @@ def _loss_backward(ctx, g, real, fake, weight, buffers, may_hand_out: bool):
     if wanted[1]:
         grad_fake = d_fake * _per_sample_view(g, d_fake)
     if ctx.spec.relativistic:  # each side also moves the other side's batch mean
-        count = real.numel()
+        count = saved()[0].numel()
         if wanted[0]:
             grad_real = grad_real - (g * dsum_fake).sum() / count
         if wanted[1]:
@@ -135,7 +138,7 @@ class _GanLoss(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        return (*_loss_backward(ctx, g, *ctx.saved_tensors, ctx.buffers, True), None, None)
+        return (*_loss_backward(ctx, g, lambda: ctx.saved_tensors, ctx.buffers, True), None, None)
 
 
 class _GanPenalty(torch.autograd.Function):
@@ -191,7 +194,7 @@ def _loss_op_setup(ctx, inputs, output):
 
 def _loss_op_backward(ctx, g, *_):
     real, fake, weight, *buffers = ctx.saved_tensors
-    grads = _loss_backward(ctx, g, real, fake, weight, [_or_none(t) for t in buffers], False)
+    grads = _loss_backward(ctx, g, lambda: (real, fake, weight), [_or_none(t) for t in buffers], False)
     return (*grads, None, None, None, None, None, None, None, None)
 
 
