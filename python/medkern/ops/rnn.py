@@ -5,7 +5,8 @@ One layer runs as: the input projection for every step and both directions as on
 (``gx = x W_ih^T + b``), then per direction the backend's recurrence (per step a small product with W_hh
 and one fused pointwise pass; the time loop never returns to Python). The backward pass mirrors it: the
 backend's recurrence produces the gate gradients of every step, then the weight gradients are large
-products over all steps at once (torch's GEMM, or for a narrow input one pass of the backend's).
+products over all steps at once (the backend's ``matmul`` where it has one, else torch's; for a narrow
+input one pass of the backend's).
 The projection is the backend's own ``rnn_input_projection`` where it has one (native CPU; see
 ``_project``), with its backward in ``_Projection``; under a tracer it is torch's addmm.
 
@@ -256,7 +257,7 @@ class _Projection(torch.autograd.Function):
 
 
 # Up to this input size the projection's backward is one pass over the gate gradients (the backend's
-# rnn_input_projection_backward); wider inputs make it real matrix products, torch's GEMM. The same bound
+# rnn_input_projection_backward); wider inputs make it real matrix products (_matmul). The same bound
 # as kNarrowInput in csrc/cpu/rnn.h, where the forward projection switches to its one-pass form.
 _FUSED_PROJECTION_MAX_INPUT = 8
 
