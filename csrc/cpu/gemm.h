@@ -65,8 +65,8 @@ struct Epilogue {
 
 // Where the micro-kernel reads A: a packed panel, or in place the panel's first element of a row-major
 // A (rows lda apart) or a column-major one (columns lda apart), all MR rows present. A product whose A is
-// used against few columns of B spends more time packing A than multiplying (11968 x 256 times 256 x 24:
-// 1.0 ms packing, 0.3 ms products).
+// used against few columns of B pays mostly for packing A (11968 x 256 times 256 x 24: 0.97 ms with A
+// packed, 0.82 ms with it read in place).
 enum class ALayout { packed, rows, columns };
 
 template <typename T, ALayout kA = ALayout::packed>

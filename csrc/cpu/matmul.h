@@ -5,7 +5,7 @@
 //
 // The recurrent layers' weight gradients and wide input gradients are such products over every step at
 // once (K or M = steps x batch, thousands), with one operand a transposed view of the gate gradients.
-// torch's matrix product (MKL) ran them at 160-170 GFLOP/s on this machine, a third of its FMA peak.
+// torch's matrix product (MKL) ran them at 150-180 GFLOP/s on this machine, a third of its FMA peak.
 #include <cstdint>
 
 namespace medkern::cpu {

@@ -185,7 +185,7 @@ torch.library.register_autograd("medkern::rnn_scan_backward", _no_double_backwar
 def _matmul(a, b, out=None):
     """a @ b (2-D, any strides) into ``out`` (contiguous) or a new tensor, by the backend's own product where
     it has one (native CPU): the recurrent layers' weight and wide input gradients are products over every
-    step at once, which torch's (MKL) ran at 160-170 GFLOP/s here, a third of the FMA peak. Not
+    step at once, which torch's (MKL) ran at 150-180 GFLOP/s here, a third of the FMA peak. Not
     differentiable: for backward passes that build no graph."""
     if out is None:
         out = _alloc.empty((a.shape[0], b.shape[1]), a)
@@ -246,12 +246,9 @@ class _Projection(torch.autograd.Function):
                 return grad_x, grad_w, grad_b
             except NotImplementedError:  # the backend has it for some devices only
                 pass
-        if torch.is_grad_enabled():
-            grad_x = torch.mm(grad, w_ih) if need_x else None
-            grad_w = torch.mm(grad.t(), x2) if need_w else None
-        else:
-            grad_x = _matmul(grad, w_ih) if need_x else None
-            grad_w = _matmul(grad.t(), x2) if need_w else None
+        mm = torch.mm if torch.is_grad_enabled() else _matmul  # create_graph: torch's differentiable product
+        grad_x = mm(grad, w_ih) if need_x else None
+        grad_w = mm(grad.t(), x2) if need_w else None
         grad_b = grad.sum(0) if need_b else None
         return grad_x, grad_w, grad_b
 

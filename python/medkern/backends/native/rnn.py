@@ -48,6 +48,6 @@ def rnn_input_projection_backward(x, w_ih, grad_gx, grad_x, grad_w, grad_b):
 
 
 def matmul(a, b, out):
-    if a.device.type != "cpu":
+    if not a.is_cpu:
         raise NotImplementedError  # the ops layer uses torch's matrix product instead
     require_cpu().matmul(dl(a), dl(b), dl(out))
