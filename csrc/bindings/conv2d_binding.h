@@ -1,7 +1,7 @@
 #pragma once
 // The conv2d bindings, written once for both modules. `Impl` supplies the kernels of one device:
 //   static constexpr DeviceKind device;
-//   template <class T> static void forward(const Conv2dArgs<T>&, intptr_t stream);
+//   template <class T> static void forward(const ConvArgs<T>&, intptr_t stream);
 //   ... grad_input, grad_weight, grad_bias with the same signature.
 // The CPU module ignores `stream`; the CUDA module launches on it (torch's current stream).
 #include <pybind11/pybind11.h>
@@ -13,9 +13,6 @@ namespace medkern {
 template <class Impl>
 void bind_conv2d(py::module_& m) {
   using py::arg;
-  const auto geometry_args = [](int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t g) {
-    return Conv2dGeometry{sh, sw, ph, pw, dh, dw, g};
-  };
 
   m.def(
       "conv2d_forward",
@@ -26,7 +23,7 @@ void bind_conv2d(py::module_& m) {
         TensorView x = view_of(x_, "input"), w = view_of(w_, "weight"), y = view_of(y_, "out");
         expect_device(x, Impl::device, "input");
         expect_rank(y, 4, "out");
-        const Conv2dShape s = make_conv2d_shape(x, w, y.shape[2], y.shape[3], geometry_args(sh, sw, ph, pw, dh, dw, groups));
+        const ConvShape s = make_conv2d_shape(x, w, y.shape[2], y.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups));
         expect_same(y, x, "out");
         expect_writable(y, "out");
         expect_shape(y, {s.N, s.K, s.P, s.Q}, "out");
@@ -41,7 +38,7 @@ void bind_conv2d(py::module_& m) {
         py::gil_scoped_release nogil;
         dispatch_float(x.dtype, [&](auto t) {
           using T = decltype(t);
-          Conv2dArgs<T> a{};
+          ConvArgs<T> a{};
           a.s = s; a.x = x.ptr<T>(); a.w = w.ptr<T>(); a.bias = has_bias ? b.ptr<T>() : nullptr; a.y = y.ptr<T>();
           a.act = static_cast<Activation>(activation); a.slope = static_cast<T>(slope);
           Impl::template forward<T>(a, stream);
@@ -61,7 +58,7 @@ void bind_conv2d(py::module_& m) {
         expect_device(dx, Impl::device, "grad_input");
         expect_rank(dy, 4, "grad_output");
         expect_writable(dx, "grad_input");
-        const Conv2dShape s = make_conv2d_shape(dx, w, dy.shape[2], dy.shape[3], geometry_args(sh, sw, ph, pw, dh, dw, groups),
+        const ConvShape s = make_conv2d_shape(dx, w, dy.shape[2], dy.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups),
                                                 "grad_input");
         expect_same(dy, dx, "grad_output");
         expect_shape(dy, {s.N, s.K, s.P, s.Q}, "grad_output");
@@ -69,7 +66,7 @@ void bind_conv2d(py::module_& m) {
         py::gil_scoped_release nogil;
         dispatch_float(dx.dtype, [&](auto t) {
           using T = decltype(t);
-          Conv2dArgs<T> a{};
+          ConvArgs<T> a{};
           a.s = s; a.dy = dy.ptr<T>(); a.w = w.ptr<T>(); a.dx = dx.ptr<T>();
           Impl::template grad_input<T>(a, stream);
         });
@@ -86,14 +83,14 @@ void bind_conv2d(py::module_& m) {
         expect_device(x, Impl::device, "input");
         expect_rank(dy, 4, "grad_output");
         expect_writable(dwt, "grad_weight");
-        const Conv2dShape s = make_conv2d_shape(x, dwt, dy.shape[2], dy.shape[3], geometry_args(sh, sw, ph, pw, dh, dw, groups),
+        const ConvShape s = make_conv2d_shape(x, dwt, dy.shape[2], dy.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups),
                                                 "input", "grad_weight");
         expect_same(dy, x, "grad_output");
         expect_shape(dy, {s.N, s.K, s.P, s.Q}, "grad_output");
         py::gil_scoped_release nogil;
         dispatch_float(x.dtype, [&](auto t) {
           using T = decltype(t);
-          Conv2dArgs<T> a{};
+          ConvArgs<T> a{};
           a.s = s; a.dy = dy.ptr<T>(); a.x = x.ptr<T>(); a.dw = dwt.ptr<T>();
           Impl::template grad_weight<T>(a, stream);
         });
@@ -111,12 +108,12 @@ void bind_conv2d(py::module_& m) {
         expect_same(db, dy, "grad_bias");
         expect_writable(db, "grad_bias");
         expect_shape(db, {dy.shape[1]}, "grad_bias");
-        Conv2dShape s{};
+        ConvShape s{};
         s.N = dy.shape[0]; s.K = dy.shape[1]; s.P = dy.shape[2]; s.Q = dy.shape[3];
         py::gil_scoped_release nogil;
         dispatch_float(dy.dtype, [&](auto t) {
           using T = decltype(t);
-          Conv2dArgs<T> a{};
+          ConvArgs<T> a{};
           a.s = s; a.dy = dy.ptr<T>(); a.db = db.ptr<T>();
           Impl::template grad_bias<T>(a, stream);
         });

@@ -10,6 +10,7 @@
 #include "../cpu/rnn.h"
 #include "../cpu/simd.h"
 #include "conv2d_binding.h"
+#include "conv_plan_binding.h"
 #include "gan_loss_binding.h"
 #include "host_cache.h"
 #include "pool2d_binding.h"
@@ -19,10 +20,10 @@ namespace medkern {
 
 struct CpuConv2d {
   static constexpr DeviceKind device = DeviceKind::cpu;
-  template <class T> static void forward(const Conv2dArgs<T>& a, intptr_t) { cpu::conv2d_forward(a); }
-  template <class T> static void grad_input(const Conv2dArgs<T>& a, intptr_t) { cpu::conv2d_grad_input(a); }
-  template <class T> static void grad_weight(const Conv2dArgs<T>& a, intptr_t) { cpu::conv2d_grad_weight(a); }
-  template <class T> static void grad_bias(const Conv2dArgs<T>& a, intptr_t) { cpu::conv2d_grad_bias(a); }
+  template <class T> static void forward(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_forward(a); }
+  template <class T> static void grad_input(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_input(a); }
+  template <class T> static void grad_weight(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_weight(a); }
+  template <class T> static void grad_bias(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_bias(a); }
 };
 
 struct CpuPool2d {
@@ -73,6 +74,7 @@ PYBIND11_MODULE(_C, m) {
   namespace py = pybind11;
   m.doc() = "medkern CPU kernels";
   medkern::bind_conv2d<medkern::CpuConv2d>(m);
+  medkern::bind_conv_plan(m);
   medkern::bind_pool2d<medkern::CpuPool2d>(m);
   medkern::bind_rnn<medkern::CpuRnn>(m);
   medkern::bind_gan_loss<medkern::CpuGanLoss>(m);

@@ -1,6 +1,6 @@
 // medkern._C_cuda: the CUDA kernels. Built only where nvcc was found; compiled by the host compiler.
 //
-// The kernels launch on the current device, and Conv2dArgs carries no device id, so the caller must make
+// The kernels launch on the current device, and ConvArgs carries no device id, so the caller must make
 // the tensors' device current: the Python layer (backends/native/_interop.py) calls every op with
 // `torch.cuda.device(x.device)` active and passes torch's current stream of that device as `stream`.
 #include <cuda_runtime_api.h>
@@ -19,14 +19,14 @@ namespace medkern {
 
 struct CudaConv2d {
   static constexpr DeviceKind device = DeviceKind::cuda;
-  template <class T> static void forward(const Conv2dArgs<T>& a, intptr_t stream) { cuda::conv2d_forward(a, stream); }
-  template <class T> static void grad_input(const Conv2dArgs<T>& a, intptr_t stream) {
+  template <class T> static void forward(const ConvArgs<T>& a, intptr_t stream) { cuda::conv2d_forward(a, stream); }
+  template <class T> static void grad_input(const ConvArgs<T>& a, intptr_t stream) {
     cuda::conv2d_grad_input(a, stream);
   }
-  template <class T> static void grad_weight(const Conv2dArgs<T>& a, intptr_t stream) {
+  template <class T> static void grad_weight(const ConvArgs<T>& a, intptr_t stream) {
     cuda::conv2d_grad_weight(a, stream);
   }
-  template <class T> static void grad_bias(const Conv2dArgs<T>& a, intptr_t stream) {
+  template <class T> static void grad_bias(const ConvArgs<T>& a, intptr_t stream) {
     cuda::conv2d_grad_bias(a, stream);
   }
 };

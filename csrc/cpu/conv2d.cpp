@@ -5,18 +5,14 @@
 //                (dilation 1): one such conv per stride phase with a sub-kernel; otherwise
 //                col(dx[n,g]) = W[g]^T * dy[n,g], scattered back by col2im
 //   grad-weight  dW[g] (Kg x CRS) = sum_n dy[n,g] (Kg x PQ) * col(x[n,g])^T (PQ x CRS)
-// Other paths, where they measured faster: Winograd (conv2d_winograd.cpp) for 3x3 stride-1 forwards with
-// enough channels (and so stride-1 grad-inputs), 7x7/8x8 stride-2 forwards and wide 4x4 stride-2 ones; a
-// direct loop for forwards with at most 4 outputs per group (conv2d_few_outputs.cpp); and, on maps little
-// of which is padding, the padded grid of conv2d_shifted_grid.h, which packs nothing but the weights: forwards with large kernels or few outputs
-// (conv2d_forward_shifted.cpp), strided grad-inputs (conv2d_grad_input_shifted.cpp) and grad-weights
-// (conv2d_grad_weight_shifted.cpp).
+// The other paths live in files of their own; conv_plan.h lists them all, and its planners choose among them.
 #include "conv2d.h"
 
 #include <omp.h>
 
 #include <atomic>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "conv2d_few_outputs.h"
@@ -24,8 +20,10 @@
 #include "conv2d_grad_input_shifted.h"
 #include "conv2d_grad_weight_shifted.h"
 #include "conv2d_winograd.h"
+#include "conv_plan.h"
 #include "gemm.h"
 #include "im2col.h"
+#include "threading.h"
 
 namespace medkern::cpu {
 namespace {
@@ -42,9 +40,6 @@ int64_t column_block(int64_t cols, int64_t outer, int64_t max_block) {
   return ceil_div(ceil_div(cols, blocks), NR) * NR;
 }
 
-// Waking the OpenMP team costs microseconds; tiny problems (the latency path) run on the caller's thread.
-inline bool worth_threading(int64_t multiply_adds) { return multiply_adds >= (int64_t(1) << 18); }
-
 // Every group's weights packed as GEMM A operands (see pack_a), group g's at g * packed_a_size(M, Kd).
 // Called inside a parallel region, the threads share the panels (packed serially, they left the other
 // thread idle for a tenth of a small layer's time), and the loop's barrier makes them ready for all.
@@ -57,27 +52,21 @@ void pack_weights_per_group(const T* w, int64_t groups, int64_t M, int64_t Kd, i
     pack_a_panel(w + (t / panels) * group_stride, rs, cs, M, Kd, t % panels, packed + (t / panels) * size);
 }
 
-// Small output maps (7x7, 14x14, 16x16: the deep layers of small-image CNNs and GANs) would leave much of
-// each image's last NR-column panel empty, pack B a few dozen columns at a time, and walk im2col runs a
-// few elements long; their GEMM columns run over (image, position) of the whole batch instead, filled by
-// gathers. Below 256 positions (at batch 1 too: the gathers beat short runs), or rows under 32 wide in
-// a batch (measured: 16x16 maps ran 2x faster this way).
-inline bool columns_across_images(const Conv2dShape& s) {
-  const bool offsets_fit = s.N * s.C * s.H * s.W < (int64_t(1) << 31);  // the gathers take int32 offsets
-  return offsets_fit && (s.P * s.Q < 256 || (s.N > 1 && s.Q < 32));
-}
-
+// Small output maps (the deep layers of small-image CNNs and GANs) would leave much of each image's last
+// NR-column panel empty, pack B a few dozen columns at a time, and walk im2col runs a few elements long: the
+// across-images paths run their GEMM columns over (image, position) of the whole batch instead, filled by
+// gathers.
 // Forward with GEMM columns spanning images: C goes to a scratch block, then to each image's rows of y.
 // Per column block, the input offset that every (kernel tap, column) reads is tabulated once (image
 // offset plus the tap's plane offset, -1 in the padding); a B row is then one gather over the block for
 // whichever channel the row belongs to.
 template <typename T>
-void forward_across_images(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
+void forward_across_images(const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
                            const Epilogue<T>& ep) {
   constexpr int64_t NR = GemmTile<T>::NR, MR = GemmTile<T>::MR;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int64_t RS = s.R * s.S, cols = s.N * PQ;
-  const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
+  const int threads = threads_for(s.N * s.K * PQ * CRS);
   const int64_t nc = column_block<T>(cols, s.groups, 512);
   const int64_t col_blocks = ceil_div(cols, nc), blocks = s.groups * col_blocks;
   // Fewer column blocks than threads (batch 1, a map of a few dozen positions): the threads split each
@@ -130,17 +119,13 @@ void forward_across_images(const Conv2dShape& s, const T* x, const T* w, const T
 }
 
 template <typename T>
-void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep = {}) {
-  if (winograd_applies(s)) return conv2d_forward_winograd(s, x, w, bias, y, ep);
-  if (few_outputs_applies(s)) return conv2d_forward_few_outputs(s, x, w, bias, y, ep);
-  if (forward_shifted_applies(s)) return conv2d_forward_shifted(s, x, w, bias, y, ep);
+void forward_gemm(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
-  if (columns_across_images(s)) return forward_across_images(s, x, w, bias, y, ep);
   const int64_t a_size = packed_a_size<T>(Kg, CRS);
   const Buffer<T> a_packed = alloc_buffer<T>(s.groups * a_size);
   const int64_t nc = column_block<T>(PQ, s.N * s.groups, 512);
   const int64_t col_blocks = ceil_div(PQ, nc), tasks = s.N * s.groups * col_blocks;
-#pragma omp parallel if (worth_threading(s.N * s.K * PQ * CRS))
+#pragma omp parallel num_threads(threads_for(s.N * s.K * PQ * CRS))
   {
     pack_weights_per_group(w, s.groups, Kg, CRS, CRS, int64_t(1), Kg * CRS, a_packed.get());
     Buffer<T> b_buf = alloc_buffer<T>(packed_b_size<T>(nc));
@@ -158,13 +143,36 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
   }
 }
 
-// For stride 1, dx[c, i] = sum_{k, r} dy[k, i + pad - r*dil] * w[k, c, r]: a convolution of dy with the
-// kernel flipped in space and transposed in channels, leading padding dil*(R-1) - pad.
+// Runs a forward plan (plans have no sub-plans in this direction).
 template <typename T>
-bool grad_input_as_forward(const Conv2dArgs<T>& a) {
-  const Conv2dShape& s = a.s;
-  if (s.stride_h != 1 || s.stride_w != 1) return false;
-  if (s.dil_h * (s.R - 1) < s.pad_h || s.dil_w * (s.S - 1) < s.pad_w) return false;
+void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
+                 const Epilogue<T>& ep = {}) {
+  switch (path) {
+    case ConvPath::winograd_f2x3:
+    case ConvPath::winograd_f4x4_phases:
+    case ConvPath::winograd_f2x2_phases: return conv2d_forward_winograd(path, s, x, w, bias, y, ep);
+    case ConvPath::few_outputs: return conv2d_forward_few_outputs(s, x, w, bias, y, ep);
+    case ConvPath::forward_grid: return conv2d_forward_shifted(s, x, w, bias, y, ep);
+    case ConvPath::forward_gemm_across_images: return forward_across_images(s, x, w, bias, y, ep);
+    case ConvPath::forward_gemm: return forward_gemm(s, x, w, bias, y, ep);
+    default: throw std::logic_error("run_forward: not a forward path");
+  }
+}
+
+// The one forward path in a plan's sub-plan set (as_forward has exactly one).
+ConvPath single_sub(const ConvPlan& plan) {
+  for (int p = 0; p < static_cast<int>(ConvPath::count); ++p)
+    if (plan.subs == (1u << p)) return static_cast<ConvPath>(p);
+  throw std::logic_error("conv plan: expected exactly one sub-plan");
+}
+
+template <typename T>
+constexpr bool is_double = sizeof(T) == sizeof(double);
+
+// as_forward (conv_plan.h): the flipped, channel-transposed kernel, then the sub-plan's forward.
+template <typename T>
+void grad_input_as_forward(const ConvPlan& plan, const ConvArgs<T>& a) {
+  const ConvShape& s = a.s;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), RS = s.R * s.S;
   std::vector<T> wt(s.K * Cg * RS);
   for (int64_t g = 0; g < s.groups; ++g)
@@ -172,50 +180,17 @@ bool grad_input_as_forward(const Conv2dArgs<T>& a) {
       for (int64_t c = 0; c < Cg; ++c)
         for (int64_t rs = 0; rs < RS; ++rs)
           wt[((g * Cg + c) * Kg + k) * RS + (RS - 1 - rs)] = a.w[((g * Kg + k) * Cg + c) * RS + rs];
-  Conv2dShape t = s;
-  t.C = s.K; t.H = s.P; t.W = s.Q;
-  t.K = s.C; t.P = s.H; t.Q = s.W;
-  t.pad_h = s.dil_h * (s.R - 1) - s.pad_h;
-  t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
-  forward_impl<T>(t, a.dy, wt.data(), nullptr, a.dx);
-  return true;
+  run_forward<T>(single_sub(plan), as_forward_shape(s), a.dy, wt.data(), nullptr, a.dx);
 }
 
-// Strided grad-input, one stride phase at a time. The input positions of one dimension split by
-// phase = (i + pad) mod stride; only the taps r = phase + m*stride reach a phase, whose positions
-// i = stride*u + phase - pad then read dy[u - m]: a stride-1 correlation of dy with that sub-kernel, i.e. a
-// forward conv with the sub-kernel flipped and transposed. Each phase is a dense GEMM with the whole
+// phases (conv_plan.h): one forward convolution per stride phase, each a dense GEMM with the whole
 // reduction, where GEMM + col2im writes a CRS x PQ column buffer and adds it back element by element.
-struct StridePhase {
-  int64_t taps;   // sub-kernel length (0: no tap reaches this phase, its dx is zero)
-  int64_t first;  // first u with i = stride*u + phase - pad >= 0
-  int64_t count;  // positions of this phase inside [0, size)
-  int64_t pad;    // leading padding of the phase's forward conv
-};
-
-inline StridePhase stride_phase(int64_t phase, int64_t stride, int64_t pad, int64_t taps_total, int64_t size) {
-  StridePhase f;
-  f.taps = taps_total > phase ? ceil_div(taps_total - phase, stride) : 0;
-  f.first = phase >= pad ? 0 : ceil_div(pad - phase, stride);
-  const int64_t last_num = size - 1 + pad - phase;  // u <= last_num / stride
-  f.count = last_num < 0 ? 0 : std::max<int64_t>(0, last_num / stride - f.first + 1);
-  f.pad = f.taps - 1 - f.first;
-  return f;
-}
-
 template <typename T>
-bool grad_input_by_phases(const Conv2dArgs<T>& a) {
-  const Conv2dShape& s = a.s;
-  if ((s.stride_h == 1 && s.stride_w == 1) || s.dil_h != 1 || s.dil_w != 1) return false;
-  // The phase convolutions pack K*R*S rows of dy per input position, the GEMM + col2im path C*R*S rows of
-  // columns: with few input channels (an RGB or greyscale first layer) the latter moves far less.
-  if (s.C * 2 <= s.K) return false;
+void grad_input_by_phases(const ConvPlan& plan, const ConvArgs<T>& a) {
+  const ConvShape& s = a.s;
   std::vector<StridePhase> rows(s.stride_h), cols(s.stride_w);
   for (int64_t p = 0; p < s.stride_h; ++p) rows[p] = stride_phase(p, s.stride_h, s.pad_h, s.R, s.H);
   for (int64_t p = 0; p < s.stride_w; ++p) cols[p] = stride_phase(p, s.stride_w, s.pad_w, s.S, s.W);
-  // A phase whose first position needs more than the sub-kernel's reach would need negative padding.
-  for (const auto& f : rows) if (f.taps > 0 && f.count > 0 && f.pad < 0) return false;
-  for (const auto& f : cols) if (f.taps > 0 && f.count > 0 && f.pad < 0) return false;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), HW = s.H * s.W;
   std::vector<T> wt, out;
   for (int64_t ph = 0; ph < s.stride_h; ++ph) {
@@ -242,14 +217,9 @@ bool grad_input_by_phases(const Conv2dArgs<T>& a) {
               for (int64_t q = 0; q < fc.taps; ++q)
                 wt[(((g * Cg + c) * Kg + k) * fr.taps + (fr.taps - 1 - m)) * fc.taps + (fc.taps - 1 - q)] =
                     a.w[(((g * Kg + k) * Cg + c) * s.R + ph + m * s.stride_h) * s.S + pw + q * s.stride_w];
-      Conv2dShape t = s;
-      t.C = s.K; t.H = s.P; t.W = s.Q;
-      t.K = s.C; t.P = fr.count; t.Q = fc.count;
-      t.R = fr.taps; t.S = fc.taps;
-      t.stride_h = t.stride_w = 1;
-      t.pad_h = fr.pad; t.pad_w = fc.pad;
+      const ConvShape t = phase_shape(s, fr, fc);
       out.resize(s.N * s.C * area);
-      forward_impl<T>(t, a.dy, wt.data(), nullptr, out.data());
+      run_forward<T>(plan_phase(plan, t, is_double<T>).path, t, a.dy, wt.data(), nullptr, out.data());
 #pragma omp parallel for schedule(static) if (s.N * s.C * area >= (int64_t(1) << 16))
       for (int64_t nc = 0; nc < s.N * s.C; ++nc)
         for (int64_t u = 0; u < fr.count; ++u) {
@@ -259,30 +229,16 @@ bool grad_input_by_phases(const Conv2dArgs<T>& a) {
         }
     }
   }
-  return true;
-}
-
-}  // namespace
-
-template <typename T>
-void conv2d_forward(const Conv2dArgs<T>& a) {
-  // Stream outputs past several MiB: they leave the caches anyway, and streaming saves the memory
-  // read that a normal store does first (a third of the stem convolution's traffic).
-  const bool streaming = a.s.N * a.s.K * a.s.P * a.s.Q * int64_t(sizeof(T)) >= (int64_t(8) << 20);
-  forward_impl<T>(a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{a.act, a.slope, streaming});
-  if (streaming) std::atomic_thread_fence(std::memory_order_seq_cst);  // order the streaming stores
 }
 
 template <typename T>
-void conv2d_grad_input(const Conv2dArgs<T>& a) {
-  if (grad_input_shifted_applies(a.s)) return conv2d_grad_input_shifted(a.s, a.dy, a.w, a.dx);
-  if (grad_input_as_forward(a) || grad_input_by_phases(a)) return;
-  const Conv2dShape& s = a.s;
+void grad_input_gemm_col2im(const ConvArgs<T>& a) {
+  const ConvShape& s = a.s;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int64_t a_size = packed_a_size<T>(CRS, Kg);
   // A = W[g]^T: element (crs, k) sits at w[(g*Kg + k)*CRS + crs].
   const Buffer<T> a_packed = alloc_buffer<T>(s.groups * a_size);
-  const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
+  const int threads = threads_for(s.N * s.K * PQ * CRS);
   // col2im of different column blocks of one image overlaps, so a task owns whole images of one group.
   // Small maps put several images side by side in the GEMM columns (PQ = 16 filled a third of a 48-wide
   // panel): as many per task as keep every thread busy, up to a 256-column block.
@@ -332,18 +288,17 @@ void conv2d_grad_input(const Conv2dArgs<T>& a) {
   }
 }
 
+// `across`: the reduction runs over the positions of the whole batch (gemm_across_images).
 template <typename T>
-void conv2d_grad_weight(const Conv2dArgs<T>& a) {
+void grad_weight_gemm(const ConvArgs<T>& a, bool across) {
   using G = GemmTile<T>;
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;  // NR is a whole number of vectors
-  const Conv2dShape& s = a.s;
-  if (grad_weight_shifted_applies(s)) return conv2d_grad_weight_shifted(s, a.x, a.dy, a.dw);
+  const ConvShape& s = a.s;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
-  const int threads = worth_threading(s.N * s.K * PQ * CRS) ? omp_get_max_threads() : 1;
+  const int threads = threads_for(s.N * s.K * PQ * CRS);
   // The reduction runs over each image's output positions, or, for small maps (see forward_across_images),
   // over the positions of the whole batch (j = n*PQ + p) in chunks that span images, enough for every thread.
-  const bool across = columns_across_images(s);
   const int64_t span = across ? s.N * PQ : PQ, sequences = across ? 1 : s.N;
   // Reduction positions per task: at most 4 KC blocks, and across images as many tasks as a whole number
   // of rounds of the threads (7 tasks on 2 threads left one idle an eighth of the time).
@@ -427,13 +382,47 @@ void conv2d_grad_weight(const Conv2dArgs<T>& a) {
   }
 }
 
+}  // namespace
+
 template <typename T>
-void conv2d_grad_bias(const Conv2dArgs<T>& a) {
+void conv2d_forward(const ConvArgs<T>& a) {
+  const ConvPlan plan = plan_forward(a.s, is_double<T>);
+  // Stream outputs past several MiB: they leave the caches anyway, and streaming saves the memory
+  // read that a normal store does first (a third of the stem convolution's traffic).
+  const bool streaming = a.s.N * a.s.K * a.s.P * a.s.Q * int64_t(sizeof(T)) >= (int64_t(8) << 20);
+  run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{a.act, a.slope, streaming});
+  if (streaming) std::atomic_thread_fence(std::memory_order_seq_cst);  // order the streaming stores
+}
+
+template <typename T>
+void conv2d_grad_input(const ConvArgs<T>& a) {
+  const ConvPlan plan = plan_grad_input(a.s, is_double<T>);
+  switch (plan.path) {
+    case ConvPath::grad_input_grid: return conv2d_grad_input_shifted(a.s, a.dy, a.w, a.dx);
+    case ConvPath::as_forward: return grad_input_as_forward(plan, a);
+    case ConvPath::phases: return grad_input_by_phases(plan, a);
+    case ConvPath::gemm_col2im: return grad_input_gemm_col2im(a);
+    default: throw std::logic_error("conv2d_grad_input: not a grad-input path");
+  }
+}
+
+template <typename T>
+void conv2d_grad_weight(const ConvArgs<T>& a) {
+  switch (plan_grad_weight(a.s, is_double<T>).path) {
+    case ConvPath::grad_weight_grid: return conv2d_grad_weight_shifted(a.s, a.x, a.dy, a.dw);
+    case ConvPath::grad_weight_gemm_across_images: return grad_weight_gemm(a, true);
+    case ConvPath::grad_weight_gemm: return grad_weight_gemm(a, false);
+    default: throw std::logic_error("conv2d_grad_weight: not a grad-weight path");
+  }
+}
+
+template <typename T>
+void conv2d_grad_bias(const ConvArgs<T>& a) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;
-  const Conv2dShape& s = a.s;
+  const ConvShape& s = a.s;
   const int64_t PQ = s.P * s.Q;
-#pragma omp parallel for schedule(static) if (worth_threading(s.N * s.K * PQ))
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.N * s.K * PQ))
   for (int64_t k = 0; k < s.K; ++k) {
     V acc = V{};
     T tail = T(0);
@@ -449,10 +438,10 @@ void conv2d_grad_bias(const Conv2dArgs<T>& a) {
 }
 
 #define MEDKERN_INSTANTIATE(T)                                  \
-  template void conv2d_forward<T>(const Conv2dArgs<T>&);        \
-  template void conv2d_grad_input<T>(const Conv2dArgs<T>&);     \
-  template void conv2d_grad_weight<T>(const Conv2dArgs<T>&);    \
-  template void conv2d_grad_bias<T>(const Conv2dArgs<T>&);
+  template void conv2d_forward<T>(const ConvArgs<T>&);        \
+  template void conv2d_grad_input<T>(const ConvArgs<T>&);     \
+  template void conv2d_grad_weight<T>(const ConvArgs<T>&);    \
+  template void conv2d_grad_bias<T>(const ConvArgs<T>&);
 MEDKERN_INSTANTIATE(float)
 MEDKERN_INSTANTIATE(double)
 #undef MEDKERN_INSTANTIATE

@@ -4,6 +4,7 @@
 // accumulator rows in L1 and adds w[k, c, r, s] times the input row, shifted by s, for every channel and
 // kernel row: each input load serves all K outputs, and nothing is packed.
 #include "conv2d_few_outputs.h"
+#include "threading.h"
 
 #include <omp.h>
 
@@ -18,7 +19,7 @@ namespace {
 // the whole reduction. Unit: stride 1 along the row, read straight from x; otherwise from a padded copy
 // (a template flag: with the copy's memcpy call anywhere in the loop, GCC kept the sums in memory).
 template <typename T, int K, int NB, bool Unit>
-void output_block(const Conv2dShape& s, const T* x_n, const T* w_g, const T* bias_g, int64_t oh, int64_t q0,
+void output_block(const ConvShape& s, const T* x_n, const T* w_g, const T* bias_g, int64_t oh, int64_t q0,
                   T* padded, T* const* out, const Epilogue<T>& ep) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;
@@ -64,7 +65,7 @@ void output_block(const Conv2dShape& s, const T* x_n, const T* w_g, const T* bia
 }
 
 template <typename T, int K, bool Unit>
-void blocks(int64_t nb, const Conv2dShape& s, const T* x_n, const T* w_g, const T* b_g, int64_t oh, int64_t q0,
+void blocks(int64_t nb, const ConvShape& s, const T* x_n, const T* w_g, const T* b_g, int64_t oh, int64_t q0,
             T* padded, T* const* out, const Epilogue<T>& ep) {
   switch (nb) {
     case 1: return output_block<T, K, 1, Unit>(s, x_n, w_g, b_g, oh, q0, padded, out, ep);
@@ -75,15 +76,14 @@ void blocks(int64_t nb, const Conv2dShape& s, const T* x_n, const T* w_g, const 
 }
 
 template <typename T, int K>
-void run(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
+void run(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
   constexpr int L = Vec<T>::lanes;
   const int64_t Cg = s.c_per_group(), q_vec = (s.Q + L - 1) / L * L;
   // A strided row is copied after pad_w zeros into a padded row that covers the lanes past Q the
   // whole-vector loop reads; what lies outside the input row stays zero.
   const int64_t padded_len = std::max((q_vec - 1) * s.stride_w + (s.S - 1) * s.dil_w + 1, s.pad_w + s.W);
   const int64_t rows = s.N * s.groups * s.P;
-  const bool threaded = rows * K * Cg * s.R * s.S * s.Q >= (int64_t(1) << 18);
-#pragma omp parallel if (threaded)
+#pragma omp parallel num_threads(threads_for(rows * K * Cg * s.R * s.S * s.Q))
   {
     std::vector<T> padded(s.stride_w == 1 ? 0 : static_cast<size_t>(padded_len), T(0));  // strided rows only
 #pragma omp for schedule(static)
@@ -106,15 +106,8 @@ void run(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, cons
 
 }  // namespace
 
-bool few_outputs_applies(const Conv2dShape& s) {
-  // Enough work per output for the direct loop to beat packing: a reduction of at least 32, and output rows
-  // of half a vector or more, which the loop runs along (a GAN critic's last layer, 16x64x4x4 -> 1 k4 onto
-  // 1x1, took 51 us here, 35 us as a GEMM).
-  return s.k_per_group() <= 4 && s.crs() >= 32 && s.Q >= 8;
-}
-
 template <typename T>
-void conv2d_forward_few_outputs(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
+void conv2d_forward_few_outputs(const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
                                 const Epilogue<T>& ep) {
   switch (s.k_per_group()) {
     case 1: return run<T, 1>(s, x, w, bias, y, ep);
@@ -124,9 +117,9 @@ void conv2d_forward_few_outputs(const Conv2dShape& s, const T* x, const T* w, co
   }
 }
 
-template void conv2d_forward_few_outputs<float>(const Conv2dShape&, const float*, const float*, const float*, float*,
+template void conv2d_forward_few_outputs<float>(const ConvShape&, const float*, const float*, const float*, float*,
                                                 const Epilogue<float>&);
-template void conv2d_forward_few_outputs<double>(const Conv2dShape&, const double*, const double*, const double*,
+template void conv2d_forward_few_outputs<double>(const ConvShape&, const double*, const double*, const double*,
                                                  double*, const Epilogue<double>&);
 
 }  // namespace medkern::cpu

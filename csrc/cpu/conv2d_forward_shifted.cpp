@@ -14,26 +14,17 @@
 
 #include "conv2d_shifted_grid.h"
 #include "simd.h"
+#include "threading.h"
 
 namespace medkern::cpu {
 
-bool forward_shifted_applies(const Conv2dShape& s) {
-  // Packing costs the GEMM path about the same per im2col element whatever the kernel, and is shared by
-  // the Kg output channels; the grid's copies cost per input element, shared by Kg * R * S / stride^2
-  // multiply-adds. Measured (2 threads), grid against GEMM: k4 s2 16x3x32x32 -> 16 65 / 154 us, k7 s2
-  // 1x3x224x224 -> 64 1.44 / 1.60 ms, k5 32x32x28x28 -> 64 16.2 / 17.9 ms, k3 32x128x8x8 -> 32 1.04 / 1.33 ms;
-  // but k3 s2 32x64x32x32 -> 128 9.8 / 8.2 ms, k3 32x128x8x8 -> 128 4.2 / 3.6 ms, 1x1 -> 128 0.50 / 0.40 ms.
-  const bool wins = s.R * s.S >= 16 || (s.k_per_group() <= 32 && s.R * s.S > 1);
-  return wins && ShiftedGrid(s).waste_at_most(27, 20, s);
-}
-
 template <typename T>
-void conv2d_forward_shifted(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
+void conv2d_forward_shifted(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
   using G = GemmTile<T>;
   constexpr int MR = G::MR;
   const ShiftedGrid grid(s);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), panels = ceil_div(Kg, MR);
-  const int threads = s.N * s.K * s.P * s.Q * CRS >= (int64_t(1) << 18) ? omp_get_max_threads() : 1;
+  const int threads = threads_for(s.N * s.K * s.P * s.Q * CRS);
   // A block's input planes and outputs stay in L2: about 512 KiB of them (at 1024 cells, the 256 planes
   // of 32x64x32x32 -> 64 k3 s2 took 1.1 MiB and ran 20% slower).
   const int64_t per_cell = (Cg * grid.planes() + panels * MR) * int64_t(sizeof(T));
@@ -72,9 +63,9 @@ void conv2d_forward_shifted(const Conv2dShape& s, const T* x, const T* w, const 
   }
 }
 
-template void conv2d_forward_shifted<float>(const Conv2dShape&, const float*, const float*, const float*, float*,
+template void conv2d_forward_shifted<float>(const ConvShape&, const float*, const float*, const float*, float*,
                                             const Epilogue<float>&);
-template void conv2d_forward_shifted<double>(const Conv2dShape&, const double*, const double*, const double*,
+template void conv2d_forward_shifted<double>(const ConvShape&, const double*, const double*, const double*,
                                              double*, const Epilogue<double>&);
 
 }  // namespace medkern::cpu

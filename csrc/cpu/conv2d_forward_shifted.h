@@ -1,14 +1,12 @@
 #pragma once
 // Forward convolution over the padded grid, with nothing packed but the weights. See
 // conv2d_forward_shifted.cpp.
-#include "../common/conv2d_params.h"
+#include "../common/conv_params.h"
 #include "gemm.h"
 
 namespace medkern::cpu {
 
-bool forward_shifted_applies(const Conv2dShape& s);
-
 template <typename T>
-void conv2d_forward_shifted(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep);
+void conv2d_forward_shifted(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep);
 
 }  // namespace medkern::cpu

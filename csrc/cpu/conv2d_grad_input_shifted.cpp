@@ -20,12 +20,13 @@
 
 #include "conv2d_shifted_grid.h"
 #include "simd.h"
+#include "threading.h"
 
 namespace medkern::cpu {
 namespace {
 
 // The taps (r * S + s) of plane (ph, pw).
-std::vector<int64_t> plane_taps(const Conv2dShape& s, const ShiftedGrid& grid, int64_t ph, int64_t pw) {
+std::vector<int64_t> plane_taps(const ConvShape& s, const ShiftedGrid& grid, int64_t ph, int64_t pw) {
   std::vector<int64_t> taps;
   for (int64_t r = 0; r < s.R; ++r)
     for (int64_t sx = 0; sx < s.S; ++sx)
@@ -36,7 +37,7 @@ std::vector<int64_t> plane_taps(const Conv2dShape& s, const ShiftedGrid& grid, i
 // The input elements among plane (ph, pw)'s cells of grid rows [v0, v0 + rows), from out[c * ldc + cell],
 // to dx.
 template <typename T>
-void copy_plane_to_input(const Conv2dShape& s, const ShiftedGrid& grid, int64_t ph, int64_t pw, const T* out,
+void copy_plane_to_input(const ConvShape& s, const ShiftedGrid& grid, int64_t ph, int64_t pw, const T* out,
                          int64_t ldc, int64_t g, int64_t v0, int64_t rows, T* dx) {
   const int64_t Cg = s.c_per_group(), len = grid.w.len, j0 = grid.w.lead[pw], cols = grid.w.count[pw];
   const int64_t phase_w = grid.w.phase[pw], n_end = std::min(s.N, (v0 + rows) / grid.h.len + 1);
@@ -54,23 +55,14 @@ void copy_plane_to_input(const Conv2dShape& s, const ShiftedGrid& grid, int64_t 
 
 }  // namespace
 
-bool grad_input_shifted_applies(const Conv2dShape& s) {
-  if (s.stride_h == 1 && s.stride_w == 1) return false;
-  // Up to 35% padding cells, or 60% (k4 s2 onto a 4x4 output: 25 cells for 16) with at most 32 input
-  // channels, where the GEMM + col2im path's product is thin: measured there 64x32x8x8 -> 64 0.75 ms against
-  // 1.09 ms and 16x32x8x8 -> 64 0.22 ms against 0.28 ms; at 64 and 128 channels the two were even.
-  const ShiftedGrid grid(s);
-  return grid.waste_at_most(27, 20, s) || (s.c_per_group() <= 32 && grid.waste_at_most(8, 5, s));
-}
-
 template <typename T>
-void conv2d_grad_input_shifted(const Conv2dShape& s, const T* dy, const T* w, T* dx) {
+void conv2d_grad_input_shifted(const ConvShape& s, const T* dy, const T* w, T* dx) {
   using G = GemmTile<T>;
   constexpr int MR = G::MR;
   const ShiftedGrid grid(s);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), RS = s.R * s.S, panels = ceil_div(Cg, MR);
   const int64_t len = grid.w.len;
-  const int threads = s.N * s.K * s.P * s.Q * s.crs() >= (int64_t(1) << 18) ? omp_get_max_threads() : 1;
+  const int threads = threads_for(s.N * s.K * s.P * s.Q * s.crs());
   // Input elements of a phase that no tap reads (a 1x1 kernel with stride 2) get no plane.
   if (grid.planes() < s.stride_h * s.stride_w) {
 #pragma omp parallel for schedule(static) num_threads(threads)
@@ -128,7 +120,7 @@ void conv2d_grad_input_shifted(const Conv2dShape& s, const T* dy, const T* w, T*
   }
 }
 
-template void conv2d_grad_input_shifted<float>(const Conv2dShape&, const float*, const float*, float*);
-template void conv2d_grad_input_shifted<double>(const Conv2dShape&, const double*, const double*, double*);
+template void conv2d_grad_input_shifted<float>(const ConvShape&, const float*, const float*, float*);
+template void conv2d_grad_input_shifted<double>(const ConvShape&, const double*, const double*, double*);
 
 }  // namespace medkern::cpu

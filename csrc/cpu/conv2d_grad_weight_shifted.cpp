@@ -16,6 +16,7 @@
 
 #include "conv2d_shifted_grid.h"
 #include "simd.h"
+#include "threading.h"
 
 namespace medkern::cpu {
 namespace {
@@ -75,20 +76,13 @@ void dot_tile_any(int mi, int nj, const T* const* a, const T* const* b, int64_t 
 
 }  // namespace
 
-bool grad_weight_shifted_applies(const Conv2dShape& s) {
-  // Grid positions without an output cost multiply-adds like real ones. Measured against the packed GEMM
-  // (3x3, stride 1, pad 1): 7x7 maps (64 grid cells for 49 outputs) and 8x8 ran 1.3-1.7x faster here, 5x5
-  // (36 for 25) and 4x4 (25 for 16) 1.1-1.6x slower.
-  return ShiftedGrid(s).waste_at_most(27, 20, s);
-}
-
 template <typename T>
-void conv2d_grad_weight_shifted(const Conv2dShape& s, const T* x, const T* dy, T* dw) {
+void conv2d_grad_weight_shifted(const ConvShape& s, const T* x, const T* dy, T* dw) {
   constexpr int L = Vec<T>::lanes;
   const ShiftedGrid grid(s);
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs();
   const int64_t multiply_adds = s.N * s.K * s.P * s.Q * CRS;
-  const int threads = multiply_adds >= (int64_t(1) << 18) ? omp_get_max_threads() : 1;
+  const int threads = threads_for(multiply_adds);
   // A block's input planes stay in L2 while every dy row passes over them: about 512 KiB of them, and at
   // least a few thousand positions so that the lane sums at the end of each tile stay a few percent.
   const int64_t cells = std::max<int64_t>(4096, (int64_t(512) << 10) / (Cg * grid.planes() * int64_t(sizeof(T))));
@@ -130,7 +124,7 @@ void conv2d_grad_weight_shifted(const Conv2dShape& s, const T* x, const T* dy, T
   }
 }
 
-template void conv2d_grad_weight_shifted<float>(const Conv2dShape&, const float*, const float*, float*);
-template void conv2d_grad_weight_shifted<double>(const Conv2dShape&, const double*, const double*, double*);
+template void conv2d_grad_weight_shifted<float>(const ConvShape&, const float*, const float*, float*);
+template void conv2d_grad_weight_shifted<double>(const ConvShape&, const double*, const double*, double*);
 
 }  // namespace medkern::cpu

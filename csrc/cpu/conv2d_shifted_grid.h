@@ -20,7 +20,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../common/conv2d_params.h"
+#include "../common/conv_params.h"
 #include "gemm.h"
 #include "simd.h"
 
@@ -59,11 +59,11 @@ struct GridAxis {
 
 struct ShiftedGrid {
   GridAxis h, w;
-  explicit ShiftedGrid(const Conv2dShape& s)
+  explicit ShiftedGrid(const ConvShape& s)
       : h(s.H, s.P, s.R, s.stride_h, s.pad_h, s.dil_h), w(s.W, s.Q, s.S, s.stride_w, s.pad_w, s.dil_w) {}
   int64_t planes() const { return h.planes * w.planes; }
   // Grid cells per output position: what the padding rows and columns cost in wasted multiply-adds.
-  bool waste_at_most(int64_t num, int64_t den, const Conv2dShape& s) const {
+  bool waste_at_most(int64_t num, int64_t den, const ConvShape& s) const {
     return den * h.len * w.len <= num * s.P * s.Q;
   }
 };
@@ -110,7 +110,7 @@ inline void copy_even(const T* src, int64_t avail, int64_t n, T* d) {
 // channel by channel, which the hardware prefetcher follows (row phase by row phase, a stride-2 copy of
 // 32x64x32x32 spent 2/3 of its time waiting for loads).
 template <typename T>
-void copy_input_planes(const Conv2dShape& s, const ShiftedGrid& grid, const GridBlocks& b, const T* x, int64_t g,
+void copy_input_planes(const ConvShape& s, const ShiftedGrid& grid, const GridBlocks& b, const T* x, int64_t g,
                        int64_t v0, T* buf) {
   const int64_t Cg = s.c_per_group(), len = grid.w.len, u_end = v0 + ceil_div(b.x_len, len);
   std::fill(buf, buf + Cg * grid.planes() * b.x_len, T(0));
@@ -135,7 +135,7 @@ void copy_input_planes(const Conv2dShape& s, const ShiftedGrid& grid, const Grid
 }
 
 // Offset of tap (c, r, s) of a group, in im2col row order, within the block's input planes.
-inline std::vector<int64_t> tap_offsets(const Conv2dShape& s, const ShiftedGrid& grid, const GridBlocks& b) {
+inline std::vector<int64_t> tap_offsets(const ConvShape& s, const ShiftedGrid& grid, const GridBlocks& b) {
   const int64_t RS = s.R * s.S;
   std::vector<int64_t> off(static_cast<size_t>(s.crs()));
   for (int64_t crs = 0; crs < s.crs(); ++crs) {
@@ -148,7 +148,7 @@ inline std::vector<int64_t> tap_offsets(const Conv2dShape& s, const ShiftedGrid&
 
 // Calls fn(n, oh, grid offset) for each output row among grid rows [v0, v0 + rows).
 template <class Fn>
-void for_each_output_row(const Conv2dShape& s, const ShiftedGrid& grid, int64_t v0, int64_t rows, Fn&& fn) {
+void for_each_output_row(const ConvShape& s, const ShiftedGrid& grid, int64_t v0, int64_t rows, Fn&& fn) {
   for (int64_t v = v0; v < v0 + rows; ++v) {
     const int64_t n = v / grid.h.len, oh = v % grid.h.len;
     if (n < s.N && oh < s.P) fn(n, oh, (v - v0) * grid.w.len);
@@ -159,7 +159,7 @@ void for_each_output_row(const Conv2dShape& s, const ShiftedGrid& grid, int64_t 
 // halo_rows) * row_len + q], zero wherever the grid has no output. The halo holds the rows a grad-input
 // block reads back to.
 template <typename T>
-void copy_grad_output(const Conv2dShape& s, const ShiftedGrid& grid, const T* dy, int64_t g, int64_t v0, int64_t rows,
+void copy_grad_output(const ConvShape& s, const ShiftedGrid& grid, const T* dy, int64_t g, int64_t v0, int64_t rows,
                       int64_t halo_rows, int64_t ld, T* buf) {
   const int64_t Kg = s.k_per_group();
   std::fill(buf, buf + Kg * ld, T(0));

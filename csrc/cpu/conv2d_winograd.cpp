@@ -26,11 +26,12 @@
 // products land in a small buffer (a*a x MR x NR) and the output transform, bias and activation run at
 // once, so M is never materialised.
 #include "conv2d_winograd.h"
+#include "threading.h"
 
 #include <omp.h>
 
-#include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 
 namespace medkern::cpu {
 namespace {
@@ -67,6 +68,11 @@ struct F4x4 {
   static constexpr double AT[m][a] = {{1, 1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0.5, 0},
                                       {0, 1, 1, 4, 4, 0.25, 0}, {0, 1, -1, 8, -8, 0.125, 1}};
 };
+
+template <class F>
+constexpr bool matches(const WinogradTile& t) { return F::m == t.m && F::a == t.a && F::stride == t.stride; }
+static_assert(matches<F2x3>(kWinogradF2x3) && matches<F4x4>(kWinogradF4x4) && matches<F2x2>(kWinogradF2x2),
+              "the planner's cost model (conv_plan.h) counts these tiles");
 
 // out[i] = sum_j c[i][j] * in[j] for a transform matrix c, unrolled so that every coefficient is a
 // constant: zero terms are skipped (x * 0 does not fold away: NaN, infinity) and +-1 become additions.
@@ -126,9 +132,9 @@ struct Plane {
 
 // The reduction planes of a layer (its channels times the stride phases) and its tiles over the batch.
 template <class F>
-int64_t phase_planes(const Conv2dShape& s) { return s.C * F::stride * F::stride; }
+int64_t phase_planes(const ConvShape& s) { return s.C * F::stride * F::stride; }
 template <class F>
-int64_t batch_tiles(const Conv2dShape& s) { return s.N * ceil_div(s.P, F::m) * ceil_div(s.Q, F::m); }
+int64_t batch_tiles(const ConvShape& s) { return s.N * ceil_div(s.P, F::m) * ceil_div(s.Q, F::m); }
 
 // The a*a transformed operands (U_e, V_e) are written together: n elements apart plus 16, as a distance
 // that is a multiple of 4 KiB would make their stores alias in L1 and the store buffer.
@@ -138,7 +144,7 @@ inline int64_t operand_stride(int64_t n) { return n + 16; }
 // A operands (gemm.h's layout), `stride` apart; a k past the output channels (the last row panel's
 // padding) stores zeros.
 template <typename T, class F>
-void transform_kernels(const Conv2dShape& s, const T* w, int64_t k, T* packed, int64_t stride) {
+void transform_kernels(const ConvShape& s, const T* w, int64_t k, T* packed, int64_t stride) {
   constexpr int A = F::a, R = F::r, st = F::stride, MR = GemmTile<T>::MR;
   constexpr int64_t KC = GemmTile<T>::KC;
   const int64_t planes = phase_planes<F>(s), rows = ceil_div(s.K, MR) * MR;
@@ -194,7 +200,7 @@ struct Plan {
   int64_t tiles_h, tiles_w, tiles, block_cols, blocks, n_panels;
 
   template <typename T, class F>
-  static Plan make(const Conv2dShape& s, int threads) {
+  static Plan make(const ConvShape& s, int threads) {
     constexpr int64_t NR = GemmTile<T>::NR;
     Plan p{};
     p.tiles_h = ceil_div(s.P, F::m);
@@ -237,7 +243,7 @@ class Worker {
   static constexpr int64_t kTileCols = G::NR + L;  // a panel's tiles, and the vector a run's last load reads past
 
  public:
-  Worker(const Conv2dShape& s, const Plan& plan, const T* x, const T* u_packed, const T* bias, T* y,
+  Worker(const ConvShape& s, const Plan& plan, const T* x, const T* u_packed, const T* bias, T* y,
          const Epilogue<T>& ep)
       : s_(s), plan_(plan), x_(x), u_(u_packed), bias_(bias), y_(y), ep_(ep), planes_(phase_planes<F>(s)),
         half_(ceil_div(plan.tiles_w + kPhaseLen + L, 16) * 16),  // + a vector: see transform_input
@@ -422,7 +428,7 @@ class Worker {
     }
   }
 
-  const Conv2dShape& s_;
+  const ConvShape& s_;
   const Plan& plan_;
   const T* x_;
   const T* u_;
@@ -436,11 +442,11 @@ class Worker {
 };
 
 template <typename T, class F>
-void forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
+void forward(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
   constexpr int E = F::a * F::a;
   const int64_t planes = phase_planes<F>(s);
   const int64_t multiply_adds = batch_tiles<F>(s) * s.K * planes * E;
-  const int threads = multiply_adds >= (int64_t(1) << 18) ? omp_get_max_threads() : 1;
+  const int threads = threads_for(multiply_adds);
   const Plan plan = Plan::make<T, F>(s, threads);
   const int64_t u_stride = operand_stride(packed_a_size<T>(s.K, planes));
   // The calling thread's buffer, kept between calls: allocating it each time cost a visible part of a
@@ -460,62 +466,22 @@ void forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y, 
   }
 }
 
-bool plain(const Conv2dShape& s) { return s.dil_h == 1 && s.dil_w == 1 && s.groups == 1; }
-
-// The Winograd products, a*a per tile and plane over whole column panels (at batch 1 a small map leaves
-// most of its one panel empty), against direct convolution's R*S per output and input channel. The
-// transforms cost too: Winograd runs where it needs at most 3/4 of the products.
-template <class F>
-bool fewer_products(const Conv2dShape& s) {
-  constexpr int64_t NR = GemmTile<float>::NR;
-  const int64_t tiles = batch_tiles<F>(s);
-  const double winograd = double(F::a * F::a * F::stride * F::stride) * double(ceil_div(tiles, NR) * NR);
-  return winograd <= 0.75 * double(s.R * s.S) * double(s.N * s.P * s.Q);
-}
-
-// Below ~16 channels on either side the 16 GEMMs are too thin for the micro-kernel and the transforms
-// dominate; the direct path is then as fast.
-bool f2x3_applies(const Conv2dShape& s) {
-  return plain(s) && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1 && s.C >= 16 && s.K >= 16 &&
-         fewer_products<F2x3>(s);
-}
-
-// DCGAN's 4x4 stride-2 layers: 2x2 phase kernels, 9 products per 2x2 tile and plane (9C per output
-// against 16C). With fewer channels the transforms outweigh the saving (kernel, 2 threads: 32x64x16x16 ->
-// 128 3.93 -> 2.80 ms and 64x32x28x28 -> 64 5.6 -> 4.5 ms, but a critic's 16x16x16x16 -> 32 155 -> 197 us).
-bool f2x2_applies(const Conv2dShape& s) {
-  return plain(s) && s.R == 4 && s.S == 4 && s.stride_h == 2 && s.stride_w == 2 && s.C >= 32 && s.K >= 64 &&
-         fewer_products<F2x2>(s);
-}
-
-// The four phases give at least 4 planes, so few input channels (the RGB stem) still make a reduction
-// of 12.
-bool f4x4_applies(const Conv2dShape& s) {
-  return plain(s) && (s.R == 7 || s.R == 8) && (s.S == 7 || s.S == 8) && s.stride_h == 2 && s.stride_w == 2 &&
-         s.K >= 16 && fewer_products<F4x4>(s);
-}
-
 }  // namespace
 
-bool winograd_applies(const Conv2dShape& s) {
-  static const bool enabled = [] {
-    const char* v = std::getenv("MEDKERN_CONV_WINOGRAD");
-    return !(v && std::strcmp(v, "0") == 0);
-  }();
-  return enabled && (f2x3_applies(s) || f2x2_applies(s) || f4x4_applies(s));
-}
-
 template <typename T>
-void conv2d_forward_winograd(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
+void conv2d_forward_winograd(ConvPath scheme, const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
                              const Epilogue<T>& ep) {
-  if (f2x3_applies(s)) return forward<T, F2x3>(s, x, w, bias, y, ep);
-  if (f2x2_applies(s)) return forward<T, F2x2>(s, x, w, bias, y, ep);
-  forward<T, F4x4>(s, x, w, bias, y, ep);
+  switch (scheme) {
+    case ConvPath::winograd_f2x3: return forward<T, F2x3>(s, x, w, bias, y, ep);
+    case ConvPath::winograd_f2x2_phases: return forward<T, F2x2>(s, x, w, bias, y, ep);
+    case ConvPath::winograd_f4x4_phases: return forward<T, F4x4>(s, x, w, bias, y, ep);
+    default: throw std::logic_error("conv2d_forward_winograd: not a Winograd path");
+  }
 }
 
-template void conv2d_forward_winograd<float>(const Conv2dShape&, const float*, const float*, const float*, float*,
-                                             const Epilogue<float>&);
-template void conv2d_forward_winograd<double>(const Conv2dShape&, const double*, const double*, const double*,
-                                              double*, const Epilogue<double>&);
+template void conv2d_forward_winograd<float>(ConvPath, const ConvShape&, const float*, const float*, const float*,
+                                             float*, const Epilogue<float>&);
+template void conv2d_forward_winograd<double>(ConvPath, const ConvShape&, const double*, const double*,
+                                              const double*, double*, const Epilogue<double>&);
 
 }  // namespace medkern::cpu

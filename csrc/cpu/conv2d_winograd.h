@@ -5,18 +5,15 @@
 //   on the input's four stride phases, F(4x4, 4x4) for 7x7 and 8x8 stride-2 layers (the ResNet stem):
 //   12.25 multiplications per output and input channel instead of 49 (7x7); and F(2x2, 2x2) for 4x4
 //   stride-2 layers with many channels (a DCGAN discriminator): 9 instead of 16.
-#include "../common/conv2d_params.h"
+#include "../common/conv_params.h"
+#include "conv_plan.h"
 #include "gemm.h"
 
 namespace medkern::cpu {
 
-// Whether a Winograd path serves this forward convolution (the shapes above, dilation 1, one group,
-// enough channels and positions for the small GEMMs to run near the micro-kernel's speed).
-// MEDKERN_CONV_WINOGRAD=0 turns it off (the other forward paths then run).
-bool winograd_applies(const Conv2dShape& s);
-
+// `scheme`: winograd_f2x3, winograd_f4x4_phases or winograd_f2x2_phases (the planner's choice, conv_plan.h).
 template <typename T>
-void conv2d_forward_winograd(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y,
+void conv2d_forward_winograd(ConvPath scheme, const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
                              const Epilogue<T>& ep);
 
 }  // namespace medkern::cpu

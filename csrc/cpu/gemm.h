@@ -13,7 +13,7 @@
 #include <memory>
 #include <new>
 
-#include "../common/conv2d_params.h"
+#include "../common/conv_params.h"
 #include "simd.h"
 
 namespace medkern::cpu {

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../common/conv2d_params.h"
+#include "../common/conv_params.h"
 
 namespace medkern::cpu {
 
@@ -16,7 +16,7 @@ namespace medkern::cpu {
 // offset of its first element in the channel's plane (stride in_stride between elements); runs that fall
 // in the padding are reported with in_off = -1.
 template <class Fn>
-inline void for_each_im2col_run(const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n, Fn&& fn) {
+inline void for_each_im2col_run(const ConvShape& s, int64_t crs, int64_t p0, int64_t n, Fn&& fn) {
   const int64_t rs = crs % (s.R * s.S), r = rs / s.S, sx = rs % s.S;
   const int64_t off = sx * s.dil_w - s.pad_w;  // iw = ow * stride_w + off
   const int64_t ow_lo = std::min<int64_t>(s.Q, off >= 0 ? 0 : (-off + s.stride_w - 1) / s.stride_w);
@@ -41,7 +41,7 @@ inline void for_each_im2col_run(const Conv2dShape& s, int64_t crs, int64_t p0, i
 
 // dst[0..n) = im2col row crs at positions [p0, p0+n); x_g points at the group's first channel plane.
 template <typename T>
-inline void im2col_row(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n, T* dst) {
+inline void im2col_row(const T* x_g, const ConvShape& s, int64_t crs, int64_t p0, int64_t n, T* dst) {
   const T* plane = x_g + (crs / (s.R * s.S)) * s.H * s.W;
   for_each_im2col_run(s, crs, p0, n, [&](int64_t pos, int64_t len, int64_t in_off, int64_t stride) {
     T* d = dst + pos;
@@ -60,7 +60,7 @@ inline void im2col_row(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t 
 // at positions [p0, p0+n), zero up to the last panel's edge: im2col_row and scatter_row_to_panels in
 // one pass, with plain loops (most runs are shorter than a panel, too short for a library call).
 template <int NR, typename T>
-inline void im2col_row_to_panels(const T* x_g, const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n,
+inline void im2col_row_to_panels(const T* x_g, const ConvShape& s, int64_t crs, int64_t p0, int64_t n,
                                  int64_t k, int64_t kc, T* dst) {
   const T* plane = x_g + (crs / (s.R * s.S)) * s.H * s.W;
   auto put = [&](int64_t pos, int64_t len, const T* src, int64_t stride) {
@@ -95,7 +95,7 @@ struct TapIndex {
   int64_t RS = 0, PQ = 0;
   std::vector<int32_t> at;  // at[rs * PQ + p]
   TapIndex() = default;
-  explicit TapIndex(const Conv2dShape& s) : RS(s.R * s.S), PQ(s.P * s.Q), at(static_cast<size_t>(RS * PQ)) {
+  explicit TapIndex(const ConvShape& s) : RS(s.R * s.S), PQ(s.P * s.Q), at(static_cast<size_t>(RS * PQ)) {
     for (int64_t rs = 0; rs < RS; ++rs)
       for (int64_t p = 0; p < PQ; ++p) {
         const int64_t ih = conv_in_coord(p / s.Q, rs / s.S, s.stride_h, s.pad_h, s.dil_h);
@@ -126,7 +126,7 @@ inline void gather_row(const T* __restrict base, const int32_t* __restrict at, i
 
 // The adjoint: adds src[0..n) into the input positions that im2col row crs reads at [p0, p0+n).
 template <typename T>
-inline void col2im_row_add(T* dx_g, const Conv2dShape& s, int64_t crs, int64_t p0, int64_t n, const T* src) {
+inline void col2im_row_add(T* dx_g, const ConvShape& s, int64_t crs, int64_t p0, int64_t n, const T* src) {
   T* plane = dx_g + (crs / (s.R * s.S)) * s.H * s.W;
   for_each_im2col_run(s, crs, p0, n, [&](int64_t pos, int64_t len, int64_t in_off, int64_t stride) {
     if (in_off < 0) return;

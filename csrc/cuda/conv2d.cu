@@ -116,8 +116,8 @@ struct ForwardOp {
   int64_t C, Cg, H, W, K, HW, PQ, sh, sw, ph, pw, dh, dw;
   Div by_rs, by_s, by_pq, by_q;
 
-  static ForwardOp make(const Conv2dArgs<T>& a) {
-    const Conv2dShape& s = a.s;
+  static ForwardOp make(const ConvArgs<T>& a) {
+    const ConvShape& s = a.s;
     ForwardOp op;
     op.x = a.x; op.w = a.w; op.bias = a.bias; op.y = a.y; op.act = a.act; op.slope = a.slope;
     op.M = s.k_per_group(); op.Ncols = s.N * s.P * s.Q; op.Kred = s.crs();
@@ -127,7 +127,7 @@ struct ForwardOp {
     op.by_rs = Div(s.R * s.S); op.by_s = Div(s.S); op.by_pq = Div(op.PQ); op.by_q = Div(s.Q);
     return op;
   }
-  static bool fits32(const Conv2dShape& s) { return s.crs() <= kMax32 && s.N * s.P * s.Q <= kMax32; }
+  static bool fits32(const ConvShape& s) { return s.crs() <= kMax32 && s.N * s.P * s.Q <= kMax32; }
 
   __device__ __forceinline__ Row row(int64_t g, int64_t m) const { return w + (g * M + m) * Kred; }
   __device__ __forceinline__ KA ka(int64_t kk) const { return kk; }
@@ -175,8 +175,8 @@ struct GradInputOp {
   int64_t C, Cg, K, Kg, RS, HW, P, Q, PQ, sh, sw, ph, pw, dh, dw;
   Div by_rs, by_s, by_hw, by_w, by_sh, by_sw;
 
-  static GradInputOp make(const Conv2dArgs<T>& a) {
-    const Conv2dShape& s = a.s;
+  static GradInputOp make(const ConvArgs<T>& a) {
+    const ConvShape& s = a.s;
     GradInputOp op;
     op.w = a.w; op.dy = a.dy; op.dx = a.dx;
     op.M = s.c_per_group(); op.Ncols = s.N * s.H * s.W; op.Kred = s.k_per_group() * s.R * s.S;
@@ -188,7 +188,7 @@ struct GradInputOp {
     return op;
   }
   // out_coord's dividend is at most H - 1 + pad_h (resp. W - 1 + pad_w).
-  static bool fits32(const Conv2dShape& s) {
+  static bool fits32(const ConvShape& s) {
     return s.k_per_group() * s.R * s.S <= kMax32 && s.N * s.H * s.W <= kMax32 && s.H + s.pad_h <= kMax32 &&
            s.W + s.pad_w <= kMax32;
   }
@@ -246,8 +246,8 @@ struct GradWeightOp {
   int64_t Cg, H, W, HW, KPQ, CHW, PQ, sh, sw, ph, pw, dil_h, dil_w;
   Div by_rs, by_s, by_pq, by_q;
 
-  static GradWeightOp make(const Conv2dArgs<T>& a) {
-    const Conv2dShape& s = a.s;
+  static GradWeightOp make(const ConvArgs<T>& a) {
+    const ConvShape& s = a.s;
     GradWeightOp op;
     op.x = a.x; op.dy = a.dy; op.dw = a.dw;
     op.M = s.k_per_group(); op.Ncols = s.crs(); op.Kred = s.N * s.P * s.Q;
@@ -257,7 +257,7 @@ struct GradWeightOp {
     op.by_rs = Div(s.R * s.S); op.by_s = Div(s.S); op.by_pq = Div(op.PQ); op.by_q = Div(s.Q);
     return op;
   }
-  static bool fits32(const Conv2dShape& s) { return s.crs() <= kMax32 && s.N * s.P * s.Q <= kMax32; }
+  static bool fits32(const ConvShape& s) { return s.crs() <= kMax32 && s.N * s.P * s.Q <= kMax32; }
 
   // A(k, (img, p, q)) = dy[img, g*Kg + k, p, q]
   __device__ __forceinline__ Row row(int64_t g, int64_t m) const { return dy + (g * M + m) * PQ; }
@@ -520,7 +520,7 @@ void run_igemm(const Op& op, int64_t groups, cudaStream_t stream, const char* wh
 }
 
 template <typename T, template <typename, bool> class Op>
-void run_problem(const Conv2dArgs<T>& a, intptr_t stream, const char* what) {
+void run_problem(const ConvArgs<T>& a, intptr_t stream, const char* what) {
   const cudaStream_t st = reinterpret_cast<cudaStream_t>(stream);
   if (Op<T, true>::fits32(a.s)) run_igemm<T>(Op<T, true>::make(a), a.s.groups, st, what);
   else run_igemm<T>(Op<T, false>::make(a), a.s.groups, st, what);
@@ -529,23 +529,23 @@ void run_problem(const Conv2dArgs<T>& a, intptr_t stream, const char* what) {
 }  // namespace
 
 template <typename T>
-void conv2d_forward(const Conv2dArgs<T>& a, intptr_t stream) {
+void conv2d_forward(const ConvArgs<T>& a, intptr_t stream) {
   run_problem<T, ForwardOp>(a, stream, "conv2d_forward");
 }
 
 template <typename T>
-void conv2d_grad_input(const Conv2dArgs<T>& a, intptr_t stream) {
+void conv2d_grad_input(const ConvArgs<T>& a, intptr_t stream) {
   run_problem<T, GradInputOp>(a, stream, "conv2d_grad_input");
 }
 
 template <typename T>
-void conv2d_grad_weight(const Conv2dArgs<T>& a, intptr_t stream) {
+void conv2d_grad_weight(const ConvArgs<T>& a, intptr_t stream) {
   run_problem<T, GradWeightOp>(a, stream, "conv2d_grad_weight");
 }
 
 template <typename T>
-void conv2d_grad_bias(const Conv2dArgs<T>& a, intptr_t stream) {
-  const Conv2dShape& s = a.s;
+void conv2d_grad_bias(const ConvArgs<T>& a, intptr_t stream) {
+  const ConvShape& s = a.s;
   if (s.K <= 0) return;
   const int64_t blocks = std::min(s.K, kMaxBlocks);
   grad_bias_kernel<T><<<unsigned(blocks), kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
@@ -553,13 +553,13 @@ void conv2d_grad_bias(const Conv2dArgs<T>& a, intptr_t stream) {
   check_launch("conv2d_grad_bias");
 }
 
-template void conv2d_forward<float>(const Conv2dArgs<float>&, intptr_t);
-template void conv2d_forward<double>(const Conv2dArgs<double>&, intptr_t);
-template void conv2d_grad_input<float>(const Conv2dArgs<float>&, intptr_t);
-template void conv2d_grad_input<double>(const Conv2dArgs<double>&, intptr_t);
-template void conv2d_grad_weight<float>(const Conv2dArgs<float>&, intptr_t);
-template void conv2d_grad_weight<double>(const Conv2dArgs<double>&, intptr_t);
-template void conv2d_grad_bias<float>(const Conv2dArgs<float>&, intptr_t);
-template void conv2d_grad_bias<double>(const Conv2dArgs<double>&, intptr_t);
+template void conv2d_forward<float>(const ConvArgs<float>&, intptr_t);
+template void conv2d_forward<double>(const ConvArgs<double>&, intptr_t);
+template void conv2d_grad_input<float>(const ConvArgs<float>&, intptr_t);
+template void conv2d_grad_input<double>(const ConvArgs<double>&, intptr_t);
+template void conv2d_grad_weight<float>(const ConvArgs<float>&, intptr_t);
+template void conv2d_grad_weight<double>(const ConvArgs<double>&, intptr_t);
+template void conv2d_grad_bias<float>(const ConvArgs<float>&, intptr_t);
+template void conv2d_grad_bias<double>(const ConvArgs<double>&, intptr_t);
 
 }  // namespace medkern::cuda

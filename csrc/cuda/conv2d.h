@@ -8,13 +8,13 @@
 // string. Results are deterministic: no floating-point atomics, fixed summation order for a given shape.
 #include <cstdint>
 
-#include "../common/conv2d_params.h"
+#include "../common/conv_params.h"
 
 namespace medkern::cuda {
 
-template <typename T> void conv2d_forward(const Conv2dArgs<T>& a, intptr_t stream);
-template <typename T> void conv2d_grad_input(const Conv2dArgs<T>& a, intptr_t stream);
-template <typename T> void conv2d_grad_weight(const Conv2dArgs<T>& a, intptr_t stream);
-template <typename T> void conv2d_grad_bias(const Conv2dArgs<T>& a, intptr_t stream);
+template <typename T> void conv2d_forward(const ConvArgs<T>& a, intptr_t stream);
+template <typename T> void conv2d_grad_input(const ConvArgs<T>& a, intptr_t stream);
+template <typename T> void conv2d_grad_weight(const ConvArgs<T>& a, intptr_t stream);
+template <typename T> void conv2d_grad_bias(const ConvArgs<T>& a, intptr_t stream);
 
 }  // namespace medkern::cuda

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
-# The forward epilogue's activation codes, shared with the kernels (csrc/common/conv2d_params.h).
+# The forward epilogue's activation codes, shared with the kernels (csrc/common/conv_params.h).
 ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2}
 
 

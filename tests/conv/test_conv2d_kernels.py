@@ -5,7 +5,7 @@ import torch
 import medkern
 from conftest import TOL, backend_devices, rel_err
 
-from .cases import CASES, WINOGRAD, Case, reference
+from .cases import CASES, Case, case as named, reference
 
 
 @pytest.fixture(params=backend_devices())
@@ -53,7 +53,7 @@ def test_native_cpu_is_deterministic(threads):
     before = C.num_threads()
     C.set_num_threads(threads)
     try:
-        case = CASES[9]
+        case = named("reduction_over_one_block")
         x, w, _, dy = case.tensors(torch.float32)
         k = medkern.backends.family("conv", "cpu", "native")
         runs = []
@@ -70,7 +70,7 @@ def test_non_finite_values_stay_in_their_batch_element(kernels):
     """Sums start from zero, not from some element times zero (inf * 0 is NaN): an inf or NaN in one
     image must not leak into another image's outputs or gradients."""
     k, device = kernels
-    p = CASES[0].params
+    p = named("basic_3x3").params
     x = torch.ones(2, 3, 7, 9, dtype=torch.float64, device=device)
     x[0, 0, 0, 0] = float("inf")
     x[0, 1, 3, 3] = float("nan")
@@ -88,10 +88,15 @@ def test_non_finite_values_stay_in_their_batch_element(kernels):
     assert torch.isfinite(dx[1]).all()
 
 
+EPILOGUE_CASES = ["basic_3x3", "strided_grouped", "reduction_over_one_block", "unequal_strides", "f2x3_half_tile",
+                  "f2x3_unpadded_odd_height", "f2x3_two_panels_exactly", "f4x4_stem", "three_outputs", "f2x2_critic",
+                  "pointwise_large_map", "gemm_5x5"]
+
+
 @pytest.mark.parametrize("activation,slope", [("relu", 0.0), ("leaky_relu", 0.2), ("leaky_relu", 0.0)])
-@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[9], CASES[12], *WINOGRAD[:2], WINOGRAD[6], WINOGRAD[9]], ids=lambda c: c.id())
+@pytest.mark.parametrize("case", [named(n) for n in EPILOGUE_CASES], ids=lambda c: c.id())
 def test_conv2d_forward_epilogue(kernels, case, activation, slope):
-    """act(conv + bias) fused into the store, on every path (CASES[9] spans several reduction blocks, so
+    """act(conv + bias) fused into the store (reduction_over_one_block spans several reduction blocks, so
     the activation must see only the final sum). A bias of -inf and NaN checks torch's relu(-inf) = 0 and
     NaN propagation."""
     from medkern._geometry import ACTIVATIONS

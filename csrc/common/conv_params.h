@@ -1,24 +1,33 @@
 #pragma once
-// One params struct for the conv2d family: sizes, geometry and raw pointers. Every tensor is dense NCHW
-// (weights: Cout x Cin/groups x R x S); the bindings check that before a kernel sees the pointers.
+// One params struct for the convolution family, over one N-d geometry: a 3-d convolution (depth, height,
+// width); a 2-d one is a 3-d one of depth 1 (D = T = O = 1, no depth stride, padding or dilation), a 1-d one
+// has height 1 as well. The planner (csrc/cpu/conv_plan.h), the kernels and the bindings all read this
+// struct; the ops layer validates the same geometry in Python (medkern/_geometry.py). Every tensor is
+// dense, channels first (weights: Cout x Cin/groups x T x R x S); the bindings check that before a kernel
+// sees the pointers.
 #include <cstdint>
 #include "macros.h"
 
 namespace medkern {
 
-struct Conv2dShape {
-  int64_t N, C, H, W;        // input
+struct ConvShape {
+  int64_t N, C, H, W;        // input batch, channels, height, width
   int64_t K, R, S;           // output channels, kernel height, kernel width
   int64_t P, Q;              // output height, width
   int64_t stride_h, stride_w;
-  int64_t pad_h, pad_w;      // leading padding; trailing padding is implied by P and Q
+  int64_t pad_h, pad_w;      // leading padding; trailing padding is implied by the output extents
   int64_t dil_h, dil_w;
   int64_t groups;
+  // Depth: input, kernel and output extents, stride, leading padding, dilation. A 2-d shape keeps these
+  // defaults, so code that builds a 2-d shape field by field never sees a depth.
+  int64_t D = 1, T = 1, O = 1, stride_d = 1, pad_d = 0, dil_d = 1;
 
   MEDKERN_HD int64_t c_per_group() const { return C / groups; }
   MEDKERN_HD int64_t k_per_group() const { return K / groups; }
-  // Length of the reduction of one output element: Cin/groups * R * S.
-  MEDKERN_HD int64_t crs() const { return c_per_group() * R * S; }
+  // Length of the reduction of one output element: Cin/groups * T * R * S.
+  MEDKERN_HD int64_t crs() const { return c_per_group() * T * R * S; }
+  // Whether the depth axis is trivial: the 2-d kernels serve exactly these shapes.
+  MEDKERN_HD bool planar() const { return D == 1 && T == 1 && O == 1 && pad_d == 0; }
 };
 
 // Input row (or column) read by output position `o` and kernel tap `r`; may fall in the padding.
@@ -48,8 +57,8 @@ MEDKERN_HD T activate(T v, Activation act, T slope) {
 }
 
 template <typename T>
-struct Conv2dArgs {
-  Conv2dShape s;
+struct ConvArgs {
+  ConvShape s;
   const T* x;     // N x C x H x W
   const T* w;     // K x C/groups x R x S
   const T* bias;  // K, or nullptr

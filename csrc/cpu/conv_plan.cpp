@@ -1,0 +1,411 @@
+// The convolution planners (see conv_plan.h). Each path has two rules: `applies` (its kernel is correct for
+// the shape: a forced path must pass it) and `preferred` (it measured faster than the paths after it for
+// such shapes). Measurements behind the constants are in benchmarks/ and the commit messages.
+#include "conv_plan.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+
+#include "conv2d_shifted_grid.h"
+#include "gemm.h"
+
+namespace medkern::cpu {
+namespace {
+
+// --- the performance rules' constants -------------------------------------------------------------------
+
+// Winograd's a*a GEMMs are too thin for the micro-kernel below this many channels on either side, and the
+// transforms then dominate.
+constexpr int64_t kWinogradF2x3MinChannels = 16;
+// F(2x2, 2x2) saves 16C - 9C per output: the transforms outweigh that below 32 inputs and 64 outputs.
+constexpr int64_t kWinogradF2x2MinInputs = 32, kWinogradF2x2MinOutputs = 64;
+// F(4x4, 4x4) reduces over 4 phase planes per channel, so even an RGB stem has enough; few outputs do not.
+constexpr int64_t kWinogradF4x4MinOutputs = 16;
+// The transforms cost too: Winograd runs where it needs at most this share of direct convolution's products.
+constexpr double kWinogradMaxProductShare = 0.75;
+// The direct few-output loop needs a reduction of this length to beat packing a GEMM ...
+constexpr int64_t kFewOutputsMinReduction = 32;
+// ... and output rows of half a vector or more, which it runs along.
+constexpr int64_t kFewOutputsMinRow = 8;
+// The padded grid packs nothing but weights; packing costs the GEMM about the same per im2col element
+// whatever the kernel, so the grid wins for large kernels ...
+constexpr int64_t kGridMinTaps = 16;
+// ... or for few output channels per group, which share each packed element.
+constexpr int64_t kGridMaxOutputsPerGroup = 32;
+// Grid cells without an output cost multiply-adds like real ones: at most 27 cells per 20 outputs.
+constexpr int64_t kGridWasteNum = 27, kGridWasteDen = 20;
+// The strided grad-input's grid also wins with more waste (8 cells per 5 outputs) where its GEMM
+// alternative is thin: few input channels.
+constexpr int64_t kGridThinWasteNum = 8, kGridThinWasteDen = 5, kGridThinMaxInputs = 32;
+// Small output maps leave most of a per-image column panel empty and walk im2col runs a few elements
+// long: GEMM columns run across the batch below this many positions ...
+constexpr int64_t kAcrossImagesMaxPositions = 256;
+// ... or, in a batch, for rows narrower than this.
+constexpr int64_t kAcrossImagesMaxRow = 32;
+// The phase convolutions pack K*R*S rows of dy per input position, GEMM + col2im C*R*S rows of columns:
+// with at most half as many input as output channels (an RGB first layer) the latter moves less.
+constexpr int64_t kPhasesMaxOutputsPerInput = 2;
+
+// --- facts about the paths ------------------------------------------------------------------------------
+
+// The gather offsets of the across-images GEMM are int32.
+bool offsets_fit(const ConvShape& s) { return s.N * s.C * s.H * s.W < (int64_t(1) << 31); }
+
+bool plain(const ConvShape& s) { return s.dil_h == 1 && s.dil_w == 1 && s.groups == 1; }
+
+int64_t panel_columns(bool double_precision) {
+  return double_precision ? GemmTile<double>::NR : GemmTile<float>::NR;
+}
+
+// Winograd's products, a*a per tile and phase plane over whole column panels (at batch 1 a small map leaves
+// most of its one panel empty), against direct convolution's R*S per output and input channel.
+bool fewer_products(const WinogradTile& f, const ConvShape& s, bool double_precision) {
+  const int64_t nr = panel_columns(double_precision);
+  const int64_t tiles = s.N * ceil_div(s.P, int64_t(f.m)) * ceil_div(s.Q, int64_t(f.m));
+  const double winograd = double(f.a * f.a * f.stride * f.stride) * double(ceil_div(tiles, nr) * nr);
+  return winograd <= kWinogradMaxProductShare * double(s.R * s.S) * double(s.N * s.P * s.Q);
+}
+
+bool wants_columns_across_images(const ConvShape& s) {
+  return s.P * s.Q < kAcrossImagesMaxPositions || (s.N > 1 && s.Q < kAcrossImagesMaxRow);
+}
+
+bool grid_waste_at_most(const ConvShape& s, int64_t num, int64_t den) {
+  return ShiftedGrid(s).waste_at_most(num, den, s);
+}
+
+// The phases of one axis; a phase whose first position needs more than its sub-kernel's reach would need
+// negative padding, which the forward kernels do not take.
+std::vector<StridePhase> axis_phases(int64_t stride, int64_t pad, int64_t taps, int64_t size) {
+  std::vector<StridePhase> out(stride);
+  for (int64_t p = 0; p < stride; ++p) out[p] = stride_phase(p, stride, pad, taps, size);
+  return out;
+}
+
+bool phases_fit(const std::vector<StridePhase>& axis) {
+  for (const auto& f : axis)
+    if (f.taps > 0 && f.count > 0 && f.pad < 0) return false;
+  return true;
+}
+
+// Calls f(shape) for each phase that has a forward convolution to run.
+template <class Fn>
+void for_each_phase_shape(const ConvShape& s, Fn&& f) {
+  const auto rows = axis_phases(s.stride_h, s.pad_h, s.R, s.H), cols = axis_phases(s.stride_w, s.pad_w, s.S, s.W);
+  for (const auto& fr : rows)
+    for (const auto& fc : cols)
+      if (fr.count > 0 && fc.count > 0 && fr.taps > 0 && fc.taps > 0) f(phase_shape(s, fr, fc));
+}
+
+// --- which paths apply, and which are preferred ---------------------------------------------------------
+
+bool applies(ConvPath p, const ConvShape& s) {
+  if (!s.planar()) return false;  // no CPU kernel for volumes yet
+  switch (p) {
+    case ConvPath::winograd_f2x3:
+      return plain(s) && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1;
+    case ConvPath::winograd_f4x4_phases:
+      return plain(s) && (s.R == 7 || s.R == 8) && (s.S == 7 || s.S == 8) && s.stride_h == 2 && s.stride_w == 2;
+    case ConvPath::winograd_f2x2_phases:
+      return plain(s) && s.R == 4 && s.S == 4 && s.stride_h == 2 && s.stride_w == 2;
+    case ConvPath::few_outputs: return s.k_per_group() <= 4;
+    case ConvPath::forward_gemm_across_images:
+    case ConvPath::grad_weight_gemm_across_images: return offsets_fit(s);
+    case ConvPath::as_forward:
+      return s.stride_h == 1 && s.stride_w == 1 && s.dil_h * (s.R - 1) >= s.pad_h && s.dil_w * (s.S - 1) >= s.pad_w;
+    case ConvPath::phases:
+      return (s.stride_h > 1 || s.stride_w > 1) && s.dil_h == 1 && s.dil_w == 1 &&
+             phases_fit(axis_phases(s.stride_h, s.pad_h, s.R, s.H)) &&
+             phases_fit(axis_phases(s.stride_w, s.pad_w, s.S, s.W));
+    case ConvPath::forward_grid:
+    case ConvPath::forward_gemm:
+    case ConvPath::grad_input_grid:
+    case ConvPath::gemm_col2im:
+    case ConvPath::grad_weight_grid:
+    case ConvPath::grad_weight_gemm: return true;
+    default: return false;
+  }
+}
+
+// Why a path does not apply, for the error a forced path raises.
+const char* requirement(ConvPath p) {
+  switch (p) {
+    case ConvPath::winograd_f2x3: return "a 3x3 kernel, stride 1, dilation 1 and one group";
+    case ConvPath::winograd_f4x4_phases: return "a 7x7 or 8x8 kernel, stride 2, dilation 1 and one group";
+    case ConvPath::winograd_f2x2_phases: return "a 4x4 kernel, stride 2, dilation 1 and one group";
+    case ConvPath::few_outputs: return "at most 4 output channels per group";
+    case ConvPath::forward_gemm_across_images:
+    case ConvPath::grad_weight_gemm_across_images: return "an input of fewer than 2^31 elements";
+    case ConvPath::as_forward: return "stride 1 and padding at most dilation * (kernel - 1)";
+    case ConvPath::phases:
+      return "a stride above 1, dilation 1, and padding that leaves every phase's sub-kernel within reach";
+    default: return "a 2-d shape";
+  }
+}
+
+bool preferred(ConvPath p, const ConvShape& s, bool double_precision) {
+  switch (p) {
+    case ConvPath::winograd_f2x3:
+      return s.C >= kWinogradF2x3MinChannels && s.K >= kWinogradF2x3MinChannels &&
+             fewer_products(kWinogradF2x3, s, double_precision);
+    case ConvPath::winograd_f4x4_phases:
+      return s.K >= kWinogradF4x4MinOutputs && fewer_products(kWinogradF4x4, s, double_precision);
+    case ConvPath::winograd_f2x2_phases:
+      return s.C >= kWinogradF2x2MinInputs && s.K >= kWinogradF2x2MinOutputs &&
+             fewer_products(kWinogradF2x2, s, double_precision);
+    case ConvPath::few_outputs: return s.crs() >= kFewOutputsMinReduction && s.Q >= kFewOutputsMinRow;
+    case ConvPath::forward_grid:
+      return (s.R * s.S >= kGridMinTaps || (s.k_per_group() <= kGridMaxOutputsPerGroup && s.R * s.S > 1)) &&
+             grid_waste_at_most(s, kGridWasteNum, kGridWasteDen);
+    case ConvPath::forward_gemm_across_images:
+    case ConvPath::grad_weight_gemm_across_images: return wants_columns_across_images(s);
+    case ConvPath::grad_input_grid:
+      return (s.stride_h > 1 || s.stride_w > 1) &&
+             (grid_waste_at_most(s, kGridWasteNum, kGridWasteDen) ||
+              (s.c_per_group() <= kGridThinMaxInputs && grid_waste_at_most(s, kGridThinWasteNum, kGridThinWasteDen)));
+    case ConvPath::phases: return s.C * kPhasesMaxOutputsPerInput > s.K;
+    case ConvPath::grad_weight_grid: return grid_waste_at_most(s, kGridWasteNum, kGridWasteDen);
+    default: return true;  // as_forward and the GEMM fallbacks
+  }
+}
+
+// --- names and forcing ----------------------------------------------------------------------------------
+
+struct PathInfo {
+  ConvPath path;
+  ConvDirection direction;
+  const char* name;
+};
+
+// In each direction's planning order.
+constexpr PathInfo kPaths[] = {
+    {ConvPath::winograd_f2x3, ConvDirection::forward, "winograd_f2x3"},
+    {ConvPath::winograd_f4x4_phases, ConvDirection::forward, "winograd_f4x4_phases"},
+    {ConvPath::winograd_f2x2_phases, ConvDirection::forward, "winograd_f2x2_phases"},
+    {ConvPath::few_outputs, ConvDirection::forward, "few_outputs"},
+    {ConvPath::forward_grid, ConvDirection::forward, "grid"},
+    {ConvPath::forward_gemm_across_images, ConvDirection::forward, "gemm_across_images"},
+    {ConvPath::forward_gemm, ConvDirection::forward, "gemm"},
+    {ConvPath::grad_input_grid, ConvDirection::grad_input, "grid"},
+    {ConvPath::as_forward, ConvDirection::grad_input, "as_forward"},
+    {ConvPath::phases, ConvDirection::grad_input, "phases"},
+    {ConvPath::gemm_col2im, ConvDirection::grad_input, "gemm_col2im"},
+    {ConvPath::grad_weight_grid, ConvDirection::grad_weight, "grid"},
+    {ConvPath::grad_weight_gemm_across_images, ConvDirection::grad_weight, "gemm_across_images"},
+    {ConvPath::grad_weight_gemm, ConvDirection::grad_weight, "gemm"},
+};
+
+const char* name_of(ConvPath p) {
+  for (const auto& i : kPaths)
+    if (i.path == p) return i.name;
+  return "none";
+}
+
+bool has_subs(ConvPath p) { return p == ConvPath::as_forward || p == ConvPath::phases; }
+
+ConvPath path_named(const std::string& name, ConvDirection d) {
+  for (const auto& i : kPaths)
+    if (i.direction == d && name == i.name) return i.path;
+  return ConvPath::none;
+}
+
+constexpr const char* kDirectionNames[] = {"forward", "grad-input", "grad-weight"};
+
+// The forced spec as text, parsed on every plan (a few string compares, against kernels of microseconds at
+// least), so that threads read and replace one value under the lock. The environment gives the first value.
+std::mutex g_forced_lock;
+std::string& forced_text() {
+  static std::string spec = [] {
+    const char* v = std::getenv("MEDKERN_CONV_PATH");
+    return std::string(v ? v : "");
+  }();
+  return spec;
+}
+
+std::string all_names() {
+  std::string out;
+  for (const auto& i : kPaths)
+    if (out.find(std::string("'") + i.name + "'") == std::string::npos) out += (out.empty() ? "'" : ", '") + std::string(i.name) + "'";
+  return out;
+}
+
+struct ForcedSpec {
+  std::string top, sub;
+};
+
+ForcedSpec parse_spec(const std::string& spec) {
+  const size_t gt = spec.find('>');
+  ForcedSpec f{spec.substr(0, gt), gt == std::string::npos ? std::string() : spec.substr(gt + 1)};
+  const auto known = [](const std::string& n, bool forward_only) {
+    for (const auto& i : kPaths)
+      if (n == i.name && (!forward_only || i.direction == ConvDirection::forward)) return true;
+    return false;
+  };
+  if (!known(f.top, false))
+    throw std::invalid_argument("forced convolution path (MEDKERN_CONV_PATH): unknown path '" + f.top + "'; expected one of " +
+                                all_names() + ", optionally as_forward>F or phases>F with a forward path F");
+  if (gt != std::string::npos &&
+      (!has_subs(path_named(f.top, ConvDirection::grad_input)) || !known(f.sub, true)))
+    throw std::invalid_argument("forced convolution path (MEDKERN_CONV_PATH): '" + spec + "' is not a path with a sub-plan; only "
+                                "as_forward>F and phases>F take one, F a forward path");
+  return f;
+}
+
+ForcedSpec current_spec() {
+  std::string spec;
+  {
+    std::lock_guard<std::mutex> hold(g_forced_lock);
+    spec = forced_text();
+  }
+  return spec.empty() ? ForcedSpec{} : parse_spec(spec);
+}
+
+[[noreturn]] void fail_forced(ConvPath p, ConvDirection d, const std::string& what) {
+  throw std::invalid_argument("forced convolution path '" + what + "' (MEDKERN_CONV_PATH) does not apply to this " +
+                              kDirectionNames[static_cast<int>(d)] + " convolution: " + name_of(p) + " needs " +
+                              requirement(p));
+}
+
+void require_planar(const ConvShape& s) {
+  if (!s.planar()) throw std::invalid_argument("convolution: no CPU kernel for a depth above 1 (3-d) yet");
+}
+
+// The free choice: the first applicable, preferred path of the direction.
+ConvPath choose(ConvDirection d, const ConvShape& s, bool double_precision) {
+  ConvPath last = ConvPath::none;
+  for (const auto& i : kPaths) {
+    if (i.direction != d || !applies(i.path, s)) continue;
+    if (preferred(i.path, s, double_precision)) return i.path;
+    last = i.path;
+  }
+  return last;  // the direction's GEMM fallback, which always applies
+}
+
+uint32_t bit(ConvPath p) { return 1u << static_cast<int>(p); }
+
+ConvPlan plan_forward_of(const ConvShape& s, bool double_precision, const std::string& forced) {
+  if (forced.empty()) return {choose(ConvDirection::forward, s, double_precision), 0};
+  const ConvPath p = path_named(forced, ConvDirection::forward);
+  if (!applies(p, s)) fail_forced(p, ConvDirection::forward, forced);
+  return {p, 0};
+}
+
+// The sub-plans of an as_forward or phases grad-input; `sub` is the forced forward path, or "".
+uint32_t plan_subs(ConvPath p, const ConvShape& s, bool double_precision, const std::string& sub) {
+  uint32_t subs = 0;
+  const auto add = [&](const ConvShape& t) {
+    const ConvPlan f = plan_forward_of(t, double_precision, sub);
+    subs |= bit(f.path);
+  };
+  if (p == ConvPath::as_forward) add(as_forward_shape(s));
+  if (p == ConvPath::phases) for_each_phase_shape(s, add);
+  return subs;
+}
+
+ConvPlan plan_with(ConvDirection d, const ConvShape& s, bool double_precision, const ForcedSpec& spec) {
+  require_planar(s);
+  ConvPath p = path_named(spec.top, d);
+  if (p == ConvPath::none) {
+    p = choose(d, s, double_precision);
+  } else if (!applies(p, s)) {
+    fail_forced(p, d, spec.top);
+  }
+  ConvPlan plan{p, 0};
+  if (has_subs(p)) {
+    try {
+      plan.subs = plan_subs(p, s, double_precision, path_named(spec.top, d) == p ? spec.sub : std::string());
+    } catch (const std::invalid_argument&) {
+      fail_forced(path_named(spec.sub, ConvDirection::forward), d, spec.top + ">" + spec.sub);
+    }
+  }
+  return plan;
+}
+
+}  // namespace
+
+StridePhase stride_phase(int64_t phase, int64_t stride, int64_t pad, int64_t taps_total, int64_t size) {
+  StridePhase f;
+  f.taps = taps_total > phase ? ceil_div(taps_total - phase, stride) : 0;
+  f.first = phase >= pad ? 0 : ceil_div(pad - phase, stride);
+  const int64_t last_num = size - 1 + pad - phase;  // u <= last_num / stride
+  f.count = last_num < 0 ? 0 : std::max<int64_t>(0, last_num / stride - f.first + 1);
+  f.pad = f.taps - 1 - f.first;
+  return f;
+}
+
+ConvShape as_forward_shape(const ConvShape& s) {
+  ConvShape t = s;
+  t.C = s.K; t.H = s.P; t.W = s.Q;
+  t.K = s.C; t.P = s.H; t.Q = s.W;
+  t.pad_h = s.dil_h * (s.R - 1) - s.pad_h;
+  t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
+  return t;
+}
+
+ConvShape phase_shape(const ConvShape& s, const StridePhase& rows, const StridePhase& cols) {
+  ConvShape t = s;
+  t.C = s.K; t.H = s.P; t.W = s.Q;
+  t.K = s.C; t.P = rows.count; t.Q = cols.count;
+  t.R = rows.taps; t.S = cols.taps;
+  t.stride_h = t.stride_w = 1;
+  t.pad_h = rows.pad; t.pad_w = cols.pad;
+  return t;
+}
+
+ConvPlan plan_phase(const ConvPlan& grad_input, const ConvShape& phase, bool double_precision) {
+  // A forced sub-plan leaves exactly one bit; the free choice is the forward planner's, as it was planned.
+  const ForcedSpec spec = current_spec();
+  const bool forced = path_named(spec.top, ConvDirection::grad_input) == grad_input.path && !spec.sub.empty();
+  return plan_forward_of(phase, double_precision, forced ? spec.sub : std::string());
+}
+
+ConvPlan plan_conv(ConvDirection d, const ConvShape& s, bool double_precision) {
+  return plan_with(d, s, double_precision, current_spec());
+}
+ConvPlan plan_forward(const ConvShape& s, bool dp) { return plan_conv(ConvDirection::forward, s, dp); }
+ConvPlan plan_grad_input(const ConvShape& s, bool dp) { return plan_conv(ConvDirection::grad_input, s, dp); }
+ConvPlan plan_grad_weight(const ConvShape& s, bool dp) { return plan_conv(ConvDirection::grad_weight, s, dp); }
+
+std::string plan_name(const ConvPlan& p) {
+  std::string name = name_of(p.path);
+  std::string subs;
+  for (const auto& i : kPaths)
+    if (p.subs & bit(i.path)) subs += (subs.empty() ? "" : "+") + std::string(i.name);
+  return subs.empty() ? name : name + ">" + subs;
+}
+
+std::vector<std::string> applicable_plans(ConvDirection d, const ConvShape& s, bool double_precision) {
+  require_planar(s);
+  std::vector<std::string> out;
+  for (const auto& top : kPaths) {
+    if (top.direction != d || !applies(top.path, s)) continue;
+    if (!has_subs(top.path)) {
+      out.push_back(top.name);
+      continue;
+    }
+    for (const auto& sub : kPaths) {
+      if (sub.direction != ConvDirection::forward) continue;
+      try {
+        plan_subs(top.path, s, double_precision, sub.name);
+        out.push_back(std::string(top.name) + ">" + sub.name);
+      } catch (const std::invalid_argument&) {  // that forward path does not apply to some sub-convolution
+      }
+    }
+  }
+  return out;
+}
+
+void force_conv_path(const std::string& spec) {
+  if (!spec.empty()) parse_spec(spec);
+  std::lock_guard<std::mutex> hold(g_forced_lock);
+  forced_text() = spec;
+}
+
+std::string forced_conv_path() {
+  std::lock_guard<std::mutex> hold(g_forced_lock);
+  return forced_text();
+}
+
+}  // namespace medkern::cpu
