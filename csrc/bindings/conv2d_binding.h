@@ -10,6 +10,31 @@
 
 namespace medkern {
 
+// The checked views of one conv2d call; run() is every binding's common tail: with the GIL released, the
+// kernel gets a ConvArgs whose pointers are those of the views present (absent ones are null).
+struct ConvCall {
+  TensorView x, w, bias, y, dy, dx, dw, db;
+  ConvShape s{};
+
+  template <class Kernel>
+  void run(const TensorView& typed, Kernel&& kernel) const {
+    py::gil_scoped_release nogil;
+    dispatch_float(typed.dtype, [&](auto t) {
+      using T = decltype(t);
+      ConvArgs<T> a{};
+      a.s = s; a.x = x.ptr<T>(); a.w = w.ptr<T>(); a.bias = bias.ptr<T>(); a.y = y.ptr<T>();
+      a.dy = dy.ptr<T>(); a.dx = dx.ptr<T>(); a.dw = dw.ptr<T>(); a.db = db.ptr<T>();
+      kernel(a);
+    });
+  }
+};
+
+// dy, the gradient of the output of the convolution `c.s` describes, on its data's device and dtype.
+inline void expect_grad_output(const ConvCall& c, const TensorView& like) {
+  expect_same(c.dy, like, "grad_output");
+  expect_shape(c.dy, {c.s.N, c.s.K, c.s.P, c.s.Q}, "grad_output");
+}
+
 template <class Impl>
 void bind_conv2d(py::module_& m) {
   using py::arg;
@@ -20,28 +45,24 @@ void bind_conv2d(py::module_& m) {
           int64_t pw, int64_t dh, int64_t dw, int64_t groups, intptr_t stream, int activation, double slope) {
         if (activation < 0 || activation > 2) fail_value("activation: must be 0 (none), 1 (relu) or 2 (leaky_relu)");
         if (!(slope >= 0.0) || slope > 1e30) fail_value("negative_slope: must be finite and non-negative");
-        TensorView x = view_of(x_, "input"), w = view_of(w_, "weight"), y = view_of(y_, "out");
-        expect_device(x, Impl::device, "input");
-        expect_rank(y, 4, "out");
-        const ConvShape s = make_conv2d_shape(x, w, y.shape[2], y.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups));
-        expect_same(y, x, "out");
-        expect_writable(y, "out");
-        expect_shape(y, {s.N, s.K, s.P, s.Q}, "out");
-        TensorView b;
-        const bool has_bias = !b_.is_none();
-        if (has_bias) {
-          b = view_of(b_, "bias");
-          expect_same(b, x, "bias");
-          expect_shape(b, {s.K}, "bias");
+        ConvCall c;
+        c.x = view_of(x_, "input"); c.w = view_of(w_, "weight"); c.y = view_of(y_, "out");
+        expect_device(c.x, Impl::device, "input");
+        expect_rank(c.y, 4, "out");
+        c.s = make_conv2d_shape(c.x, c.w, c.y.shape[2], c.y.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups));
+        expect_same(c.y, c.x, "out");
+        expect_writable(c.y, "out");
+        expect_shape(c.y, {c.s.N, c.s.K, c.s.P, c.s.Q}, "out");
+        if (!b_.is_none()) {
+          c.bias = view_of(b_, "bias");
+          expect_same(c.bias, c.x, "bias");
+          expect_shape(c.bias, {c.s.K}, "bias");
         }
-        prefer_huge_pages(y);
-        py::gil_scoped_release nogil;
-        dispatch_float(x.dtype, [&](auto t) {
-          using T = decltype(t);
-          ConvArgs<T> a{};
-          a.s = s; a.x = x.ptr<T>(); a.w = w.ptr<T>(); a.bias = has_bias ? b.ptr<T>() : nullptr; a.y = y.ptr<T>();
-          a.act = static_cast<Activation>(activation); a.slope = static_cast<T>(slope);
-          Impl::template forward<T>(a, stream);
+        prefer_huge_pages(c.y);
+        c.run(c.x, [&](auto& a) {
+          a.act = static_cast<Activation>(activation);
+          a.slope = static_cast<elem_t<decltype(a)>>(slope);
+          Impl::template forward<elem_t<decltype(a)>>(a, stream);
         });
       },
       arg("input"), arg("weight"), arg("bias"), arg("out"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
@@ -54,22 +75,16 @@ void bind_conv2d(py::module_& m) {
       "conv2d_grad_input",
       [=](py::handle dy_, py::handle w_, py::handle dx_, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
           int64_t dw, int64_t groups, intptr_t stream) {
-        TensorView dy = view_of(dy_, "grad_output"), w = view_of(w_, "weight"), dx = view_of(dx_, "grad_input");
-        expect_device(dx, Impl::device, "grad_input");
-        expect_rank(dy, 4, "grad_output");
-        expect_writable(dx, "grad_input");
-        const ConvShape s = make_conv2d_shape(dx, w, dy.shape[2], dy.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups),
-                                                "grad_input");
-        expect_same(dy, dx, "grad_output");
-        expect_shape(dy, {s.N, s.K, s.P, s.Q}, "grad_output");
-        prefer_huge_pages(dx);
-        py::gil_scoped_release nogil;
-        dispatch_float(dx.dtype, [&](auto t) {
-          using T = decltype(t);
-          ConvArgs<T> a{};
-          a.s = s; a.dy = dy.ptr<T>(); a.w = w.ptr<T>(); a.dx = dx.ptr<T>();
-          Impl::template grad_input<T>(a, stream);
-        });
+        ConvCall c;
+        c.dy = view_of(dy_, "grad_output"); c.w = view_of(w_, "weight"); c.dx = view_of(dx_, "grad_input");
+        expect_device(c.dx, Impl::device, "grad_input");
+        expect_rank(c.dy, 4, "grad_output");
+        expect_writable(c.dx, "grad_input");
+        c.s = make_conv2d_shape(c.dx, c.w, c.dy.shape[2], c.dy.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups),
+                                "grad_input");
+        expect_grad_output(c, c.dx);
+        prefer_huge_pages(c.dx);
+        c.run(c.dx, [&](auto& a) { Impl::template grad_input<elem_t<decltype(a)>>(a, stream); });
       },
       arg("grad_output"), arg("weight"), arg("grad_input"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
       arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"), arg("stream") = 0,
@@ -79,21 +94,15 @@ void bind_conv2d(py::module_& m) {
       "conv2d_grad_weight",
       [=](py::handle dy_, py::handle x_, py::handle dw_, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh,
           int64_t dw, int64_t groups, intptr_t stream) {
-        TensorView dy = view_of(dy_, "grad_output"), x = view_of(x_, "input"), dwt = view_of(dw_, "grad_weight");
-        expect_device(x, Impl::device, "input");
-        expect_rank(dy, 4, "grad_output");
-        expect_writable(dwt, "grad_weight");
-        const ConvShape s = make_conv2d_shape(x, dwt, dy.shape[2], dy.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups),
-                                                "input", "grad_weight");
-        expect_same(dy, x, "grad_output");
-        expect_shape(dy, {s.N, s.K, s.P, s.Q}, "grad_output");
-        py::gil_scoped_release nogil;
-        dispatch_float(x.dtype, [&](auto t) {
-          using T = decltype(t);
-          ConvArgs<T> a{};
-          a.s = s; a.dy = dy.ptr<T>(); a.x = x.ptr<T>(); a.dw = dwt.ptr<T>();
-          Impl::template grad_weight<T>(a, stream);
-        });
+        ConvCall c;
+        c.dy = view_of(dy_, "grad_output"); c.x = view_of(x_, "input"); c.dw = view_of(dw_, "grad_weight");
+        expect_device(c.x, Impl::device, "input");
+        expect_rank(c.dy, 4, "grad_output");
+        expect_writable(c.dw, "grad_weight");
+        c.s = make_conv2d_shape(c.x, c.dw, c.dy.shape[2], c.dy.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups),
+                                "input", "grad_weight");
+        expect_grad_output(c, c.x);
+        c.run(c.x, [&](auto& a) { Impl::template grad_weight<elem_t<decltype(a)>>(a, stream); });
       },
       arg("grad_output"), arg("input"), arg("grad_weight"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
       arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"), arg("stream") = 0,
@@ -102,21 +111,15 @@ void bind_conv2d(py::module_& m) {
   m.def(
       "conv2d_grad_bias",
       [](py::handle dy_, py::handle db_, intptr_t stream) {
-        TensorView dy = view_of(dy_, "grad_output"), db = view_of(db_, "grad_bias");
-        expect_device(dy, Impl::device, "grad_output");
-        expect_rank(dy, 4, "grad_output");
-        expect_same(db, dy, "grad_bias");
-        expect_writable(db, "grad_bias");
-        expect_shape(db, {dy.shape[1]}, "grad_bias");
-        ConvShape s{};
-        s.N = dy.shape[0]; s.K = dy.shape[1]; s.P = dy.shape[2]; s.Q = dy.shape[3];
-        py::gil_scoped_release nogil;
-        dispatch_float(dy.dtype, [&](auto t) {
-          using T = decltype(t);
-          ConvArgs<T> a{};
-          a.s = s; a.dy = dy.ptr<T>(); a.db = db.ptr<T>();
-          Impl::template grad_bias<T>(a, stream);
-        });
+        ConvCall c;
+        c.dy = view_of(dy_, "grad_output"); c.db = view_of(db_, "grad_bias");
+        expect_device(c.dy, Impl::device, "grad_output");
+        expect_rank(c.dy, 4, "grad_output");
+        expect_same(c.db, c.dy, "grad_bias");
+        expect_writable(c.db, "grad_bias");
+        expect_shape(c.db, {c.dy.shape[1]}, "grad_bias");
+        c.s.N = c.dy.shape[0]; c.s.K = c.dy.shape[1]; c.s.P = c.dy.shape[2]; c.s.Q = c.dy.shape[3];
+        c.run(c.dy, [&](auto& a) { Impl::template grad_bias<elem_t<decltype(a)>>(a, stream); });
       },
       arg("grad_output"), arg("grad_bias"), arg("stream") = 0, "grad_bias = grad_output summed over N, P, Q.");
 }

@@ -66,6 +66,57 @@ template <class Impl>
 struct has_backward_from_input<Impl, std::void_t<decltype(&Impl::template max_backward_from_input<float>)>>
     : std::true_type {};
 
+// The views of one pooling call, checked: an input and an output plane set (x and y forward, dx and dy
+// backward; the device is checked on the side the kernel writes or reads first), plus optional indices.
+// run() is the common tail of every binding: with the GIL released, the kernel gets a Pool2dArgs whose
+// pointers are those of the views present (absent ones are null).
+struct PoolCall {
+  TensorView x, y, dy, dx, indices, indices_in;
+  Pool2dShape s{};
+
+  template <class Impl>
+  static PoolCall forward(py::handle x_, py::handle y_) {
+    PoolCall c;
+    c.x = view_of(x_, "input");
+    c.y = view_of(y_, "out");
+    expect_device(c.x, Impl::device, "input");
+    c.s = pool_planes(c.x, c.y, "input", "out");
+    return c;
+  }
+
+  template <class Impl>
+  static PoolCall backward(py::handle dy_, py::handle dx_) {
+    PoolCall c;
+    c.dy = view_of(dy_, "grad_output");
+    c.dx = view_of(dx_, "grad_input");
+    expect_device(c.dx, Impl::device, "grad_input");
+    c.s = pool_planes(c.dx, c.dy, "grad_input", "grad_output");
+    return c;
+  }
+
+  // Indices the shape of the pooled planes, on the data's device.
+  TensorView& index_view(py::handle obj, TensorView& slot, const TensorView& like, const char* name, bool written) {
+    slot = view_of(obj, name, Holds::indices);
+    expect_same_device(slot, like, name);
+    if (written) expect_writable(slot, name);
+    expect_shape(slot, {like.shape[0], like.shape[1], s.P, s.Q}, name);
+    return slot;
+  }
+
+  template <class Kernel>
+  void run(Kernel&& kernel) const {
+    prefer_huge_pages(dx.data ? dx : y);
+    py::gil_scoped_release nogil;
+    dispatch_float(dx.data ? dx.dtype : x.dtype, [&](auto t) {
+      using T = decltype(t);
+      Pool2dArgs<T> a{};
+      a.s = s; a.x = x.ptr<T>(); a.y = y.ptr<T>(); a.dy = dy.ptr<T>(); a.dx = dx.ptr<T>();
+      a.indices = indices.ptr<int64_t>(); a.indices_in = indices_in.ptr<int64_t>();
+      kernel(a);
+    });
+  }
+};
+
 template <class Impl>
 void bind_pool2d(py::module_& m) {
   using py::arg;
@@ -74,26 +125,10 @@ void bind_pool2d(py::module_& m) {
       "max_pool2d_forward",
       [](py::handle x_, py::handle y_, py::handle idx_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
          int64_t pw, int64_t dh, int64_t dw, intptr_t stream) {
-        TensorView x = view_of(x_, "input"), y = view_of(y_, "out"), idx;
-        expect_device(x, Impl::device, "input");
-        Pool2dShape s = pool_planes(x, y, "input", "out");
-        set_window(s, kh, kw, sh, sw, ph, pw, dh, dw);
-        const bool with_indices = !idx_.is_none();
-        if (with_indices) {
-          idx = view_of(idx_, "indices", Holds::indices);
-          expect_same_device(idx, x, "indices");
-          expect_writable(idx, "indices");
-          expect_shape(idx, {y.shape[0], y.shape[1], s.P, s.Q}, "indices");
-          prefer_huge_pages(idx);
-        }
-        prefer_huge_pages(y);
-        py::gil_scoped_release nogil;
-        dispatch_float(x.dtype, [&](auto t) {
-          using T = decltype(t);
-          Pool2dArgs<T> a{};
-          a.s = s; a.x = x.ptr<T>(); a.y = y.ptr<T>(); a.indices = with_indices ? idx.ptr<int64_t>() : nullptr;
-          Impl::template max_forward<T>(a, stream);
-        });
+        PoolCall c = PoolCall::forward<Impl>(x_, y_);
+        set_window(c.s, kh, kw, sh, sw, ph, pw, dh, dw);
+        if (!idx_.is_none()) prefer_huge_pages(c.index_view(idx_, c.indices, c.y, "indices", true));
+        c.run([&](auto& a) { Impl::template max_forward<elem_t<decltype(a)>>(a, stream); });
       },
       arg("input"), arg("out"), arg("indices"), arg("kernel_h"), arg("kernel_w"), arg("stride_h"), arg("stride_w"),
       arg("pad_h"), arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("stream") = 0,
@@ -102,23 +137,10 @@ void bind_pool2d(py::module_& m) {
   m.def(
       "max_pool2d_backward",
       [](py::handle dy_, py::handle idx_, py::handle dx_, intptr_t stream) {
-        TensorView dy = view_of(dy_, "grad_output"), idx = view_of(idx_, "indices", Holds::indices),
-                   dx = view_of(dx_, "grad_input");
-        expect_device(dx, Impl::device, "grad_input");
-        const Pool2dShape s = pool_planes(dx, dy, "grad_input", "grad_output");
-        expect_same_device(idx, dx, "indices");
-        expect_shape(idx, {dy.shape[0], dy.shape[1], s.P, s.Q}, "indices");
-        prefer_huge_pages(dx);
+        PoolCall c = PoolCall::backward<Impl>(dy_, dx_);
+        c.index_view(idx_, c.indices_in, c.dy, "indices", false);
         int64_t bad = 0;
-        {
-          py::gil_scoped_release nogil;
-          dispatch_float(dx.dtype, [&](auto t) {
-            using T = decltype(t);
-            Pool2dArgs<T> a{};
-            a.s = s; a.dy = dy.ptr<T>(); a.indices_in = idx.ptr<int64_t>(); a.dx = dx.ptr<T>();
-            bad = Impl::template max_backward<T>(a, stream);
-          });
-        }
+        c.run([&](auto& a) { bad = Impl::template max_backward<elem_t<decltype(a)>>(a, stream); });
         if (bad) fail_value("indices: " + std::to_string(bad) + " value(s) outside [0, H*W) of the input plane");
       },
       arg("grad_output"), arg("indices"), arg("grad_input"), arg("stream") = 0,
@@ -128,21 +150,17 @@ void bind_pool2d(py::module_& m) {
       "max_pool2d_backward_from_input",
       [](py::handle dy_, py::handle x_, py::handle dx_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
          int64_t pw, int64_t dh, int64_t dw, intptr_t stream) {
-        TensorView dy = view_of(dy_, "grad_output"), x = view_of(x_, "input"), dx = view_of(dx_, "grad_input");
-        expect_device(x, Impl::device, "input");
-        Pool2dShape s = pool_planes(x, dy, "input", "grad_output");
-        set_window(s, kh, kw, sh, sw, ph, pw, dh, dw);
-        expect_same(dx, x, "grad_input");
-        expect_writable(dx, "grad_input");
-        expect_shape(dx, {x.shape[0], x.shape[1], s.H, s.W}, "grad_input");
-        prefer_huge_pages(dx);
-        py::gil_scoped_release nogil;
-        dispatch_float(x.dtype, [&](auto t) {
-          using T = decltype(t);
-          Pool2dArgs<T> a{};
-          a.s = s; a.x = x.ptr<T>(); a.dy = dy.ptr<T>(); a.dx = dx.ptr<T>();
-          Impl::template max_backward_from_input<T>(a, stream);
-        });
+        PoolCall c;
+        c.dy = view_of(dy_, "grad_output");
+        c.x = view_of(x_, "input");
+        c.dx = view_of(dx_, "grad_input");
+        expect_device(c.x, Impl::device, "input");
+        c.s = pool_planes(c.x, c.dy, "input", "grad_output");
+        set_window(c.s, kh, kw, sh, sw, ph, pw, dh, dw);
+        expect_same(c.dx, c.x, "grad_input");
+        expect_writable(c.dx, "grad_input");
+        expect_shape(c.dx, {c.x.shape[0], c.x.shape[1], c.s.H, c.s.W}, "grad_input");
+        c.run([&](auto& a) { Impl::template max_backward_from_input<elem_t<decltype(a)>>(a, stream); });
       },
       arg("grad_output"), arg("input"), arg("grad_input"), arg("kernel_h"), arg("kernel_w"), arg("stride_h"),
       arg("stride_w"), arg("pad_h"), arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("stream") = 0,
@@ -152,18 +170,9 @@ void bind_pool2d(py::module_& m) {
       "avg_pool2d_forward",
       [](py::handle x_, py::handle y_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
          bool count_include_pad, int64_t divisor_override, intptr_t stream) {
-        TensorView x = view_of(x_, "input"), y = view_of(y_, "out");
-        expect_device(x, Impl::device, "input");
-        Pool2dShape s = pool_planes(x, y, "input", "out");
-        set_average_window(s, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override);
-        prefer_huge_pages(y);
-        py::gil_scoped_release nogil;
-        dispatch_float(x.dtype, [&](auto t) {
-          using T = decltype(t);
-          Pool2dArgs<T> a{};
-          a.s = s; a.x = x.ptr<T>(); a.y = y.ptr<T>();
-          Impl::template avg_forward<T>(a, stream);
-        });
+        PoolCall c = PoolCall::forward<Impl>(x_, y_);
+        set_average_window(c.s, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override);
+        c.run([&](auto& a) { Impl::template avg_forward<elem_t<decltype(a)>>(a, stream); });
       },
       arg("input"), arg("out"), arg("kernel_h"), arg("kernel_w"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
       arg("pad_w"), arg("count_include_pad"), arg("divisor_override"), arg("stream") = 0,
@@ -174,18 +183,9 @@ void bind_pool2d(py::module_& m) {
       "avg_pool2d_backward",
       [](py::handle dy_, py::handle dx_, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
          bool count_include_pad, int64_t divisor_override, intptr_t stream) {
-        TensorView dy = view_of(dy_, "grad_output"), dx = view_of(dx_, "grad_input");
-        expect_device(dx, Impl::device, "grad_input");
-        Pool2dShape s = pool_planes(dx, dy, "grad_input", "grad_output");
-        set_average_window(s, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override);
-        prefer_huge_pages(dx);
-        py::gil_scoped_release nogil;
-        dispatch_float(dx.dtype, [&](auto t) {
-          using T = decltype(t);
-          Pool2dArgs<T> a{};
-          a.s = s; a.dy = dy.ptr<T>(); a.dx = dx.ptr<T>();
-          Impl::template avg_backward<T>(a, stream);
-        });
+        PoolCall c = PoolCall::backward<Impl>(dy_, dx_);
+        set_average_window(c.s, kh, kw, sh, sw, ph, pw, count_include_pad, divisor_override);
+        c.run([&](auto& a) { Impl::template avg_backward<elem_t<decltype(a)>>(a, stream); });
       },
       arg("grad_output"), arg("grad_input"), arg("kernel_h"), arg("kernel_w"), arg("stride_h"), arg("stride_w"),
       arg("pad_h"), arg("pad_w"), arg("count_include_pad"), arg("divisor_override"), arg("stream") = 0);
@@ -193,52 +193,25 @@ void bind_pool2d(py::module_& m) {
   m.def(
       "adaptive_avg_pool2d_forward",
       [](py::handle x_, py::handle y_, intptr_t stream) {
-        TensorView x = view_of(x_, "input"), y = view_of(y_, "out");
-        expect_device(x, Impl::device, "input");
-        const Pool2dShape s = pool_planes(x, y, "input", "out");
-        py::gil_scoped_release nogil;
-        dispatch_float(x.dtype, [&](auto t) {
-          using T = decltype(t);
-          Pool2dArgs<T> a{};
-          a.s = s; a.x = x.ptr<T>(); a.y = y.ptr<T>();
-          Impl::template adaptive_avg_forward<T>(a, stream);
-        });
+        PoolCall::forward<Impl>(x_, y_).run(
+            [&](auto& a) { Impl::template adaptive_avg_forward<elem_t<decltype(a)>>(a, stream); });
       },
       arg("input"), arg("out"), arg("stream") = 0, "Adaptive average pooling to out's spatial size.");
 
   m.def(
       "adaptive_avg_pool2d_backward",
       [](py::handle dy_, py::handle dx_, intptr_t stream) {
-        TensorView dy = view_of(dy_, "grad_output"), dx = view_of(dx_, "grad_input");
-        expect_device(dx, Impl::device, "grad_input");
-        const Pool2dShape s = pool_planes(dx, dy, "grad_input", "grad_output");
-        prefer_huge_pages(dx);
-        py::gil_scoped_release nogil;
-        dispatch_float(dx.dtype, [&](auto t) {
-          using T = decltype(t);
-          Pool2dArgs<T> a{};
-          a.s = s; a.dy = dy.ptr<T>(); a.dx = dx.ptr<T>();
-          Impl::template adaptive_avg_backward<T>(a, stream);
-        });
+        PoolCall::backward<Impl>(dy_, dx_).run(
+            [&](auto& a) { Impl::template adaptive_avg_backward<elem_t<decltype(a)>>(a, stream); });
       },
       arg("grad_output"), arg("grad_input"), arg("stream") = 0);
 
   m.def(
       "adaptive_max_pool2d_forward",
       [](py::handle x_, py::handle y_, py::handle idx_, intptr_t stream) {
-        TensorView x = view_of(x_, "input"), y = view_of(y_, "out"), idx = view_of(idx_, "indices", Holds::indices);
-        expect_device(x, Impl::device, "input");
-        const Pool2dShape s = pool_planes(x, y, "input", "out");
-        expect_same_device(idx, x, "indices");
-        expect_writable(idx, "indices");
-        expect_shape(idx, {y.shape[0], y.shape[1], s.P, s.Q}, "indices");
-        py::gil_scoped_release nogil;
-        dispatch_float(x.dtype, [&](auto t) {
-          using T = decltype(t);
-          Pool2dArgs<T> a{};
-          a.s = s; a.x = x.ptr<T>(); a.y = y.ptr<T>(); a.indices = idx.ptr<int64_t>();
-          Impl::template adaptive_max_forward<T>(a, stream);
-        });
+        PoolCall c = PoolCall::forward<Impl>(x_, y_);
+        c.index_view(idx_, c.indices, c.y, "indices", true);
+        c.run([&](auto& a) { Impl::template adaptive_max_forward<elem_t<decltype(a)>>(a, stream); });
       },
       arg("input"), arg("out"), arg("indices"), arg("stream") = 0, "Adaptive max pooling with indices.");
 }

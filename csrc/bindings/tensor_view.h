@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #if defined(__linux__)
@@ -214,5 +215,10 @@ void dispatch_float(DType dt, Fn&& fn) {
   if (dt == DType::f32) fn(float{});
   else fn(double{});
 }
+
+// The element type T of a kernel's arguments struct (Pool2dArgs<T>, ConvArgs<T>: `x` is a const T*), for the
+// bindings' generic kernel lambdas.
+template <class Args>
+using elem_t = std::remove_const_t<std::remove_pointer_t<decltype(std::declval<std::decay_t<Args>&>().x)>>;
 
 }  // namespace medkern
