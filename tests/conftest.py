@@ -39,8 +39,8 @@ TOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 
 
 class _Passthrough(TorchDispatchMode):
-    """An active dispatch mode changes nothing but makes a call look traced to the ops (``plain_eager`` is
-    false), so that they take their ``torch.library`` custom ops instead of the eager autograd.Functions."""
+    """An active dispatch mode changes nothing but makes a call look traced to the ops (``route`` picks
+    the custom op), so that they take their ``torch.library`` custom ops instead of the eager autograd.Functions."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         return func(*args, **(kwargs or {}))

@@ -81,3 +81,24 @@ def test_functorch_transforms_take_the_custom_ops():
         got = torch.func.vmap(lambda t: cell(t, h)[0])(xs)
         want = torch.stack([ref(t, h)[0] for t in xs])
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_optional_entries_are_declared_per_device_not_probed():
+    """A backend module lists its optional entries per device type (OPTIONAL); ops ask has/optional."""
+    assert backends.has("rnn", "cpu", "rnn_cell_forward", "native")
+    assert backends.has("pool", "cpu", "max_pool2d_backward_from_input", "native")
+    assert not backends.has("rnn", "cpu", "rnn_cell_forward", "reference")
+    assert not backends.has("pool", "cpu", "no_such_entry", "native")
+    x = torch.empty(1)
+    fused = backends.optional("pool", x, "max_pool2d_backward_from_input")
+    assert fused is backends.family("pool", "cpu", "native").max_pool2d_backward_from_input
+    with backends.use("reference"):
+        assert backends.optional("pool", x, "max_pool2d_backward_from_input") is None
+    # the function is read from its module on each call: a patched module is seen
+    mod = backends.family("pool", "cpu", "native")
+    original = mod.max_pool2d_backward_from_input
+    try:
+        mod.max_pool2d_backward_from_input = marker = lambda *a: None
+        assert backends.optional("pool", x, "max_pool2d_backward_from_input") is marker
+    finally:
+        mod.max_pool2d_backward_from_input = original

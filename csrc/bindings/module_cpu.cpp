@@ -42,6 +42,7 @@ struct CpuPool2d {
 
 struct CpuRnn {
   static constexpr DeviceKind device = DeviceKind::cpu;
+  static constexpr int64_t narrow_input = cpu::kNarrowInput;
   template <class T> static void lstm_forward(const RnnArgs<T>& a, intptr_t) { cpu::lstm_forward(a); }
   template <class T> static void lstm_backward(const RnnArgs<T>& a, intptr_t) { cpu::lstm_backward(a); }
   template <class T> static void gru_forward(const RnnArgs<T>& a, intptr_t) { cpu::gru_forward(a); }

@@ -4,8 +4,11 @@
 //   static constexpr DeviceKind device;
 //   template <class T> static void lstm_forward / lstm_backward / gru_forward / gru_backward(
 //       const RnnArgs<T>&, intptr_t stream);
-// and, optionally (the CPU), the unpacked single-step cells lstm_cell / gru_cell(const RnnCellArgs<T>&) and
-// input_projection<T>(M, K, N, x, w, bias, out).
+// and, optionally (the CPU), the unpacked single-step cells lstm_cell / gru_cell(const RnnCellArgs<T>&),
+// input_projection<T>(M, K, N, x, w, bias, out) / input_projection_backward / matmul, and with them
+//   static constexpr int64_t narrow_input;  // the projections' one-pass bound (cpu::kNarrowInput)
+// which the module exports as `rnn_narrow_input` (python/medkern/ops/rnn.py picks the projection's
+// backward by it, so Python and C++ share the one value).
 //
 // gx/dgx ([T, B, X]) and out/dout ([T, B, Y]) may be wider than one direction needs: a direction reads
 // and writes its columns from `gx_offset` / `out_offset`, so both directions share one input projection
@@ -208,6 +211,10 @@ void bind_rnn(py::module_& m) {
       arg("lengths"), arg("hs"), arg("cs"), arg("gates"), arg("hraw"), arg("grad_gx"), arg("gx_offset"),
       arg("grad_gh"), arg("grad_hp"), arg("grad_h0"), arg("grad_c0"), arg("reverse"), arg("stream") = 0,
       "Backward through time of rnn_forward: gate gradients per step and the initial states' gradients.");
+
+  // Input sizes up to this take the projections' one-pass form (the forward inside rnn_input_projection,
+  // the backward chosen by the Python layer from this attribute).
+  if constexpr (has_rnn_cells<Impl>::value) m.attr("rnn_narrow_input") = py::int_(Impl::narrow_input);
 
   if constexpr (has_rnn_cells<Impl>::value) m.def(
       "rnn_input_projection",

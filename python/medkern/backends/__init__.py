@@ -5,6 +5,10 @@ Backends are ``native`` (medkern's C++/CUDA kernels; the default), ``numba`` (``
 test oracle). Select one with ``with medkern.backends.use("numba"): ...`` or the ``MEDKERN_BACKEND``
 environment variable (read once, at the first op). Asking for a backend that cannot run here is an error
 that says why, never a silent fallback to another backend.
+
+Beyond its required functions, a family module may have optional entries (``CONTRACT.md`` lists them);
+it declares which, per device type, in ``OPTIONAL``, and the ops ask ``optional(...)`` / ``has(...)``
+rather than trying a call.
 """
 from __future__ import annotations
 
@@ -132,3 +136,35 @@ def family(family_name: str, device_type: str, name: str | None = None) -> Modul
         mod = importlib.import_module(f"{package}.{family_name}")
         _families[key] = mod
     return mod
+
+
+_NO_OPTIONAL: dict[str, frozenset[str]] = {}
+
+
+def _declares(mod: ModuleType, device_type: str, entry: str) -> bool:
+    return entry in getattr(mod, "OPTIONAL", _NO_OPTIONAL).get(device_type, ())
+
+
+def has(family_name: str, device_type: str, entry: str, name: str | None = None) -> bool:
+    """Whether backend ``name``'s (default: the current one) ``family_name`` module has the optional entry
+    ``entry`` on ``device_type``: its ``OPTIONAL`` (device type -> set of entry names) lists it there.
+    Raises ``BackendUnavailableError`` as ``family`` does where the backend cannot serve that device."""
+    return _declares(family(family_name, device_type, name), device_type, entry)
+
+
+# (backend, family, device type, entry) -> the module that declares the entry there, or None
+_optional: dict[tuple[str, str, str, str], ModuleType | None] = {}
+
+
+def optional(family_name: str, t, entry: str):
+    """The optional entry ``entry`` of ``family_name`` for ``t``'s device in the current backend, or None
+    where that backend does not have it on that device (the ops then compose required entries instead).
+
+    One dict look-up once answered (a cell step asks on every call); the function itself is read from
+    its module each time, so a patched module is seen."""
+    key = (current(), family_name, "cpu" if t.is_cpu else t.device.type, entry)
+    mod = _optional.get(key, _optional)
+    if mod is _optional:
+        mod = family(family_name, key[2], key[0])
+        mod = _optional[key] = mod if _declares(mod, key[2], entry) else None
+    return None if mod is None else getattr(mod, entry)

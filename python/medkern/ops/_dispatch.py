@@ -1,4 +1,18 @@
-"""When an op may skip torch's dispatcher and call its backend directly."""
+"""How an op call is routed: the one rule every op family follows.
+
+Each op has up to three implementations with one signature:
+
+- the **kernel**: the backend called directly, for a plain eager call that needs no autograd graph (the
+  inference hot path: no dispatcher, no graph, a few microseconds of Python);
+- the **eager twin**: a ``torch.autograd.Function`` over the same kernel (its ``apply``), for a plain eager
+  call that needs gradients (a training step: no dispatcher round trip either);
+- the **custom op**: the ``torch.library`` op with its fake kernel and registered autograd, for everything
+  else: ``torch.compile``, tracing, dispatch modes (fake tensors, flop counters), functorch transforms
+  (vmap, grad) and tensor subclasses. An op without an eager twin passes its custom op in the twin's place.
+
+``route(kernel, twin, op, *tensors)`` picks one of them for a call; the caller then calls it, so routing
+costs one function call and no allocation beyond its arguments.
+"""
 from __future__ import annotations
 
 import torch
@@ -8,31 +22,32 @@ _functorch_transform = torch._C._functorch.peek_interpreter_stack
 _dispatch_modes = torch._C._len_torch_dispatch_stack
 
 
-def plain_eager(*tensors: torch.Tensor | None) -> bool:
-    """True for a plain eager call: no tracer or compiler is watching, no dispatch mode (fake tensors,
-    flop counters) and no functorch transform (vmap, grad) is active, and no tensor is a subclass. Whether
-    gradients are wanted is not asked here (see ``fast_path_ok``)."""
+def route(kernel, twin, op, *tensors: torch.Tensor | None):
+    """Which of ``kernel``, ``twin`` and ``op`` runs a call whose tensor arguments are ``tensors`` (None
+    allowed): ``op`` unless the call is plain eager, else ``twin`` if a gradient is wanted (grad mode on
+    and some tensor requires grad), else ``kernel``.
+
+    Plain eager: no tracer or compiler is watching, no dispatch mode and no functorch transform is active,
+    and every tensor is a ``torch.Tensor`` or an ``nn.Parameter`` (a plain tensor to the kernels; module
+    weights take the fast path). Other subclasses may override torch functions, so they get the custom op.
+"""
     # Functorch's wrapped tensors live only inside a transform (one that escapes is dead: torch refuses
     # it, and so does the kernels' DLPack hand-off), so one look at the transform stack replaces a look
     # at every tensor (0.2 us each; a cell step passes seven).
     if (torch.compiler.is_compiling() or torch.jit.is_tracing() or _dispatch_modes() > 0
             or _functorch_transform() is not None):
-        return False
-    # nn.Parameter is a plain tensor to the kernels (module weights take the fast path); other subclasses
-    # may override torch functions, so they go through the custom op. (A loop, not all() over a generator:
-    # this runs on every call of every op, and a cell step at batch 1 is a few microseconds.)
+        return op
+    # A loop, not all()/any() over a generator: this runs on every call of every op, and a cell step at
+    # batch 1 is a few microseconds.
+    grad = torch.is_grad_enabled()
+    run = kernel
     for t in tensors:
-        if t is not None and type(t) not in _PLAIN:
-            return False
-    return True
-
-
-def fast_path_ok(*tensors: torch.Tensor | None) -> bool:
-    """True for a plain eager call that needs no autograd graph: no gradient will be asked for and
-    ``plain_eager`` holds. Everything else goes through the custom op."""
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return False
-    return plain_eager(*tensors)
+        if t is not None:
+            if type(t) not in _PLAIN:
+                return op
+            if grad and t.requires_grad:
+                run = twin
+    return run
 
 
 def grad_wanted(ctx, index: int, t: torch.Tensor | None) -> bool:

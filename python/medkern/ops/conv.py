@@ -15,7 +15,8 @@ from torch import Tensor
 from .. import backends
 from .._geometry import ACTIVATIONS, Conv2dParams, conv_out_size
 from . import _alloc, _validate as v
-from ._dispatch import grad_wanted, plain_eager
+from ._conv_geometry import conv_geometry
+from ._dispatch import grad_wanted, route
 
 __all__ = ["conv1d", "conv2d", "conv2d_output_shape", "conv_transpose2d"]
 
@@ -41,41 +42,8 @@ def _plain(a) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _normalise_shapes(input_shape, weight_shape, bias_shape, stride, padding, dilation, groups):
-    K, Cg, R, S = weight_shape
-    C, H, W = input_shape[1:]
-    stride = v.int_tuple(stride, "stride", 2, minimum=1)
-    dilation = v.int_tuple(dilation, "dilation", 2, minimum=1)
-    groups = v.integer(groups, "groups", minimum=1)
-    if isinstance(padding, str):
-        if padding == "valid":
-            pad = (0, 0, 0, 0)
-        elif padding == "same":
-            if stride != (1, 1):
-                raise ValueError("padding: 'same' is not supported for strided convolutions (stride must be 1)")
-            total_h, total_w = dilation[0] * (R - 1), dilation[1] * (S - 1)
-            pad = (total_h // 2, total_w // 2, total_h - total_h // 2, total_w - total_w // 2)
-        else:
-            raise ValueError(f"padding: expected an int, a pair, 'same' or 'valid', got {padding!r}")
-    else:
-        ph, pw = v.int_tuple(padding, "padding", 2, minimum=0)
-        pad = (ph, pw, ph, pw)
-    if min(K, Cg, R, S) < 1:
-        raise ValueError(f"weight: every size must be positive, got shape {tuple(weight_shape)}")
-    if min(C, H, W) < 1:
-        raise ValueError(f"input: channel and spatial sizes must be positive, got shape {tuple(input_shape)}")
-    if C % groups or K % groups:
-        raise ValueError(f"groups: {groups} must divide both the input channels ({C}) and the output channels ({K})")
-    if Cg * groups != C:
-        raise ValueError(f"weight: expected {C // groups} input channels per group (input has {C} channels in "
-                         f"{groups} groups), got weight of shape {tuple(weight_shape)}")
-    if bias_shape is not None and tuple(bias_shape) != (K,):
-        raise ValueError(f"bias: expected shape ({K},), got {tuple(bias_shape)}")
-    P = conv_out_size(H, R, stride[0], pad[0] + pad[2], dilation[0])
-    Q = conv_out_size(W, S, stride[1], pad[1] + pad[3], dilation[1])
-    if P < 1 or Q < 1:
-        raise ValueError(f"input: spatial size ({H}, {W}) plus padding is smaller than the dilated kernel "
-                         f"({dilation[0] * (R - 1) + 1}, {dilation[1] * (S - 1) + 1})")
-    return tuple(stride), tuple(pad), tuple(dilation), groups
+    g = conv_geometry(input_shape, weight_shape, bias_shape, stride, padding, dilation, groups)
+    return g.stride, g.padding, g.dilation, g.groups
 
 
 def conv2d_output_shape(input_shape, weight_shape, stride, padding, dilation):
@@ -294,11 +262,13 @@ def _autograd_function(name, kernel, setup, backward):
     })
 
 
-def _eager(function, kernel):
+def _eager(kernel, function, op, tensors: int):
+    """A map as the eager backwards call it, routed like any op call (``_dispatch.route``); its first
+    ``tensors`` arguments are its tensors."""
+    apply = function.apply
+
     def call(*args):
-        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
-            return function.apply(*args)
-        return kernel(*args)
+        return route(kernel, apply, op, *args[:tensors])(*args)
     return call
 
 
@@ -308,8 +278,12 @@ _GradWeightFunction = _autograd_function("_GradWeightFunction", _grad_weight, _g
                                          _grad_weight_backward)
 _GradBiasFunction = _autograd_function("_GradBiasFunction", _grad_bias, _grad_bias_setup,
                                        lambda ctx, g, ops: _grad_bias_backward(ctx, g))
-_EAGER = _ConvOps(_eager(_Conv2dFunction, _forward), _eager(_GradInputFunction, _grad_input),
-                  _eager(_GradWeightFunction, _grad_weight), _eager(_GradBiasFunction, _grad_bias))
+# The twins' apply, looked up once (each `Function.apply` look-up makes a new bound method: 75 ns).
+_conv2d_twin, _grad_input_twin = _Conv2dFunction.apply, _GradInputFunction.apply
+_EAGER = _ConvOps(_eager(_forward, _Conv2dFunction, conv2d_op, 3),
+                  _eager(_grad_input, _GradInputFunction, conv2d_grad_input_op, 2),
+                  _eager(_grad_weight, _GradWeightFunction, conv2d_grad_weight_op, 2),
+                  _eager(_grad_bias, _GradBiasFunction, conv2d_grad_bias_op, 1))
 
 
 torch.library.register_autograd("medkern::conv2d", _conv2d_backward, setup_context=_conv2d_setup)
@@ -345,10 +319,7 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
     act = _normalise_activation(activation, negative_slope)
     x, unbatched = _checked_batch(input, weight, bias)
     geometry = _normalise_conv2d(x, weight, bias, stride, padding, dilation, groups)
-    if plain_eager(x, weight, bias):
-        y = _EAGER.forward(x, weight, bias, *geometry, *act)
-    else:
-        y = conv2d_op(x, weight, bias, *geometry, *act)
+    y = route(_forward, _conv2d_twin, conv2d_op, x, weight, bias)(x, weight, bias, *geometry, *act)
     return y.squeeze(0) if unbatched else y
 
 
@@ -417,10 +388,9 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     x, unbatched = _checked_batch(input, weight, bias)
     out_size, *geometry = _normalise_conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
                                                       dilation)
-    eager = plain_eager(x, weight, bias)
-    y = (_EAGER.grad_input if eager else conv2d_grad_input_op)(x, weight, out_size, *geometry)
+    run = route(_grad_input, _grad_input_twin, conv2d_grad_input_op, x, weight, bias)
+    y = run(x, weight, out_size, *geometry)
     if bias is not None:
-        # In place where no graph records it (a plain eager call without gradients).
-        no_graph = eager and not (torch.is_grad_enabled() and (y.requires_grad or bias.requires_grad))
-        y = y.add_(bias.view(1, -1, 1, 1)) if no_graph else y + bias.view(1, -1, 1, 1)
+        # In place where no graph records it: the kernel's own output, on the fast path.
+        y = y.add_(bias.view(1, -1, 1, 1)) if run is _grad_input else y + bias.view(1, -1, 1, 1)
     return y.squeeze(0) if unbatched else y

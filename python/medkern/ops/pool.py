@@ -17,7 +17,7 @@ from torch import Tensor
 from .. import backends
 from .._geometry import Pool2dParams, pool_out_size
 from . import _alloc, _validate as v
-from ._dispatch import fast_path_ok
+from ._dispatch import route
 
 __all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
            "adaptive_max_pool1d", "adaptive_max_pool2d"]
@@ -40,7 +40,7 @@ def _planes_out(x_shape, out_hw):
     return (*x_shape[:2], *out_hw)
 
 
-# --- implementations shared by the fast path and the custom ops ----------------------------------------
+# --- implementations shared by the fast path and the custom ops (each with its op's signature) ----------
 
 def _max_forward(x, kernel, stride, padding, dilation, ceil_mode, with_indices):
     shape = _planes_out(x.shape, _out_hw(x.shape, kernel, stride, padding, dilation, ceil_mode))
@@ -49,6 +49,14 @@ def _max_forward(x, kernel, stride, padding, dilation, ceil_mode, with_indices):
     if out.numel():
         _kernels(x).max_pool2d_forward(x.contiguous(), out, indices, _params(kernel, stride, padding, dilation))
     return out, indices
+
+
+def _max_values(x, kernel, stride, padding, dilation, ceil_mode):
+    return _max_forward(x, kernel, stride, padding, dilation, ceil_mode, False)[0]
+
+
+def _max_with_indices(x, kernel, stride, padding, dilation, ceil_mode):
+    return _max_forward(x, kernel, stride, padding, dilation, ceil_mode, True)
 
 
 def _max_backward(grad_out, indices, input_size):
@@ -62,22 +70,20 @@ def _max_backward(grad_out, indices, input_size):
 
 
 def _max_backward_from_input(grad_out, x, kernel, stride, padding, dilation):
-    """The max-pool gradient from the input instead of stored indices. Backends may provide it fused
-    (native CPU); otherwise it is the indexed forward followed by the indexed backward."""
+    """The max-pool gradient from the input instead of stored indices: the backend's optional fused entry
+    where it declares one (native CPU), else the indexed forward followed by the indexed backward."""
     grad_x = _alloc.empty(x.shape, grad_out)
     if not grad_x.numel():
         return grad_x
     if not grad_out.numel():
         return grad_x.zero_()
-    k, p = _kernels(x), _params(kernel, stride, padding, dilation)
+    p = _params(kernel, stride, padding, dilation)
     x, grad_out = x.contiguous(), grad_out.contiguous()
-    fused = getattr(k, "max_pool2d_backward_from_input", None)
+    fused = backends.optional("pool", x, "max_pool2d_backward_from_input")
     if fused is not None:
-        try:
-            fused(grad_out, x, grad_x, p)
-            return grad_x
-        except NotImplementedError:  # the backend has it for some devices only
-            pass
+        fused(grad_out, x, grad_x, p)
+        return grad_x
+    k = _kernels(x)
     indices = torch.empty(grad_out.shape, dtype=torch.int64, device=x.device)
     k.max_pool2d_forward(x, torch.empty_like(grad_out), indices, p)
     k.max_pool2d_backward(grad_out, indices, grad_x)
@@ -129,13 +135,13 @@ def _adaptive_max_forward(x, output_size):
 def max_pool2d_op(input: Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
                   dilation: list[int], ceil_mode: bool) -> Tensor:
     """Values only: the inference form, without the cost of writing indices."""
-    return _max_forward(input, kernel_size, stride, padding, dilation, ceil_mode, False)[0]
+    return _max_values(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 @torch.library.custom_op("medkern::max_pool2d_with_indices", mutates_args=())
 def max_pool2d_with_indices_op(input: Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
                                dilation: list[int], ceil_mode: bool) -> tuple[Tensor, Tensor]:
-    return _max_forward(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+    return _max_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 @torch.library.custom_op("medkern::max_pool2d_backward", mutates_args=())
@@ -407,15 +413,14 @@ def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_i
         kernel, stride, padding, dilation = (1, *kernel), (1, *stride), (0, *padding), (1, *dilation)
     _check_window_fits(x, kernel, stride, padding, dilation, ceil_mode, "effective")
     geometry = (list(kernel), list(stride), list(padding), list(dilation), bool(ceil_mode))
+    # Pooling has no eager autograd twins: a call that needs gradients takes the custom op.
+    if return_indices:
+        op = max_pool2d_with_indices_op
+        out, indices = route(_max_with_indices, op, op, x)(x, *geometry)
+        return restore(out), restore(indices)
     # Training without return_indices uses the values-only op: its backward finds the winners again from
     # the input, which moves fewer bytes than writing and reading int64 indices.
-    if fast_path_ok(x):
-        out, indices = _max_forward(x, *geometry, return_indices)
-    elif return_indices:
-        out, indices = max_pool2d_with_indices_op(x, *geometry)
-    else:
-        out, indices = max_pool2d_op(x, *geometry), None
-    return (restore(out), restore(indices)) if return_indices else restore(out)
+    return restore(route(_max_values, max_pool2d_op, max_pool2d_op, x)(x, *geometry))
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
@@ -441,11 +446,7 @@ def _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad,
         if divisor_override == 0:
             raise ValueError("divisor_override: must not be zero")
     geometry = (list(kernel), list(stride), list(padding), bool(ceil_mode), bool(count_include_pad), divisor_override)
-    if fast_path_ok(x):
-        out = _avg_forward(x, *geometry)
-    else:
-        out = avg_pool2d_op(x, *geometry)
-    return restore(out)
+    return restore(route(_avg_forward, avg_pool2d_op, avg_pool2d_op, x)(x, *geometry))
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
@@ -463,8 +464,7 @@ def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
 def _adaptive_avg(input, output_size, n):
     x, restore = _check_input(input, n + 2)
     size = _adaptive_size(output_size, x, n)
-    out = _adaptive_avg_forward(x, size) if fast_path_ok(x) else adaptive_avg_pool2d_op(x, size)
-    return restore(out)
+    return restore(route(_adaptive_avg_forward, adaptive_avg_pool2d_op, adaptive_avg_pool2d_op, x)(x, size))
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
@@ -480,7 +480,7 @@ def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
 def _adaptive_max(input, output_size, return_indices, n):
     x, restore = _check_input(input, n + 2)
     size = _adaptive_size(output_size, x, n)
-    out, indices = _adaptive_max_forward(x, size) if fast_path_ok(x) else adaptive_max_pool2d_op(x, size)
+    out, indices = route(_adaptive_max_forward, adaptive_max_pool2d_op, adaptive_max_pool2d_op, x)(x, size)
     return (restore(out), restore(indices)) if return_indices else restore(out)
 
 

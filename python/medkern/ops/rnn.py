@@ -6,9 +6,10 @@ One layer runs as: the input projection for every step and both directions as on
 and one fused pointwise pass; the time loop never returns to Python). The backward pass mirrors it: the
 backend's recurrence produces the gate gradients of every step, then the weight gradients are large
 products over all steps at once (the backend's ``matmul`` where it has one, else torch's; for a narrow
-input one pass of the backend's).
-The projection is the backend's own ``rnn_input_projection`` where it has one (native CPU; see
-``_project``), with its backward in ``_Projection``; under a tracer it is torch's addmm.
+input one pass of the backend's). Those three, like the single-step cell, are optional backend entries,
+used where the backend declares them (``medkern.backends.optional``; native CPU).
+The projection is the backend's own ``rnn_input_projection`` where it has one (see ``_project``), with its
+backward in ``_Projection``; under a tracer it is torch's addmm.
 
 The recurrence is the custom op ``medkern::rnn_scan`` with a fake kernel and registered autograd; its
 backward ``medkern::rnn_scan_backward`` is a custom op too (double backward is not supported and says so).
@@ -22,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .. import backends
+from .. import _native, backends
 from . import _alloc, _validate as v
-from ._dispatch import fast_path_ok, plain_eager
+from ._dispatch import route
 
 __all__ = ["lstm", "gru", "lstm_cell", "gru_cell"]
 
@@ -39,7 +40,7 @@ def _gates(lstm: bool) -> int:
 
 # --- the recurrence, shared by the fast path and the custom ops ------------------------------------------
 
-def _scan_forward(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths, save):
+def _scan_forward(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths, save=False):
     """Runs every direction d (w_hh[d], ...) over gx [T, B, D*G*H]. Returns out [T, B, D*P], h_n, c_n and
     what the backward pass needs (hs, cs, gates, hraw; empty tensors where there is nothing)."""
     T, B, _ = gx.shape
@@ -182,6 +183,14 @@ torch.library.register_autograd("medkern::rnn_scan", _scan_grad, setup_context=_
 torch.library.register_autograd("medkern::rnn_scan_backward", _no_double_backward)
 
 
+def _scan_op(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths):
+    """``rnn_scan_op`` with ``_scan_forward``'s signature (per-direction lists, stacked here)."""
+    stack = (lambda ts: ts[0].unsqueeze(0)) if len(w_hh) == 1 else torch.stack
+    return rnn_scan_op(lstm, gx, stack(w_hh), None if b_hh[0] is None else stack(b_hh),
+                       None if w_hr[0] is None else stack(w_hr), h0.contiguous(),
+                       c0.contiguous() if lstm else None, lengths)
+
+
 def _matmul(a, b, out=None):
     """a @ b (2-D, any strides) into ``out`` (contiguous) or a new tensor, by the backend's own product where
     it has one (native CPU): the recurrent layers' weight and wide input gradients are products over every
@@ -189,14 +198,11 @@ def _matmul(a, b, out=None):
     differentiable: for backward passes that build no graph."""
     if out is None:
         out = _alloc.empty((a.shape[0], b.shape[1]), a)
-    mm = getattr(_kernels(a), "matmul", None)
-    if mm is not None:
-        try:
-            mm(a, b, out)
-            return out
-        except NotImplementedError:  # the backend has it for some devices only
-            pass
-    return torch.mm(a, b, out=out)
+    mm = backends.optional("rnn", a, "matmul")
+    if mm is None:
+        return torch.mm(a, b, out=out)
+    mm(a, b, out)
+    return out
 
 
 def _project(x2, w_ih, bias):
@@ -204,15 +210,12 @@ def _project(x2, w_ih, bias):
     (input size 1 to 128, thousands of rows) torch's addmm first copies the broadcast bias into its
     output, then accumulates the product onto it (2.8 ms of a 20 ms LSTM training step at B64 T187 H64),
     and at input size 1 to 32 measured 5 to 40 times slower than the per-call cost of the packed kernel."""
-    project = getattr(_kernels(x2), "rnn_input_projection", None)
-    if project is not None:
-        gx = _alloc.empty((x2.shape[0], w_ih.shape[0]), x2)
-        try:
-            project(x2.contiguous(), w_ih.contiguous(), None if bias is None else bias.contiguous(), gx)
-            return gx
-        except NotImplementedError:  # the backend has it for some devices only
-            pass
-    return _torch_project(x2, w_ih, bias)
+    project = backends.optional("rnn", x2, "rnn_input_projection")
+    if project is None:
+        return _torch_project(x2, w_ih, bias)
+    gx = _alloc.empty((x2.shape[0], w_ih.shape[0]), x2)
+    project(x2.contiguous(), w_ih.contiguous(), None if bias is None else bias.contiguous(), gx)
+    return gx
 
 
 def _torch_project(x2, w_ih, bias):
@@ -234,18 +237,15 @@ class _Projection(torch.autograd.Function):
         x2, w_ih = ctx.saved_tensors
         need_x, need_w, need_b = ctx.needs_input_grad
         need_b = need_b and ctx.has_bias
-        fused = getattr(_kernels(grad), "rnn_input_projection_backward", None)
         # create_graph (grad mode on in a backward) needs differentiable products: torch's below.
-        if fused is not None and x2.shape[1] <= _FUSED_PROJECTION_MAX_INPUT and not torch.is_grad_enabled():
+        fused = None if torch.is_grad_enabled() else backends.optional("rnn", grad, "rnn_input_projection_backward")
+        if fused is not None and x2.shape[1] <= _narrow_input():
             grad = grad.contiguous()
             grad_x = _alloc.empty(x2.shape, grad) if need_x else None
             grad_w = _alloc.empty(w_ih.shape, grad) if need_w else None
             grad_b = _alloc.empty((w_ih.shape[0],), grad) if need_b else None
-            try:
-                fused(x2.contiguous(), w_ih.contiguous(), grad, grad_x, grad_w, grad_b)
-                return grad_x, grad_w, grad_b
-            except NotImplementedError:  # the backend has it for some devices only
-                pass
+            fused(x2.contiguous(), w_ih.contiguous(), grad, grad_x, grad_w, grad_b)
+            return grad_x, grad_w, grad_b
         mm = torch.mm if torch.is_grad_enabled() else _matmul  # create_graph: torch's differentiable product
         grad_x = mm(grad, w_ih) if need_x else None
         grad_w = mm(grad.t(), x2) if need_w else None
@@ -253,16 +253,22 @@ class _Projection(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-# Up to this input size the projection's backward is one pass over the gate gradients (the backend's
-# rnn_input_projection_backward); wider inputs make it real matrix products (_matmul). The same bound
-# as kNarrowInput in csrc/cpu/rnn.h, where the forward projection switches to its one-pass form.
-_FUSED_PROJECTION_MAX_INPUT = 8
+def _narrow_input() -> int:
+    """Up to this input size the projection's backward is one pass over the gate gradients (the backend's
+    rnn_input_projection_backward); wider inputs make it real matrix products (_matmul). The compiled CPU
+    module's own bound (``kNarrowInput`` in csrc/cpu/rnn.h, where the forward projection switches to its
+    one-pass form), so the two always agree; 0 (never one pass) without a compiled module."""
+    return 0 if _native._C is None else _native._C.rnn_narrow_input
 
 
 # --- layers ----------------------------------------------------------------------------------------------
 
-def _layer(lstm, x, dirs, h0, c0, lengths, need_grad):
-    """One layer: x [T, B, I]; dirs: per direction (w_ih, w_hh, b_ih, b_hh, w_hr). Returns (out, h_n, c_n)."""
+def _layer(lstm, x, dirs, h0, c0, lengths):
+    """One layer: x [T, B, I]; dirs: per direction (w_ih, w_hh, b_ih, b_hh, w_hr). Returns (out, h_n, c_n).
+
+    Each half is routed on its own tensors (``_dispatch.route``): the projection by the backend (eager
+    twin ``_Projection``; torch's addmm under a tracer), the recurrence by the backend or, where a graph
+    is needed, ``medkern::rnn_scan`` (which has no eager twin)."""
     T, B, I = x.shape
     D = len(dirs)
     w_ih = dirs[0][0] if D == 1 else torch.cat([d[0] for d in dirs])
@@ -273,23 +279,10 @@ def _layer(lstm, x, dirs, h0, c0, lengths, need_grad):
     else:
         bias = torch.cat([d[2] for d in dirs]) if D > 1 else dirs[0][2]
     x2 = x.reshape(T * B, I)
-    if not need_grad:
-        gx = _project(x2, w_ih, bias)
-    elif plain_eager(x2, w_ih, bias):
-        gx = _Projection.apply(x2, w_ih, bias)
-    else:
-        gx = _torch_project(x2, w_ih, bias)
-    gx = gx.view(T, B, -1)
-    b_hh = [None if lstm else d[3] for d in dirs]
-    if not need_grad:
-        out, h_n, c_n, *_ = _scan_forward(lstm, gx, [d[1] for d in dirs], b_hh, [d[4] for d in dirs], h0, c0,
-                                          lengths, save=False)
-        return out, h_n, c_n
-    stack = (lambda ts: ts[0].unsqueeze(0)) if D == 1 else torch.stack
-    out, h_n, c_n, *_ = rnn_scan_op(lstm, gx, stack([d[1] for d in dirs]),
-                                    None if b_hh[0] is None else stack(b_hh),
-                                    None if dirs[0][4] is None else stack([d[4] for d in dirs]), h0.contiguous(),
-                                    c0.contiguous() if lstm else None, lengths)
+    gx = route(_project, _Projection.apply, _torch_project, x2, w_ih, bias)(x2, w_ih, bias).view(T, B, -1)
+    w_hh, b_hh, w_hr = [d[1] for d in dirs], [None if lstm else d[3] for d in dirs], [d[4] for d in dirs]
+    scan = route(_scan_forward, _scan_op, _scan_op, gx, *w_hh, *b_hh, *w_hr, h0, c0)
+    out, h_n, c_n, *_ = scan(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths)
     return out, h_n, c_n
 
 
@@ -368,12 +361,11 @@ def _rnn(lstm, input, hx, params, has_biases, num_layers, dropout, training, bid
     dropout = float(dropout)
     if not 0.0 <= dropout <= 1.0:
         raise ValueError(f"dropout: must be in [0, 1], got {dropout}")
-    need_grad = not fast_path_ok(x, h0, c0, *(t for dirs in groups for d in dirs for t in d))
     x = x.contiguous()
     h_n, c_n = [], []
     for layer, dirs in enumerate(groups):
         sl = slice(layer * D, (layer + 1) * D)
-        x, hn, cn = _layer(lstm, x, dirs, h0[sl], c0[sl] if lstm else None, lengths, need_grad)
+        x, hn, cn = _layer(lstm, x, dirs, h0[sl], c0[sl] if lstm else None, lengths)
         h_n.append(hn)
         c_n.append(cn)
         if dropout > 0 and training and layer + 1 < num_layers:
@@ -434,12 +426,14 @@ def gru(input: Tensor, hx, params, has_biases: bool = True, num_layers: int = 1,
 # --- cells -------------------------------------------------------------------------------------------------
 
 def _cell(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
-    # The batched no-grad step skips the Python validation: the fused binding checks every shape, dtype
-    # and device itself, and any complaint sends the call down the validated path below, which raises
-    # the proper error (or makes non-contiguous operands contiguous).
-    if (not torch.is_grad_enabled() and hx is not None and plain_eager(input, hx, cx, w_ih, w_hh, b_ih, b_hh)
-            and input.dim() == 2 and input.is_cpu):
-        fused = getattr(_kernels(input), "rnn_cell_forward", None)
+    # A batched step that needs no graph, on a backend with the fused cell (the optional entry
+    # rnn_cell_forward: native CPU), skips the Python validation: the binding checks every shape, dtype
+    # and device itself, and its complaint (ValueError, or TypeError for an argument it cannot convert)
+    # sends the call down the validated path below, which raises the proper error (or makes
+    # non-contiguous operands contiguous). That is argument checking, not a capability probe.
+    # route(True, False, False, ...): whether the fast path may run (route itself, not a wrapper: no frame).
+    if hx is not None and route(True, False, False, input, hx, cx, w_ih, w_hh, b_ih, b_hh) and input.dim() == 2:
+        fused = backends.optional("rnn", input, "rnn_cell_forward")
         if fused is not None:
             h_out = _alloc.empty_like(hx)
             c_out = _alloc.empty_like(hx) if lstm else None
@@ -482,22 +476,18 @@ def _cell(lstm, input, hx, cx, w_ih, w_hh, b_ih, b_hh):
     for name, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
         if b is not None and b.shape != (G * H,):
             raise ValueError(f"{name}: expected shape ({G * H},), got {tuple(b.shape)}")
-    eager = fast_path_ok(x, h, c, w_ih, w_hh, b_ih, b_hh)
-    if eager:
-        k = _kernels(x)
-        fused = getattr(k, "rnn_cell_forward", None)
-        if fused is not None:
-            h_out = _alloc.empty((B, H), x)
-            c_out = _alloc.empty((B, H), x) if lstm else None
-            try:
-                fused(lstm, x.contiguous(), h.contiguous(), c.contiguous() if lstm else None, w_ih.contiguous(),
-                      w_hh.contiguous(), b_ih, b_hh, h_out, c_out)
-                return _restore_cell(lstm, unbatched, h_out, c_out)
-            except NotImplementedError:  # the backend has the fused cell for some devices only
-                pass
+    fast = route(True, False, False, x, h, c, w_ih, w_hh, b_ih, b_hh)
+    fused = backends.optional("rnn", x, "rnn_cell_forward") if fast else None
+    if fused is not None:
+        h_out = _alloc.empty((B, H), x)
+        c_out = _alloc.empty((B, H), x) if lstm else None
+        fused(lstm, x.contiguous(), h.contiguous(), c.contiguous() if lstm else None, w_ih.contiguous(),
+              w_hh.contiguous(), b_ih, b_hh, h_out, c_out)
+        return _restore_cell(lstm, unbatched, h_out, c_out)
+    # Elsewhere (a graph is needed, a tracer, a backend without the fused cell): a one-step sequence.
     dirs = [(w_ih, w_hh, b_ih, b_hh, None)]
     out, h_n, c_n = _layer(lstm, x.unsqueeze(0).contiguous(), dirs, h.unsqueeze(0), c.unsqueeze(0) if lstm else None,
-                           None, not eager)
+                           None)
     return _restore_cell(lstm, unbatched, h_n[0], c_n[0] if lstm else None)
 
 

@@ -1,7 +1,11 @@
 """Pooling family on medkern's compiled kernels (see backends/CONTRACT.md)."""
 from __future__ import annotations
 
+from ..._native import require_cpu
 from ._interop import dl, module_and_stream
+
+# The optional entries of backends/CONTRACT.md this module has, by device type: the CPU module's only.
+OPTIONAL = {"cpu": frozenset({"max_pool2d_backward_from_input"})}
 
 
 def max_pool2d_forward(x, out, indices, p):
@@ -18,12 +22,8 @@ def max_pool2d_backward(grad_out, indices, grad_x):
 
 
 def max_pool2d_backward_from_input(grad_out, x, grad_x, p):
-    if x.device.type != "cpu":
-        raise NotImplementedError  # the ops layer composes the indexed forward and backward instead
-    mod, stream, ctx = module_and_stream(x)
-    with ctx:
-        mod.max_pool2d_backward_from_input(dl(grad_out), dl(x), dl(grad_x), *p.kernel, *p.stride, *p.padding,
-                                           *p.dilation, stream)
+    require_cpu().max_pool2d_backward_from_input(dl(grad_out), dl(x), dl(grad_x), *p.kernel, *p.stride, *p.padding,
+                                                 *p.dilation, 0)
 
 
 def avg_pool2d_forward(x, out, p, count_include_pad, divisor_override):

@@ -4,6 +4,10 @@ from __future__ import annotations
 from ..._native import require_cpu
 from ._interop import dl, module_and_stream
 
+# The optional entries of backends/CONTRACT.md this module has, by device type: the CPU module's only.
+OPTIONAL = {"cpu": frozenset({"rnn_cell_forward", "rnn_input_projection", "rnn_input_projection_backward",
+                              "matmul"})}
+
 
 def _opt(t):
     return None if t is None else dl(t)
@@ -26,28 +30,19 @@ def rnn_backward(lstm, grad_out, out_offset, grad_hn, grad_cn, w_hh, w_hr, lengt
 
 
 def rnn_cell_forward(lstm, x, h, c, w_ih, w_hh, b_ih, b_hh, h_out, c_out):
-    if not x.is_cpu:
-        raise NotImplementedError  # the ops layer runs the cell as a one-step sequence instead
     # The CPU module directly, without the stream lookup: a step at batch 1 is a few microseconds.
     require_cpu().rnn_cell_forward(lstm, dl(x), dl(h), _opt(c), dl(w_ih), dl(w_hh), _opt(b_ih), _opt(b_hh), dl(h_out),
                                    _opt(c_out))
 
 
 def rnn_input_projection(x, w_ih, bias, out):
-    if x.device.type != "cpu":
-        raise NotImplementedError  # the ops layer uses torch's matrix product instead
-    mod, _, _ = module_and_stream(x)
-    mod.rnn_input_projection(dl(x), dl(w_ih), _opt(bias), dl(out))
+    require_cpu().rnn_input_projection(dl(x), dl(w_ih), _opt(bias), dl(out))
 
 
 def rnn_input_projection_backward(x, w_ih, grad_gx, grad_x, grad_w, grad_b):
-    if x.device.type != "cpu":
-        raise NotImplementedError  # the ops layer uses torch's matrix products instead
-    mod, _, _ = module_and_stream(x)
-    mod.rnn_input_projection_backward(dl(x), dl(w_ih), dl(grad_gx), _opt(grad_x), _opt(grad_w), _opt(grad_b))
+    require_cpu().rnn_input_projection_backward(dl(x), dl(w_ih), dl(grad_gx), _opt(grad_x), _opt(grad_w),
+                                                _opt(grad_b))
 
 
 def matmul(a, b, out):
-    if not a.is_cpu:
-        raise NotImplementedError  # the ops layer uses torch's matrix product instead
     require_cpu().matmul(dl(a), dl(b), dl(out))
