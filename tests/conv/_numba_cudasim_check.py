@@ -4,14 +4,9 @@ their array-level ``launch_*`` functions with numpy arrays, against torch in flo
 NUMBA_ENABLE_CUDASIM=1 must be set before numba is first imported, hence a separate process. The
 simulator costs about 150 us per thread (a block of 128 threads is 128 Python threads), so every case is
 tiny. Outputs are poisoned with NaN before each launch. Prints one line per check and exits non-zero on
-the first mismatch.
-
-Only two modules are loaded, from their files (under their canonical names), not the medkern package:
-``medkern.backends.numba_cuda.conv`` and ``medkern._geometry``."""
-import importlib.util
+the first mismatch."""
 import os
 import sys
-from pathlib import Path
 
 assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", "run with NUMBA_ENABLE_CUDASIM=1"
 
@@ -19,19 +14,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-_PY = Path(__file__).resolve().parents[2] / "python"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, _PY / (name.replace(".", "/") + ".py"))
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-geometry = _load("medkern._geometry")
-kern = _load("medkern.backends.numba_cuda.conv")
+from medkern import _geometry as geometry  # noqa: E402
+from medkern.backends.numba_cuda import conv as kern  # noqa: E402
 
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
 

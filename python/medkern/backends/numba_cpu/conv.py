@@ -14,9 +14,9 @@ trailing padding implicit. Sums run in the arrays' dtype. Every element of an ou
 Loops are written so that the innermost one walks a row of contiguous memory (the output row, the
 grad-input row, or the x/grad-output rows of grad_weight). Taps outside the input are not tested per
 element: each (tap, output row) pair gets the half-open range of output columns whose input column is
-in range (:func:`_span`), so the inner loop has no branches and LLVM vectorises it. Indices there are
-cast to unsigned: they are never negative, and numba's negative-index wraparound would otherwise stop
-the vectoriser.
+in range (``span``), so the inner loop has no branches and LLVM vectorises it. Indices there are cast to
+unsigned: they are never negative, and numba's negative-index wraparound would otherwise stop the
+vectoriser. The index arithmetic is ``_numba.conv_math``, shared with the numba.cuda backend.
 """
 from __future__ import annotations
 
@@ -24,15 +24,9 @@ import numba
 import numpy as np
 from numba import uint64
 
+from .._numba.conv_math import position, reader, span, tap_offset
+
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"]
-
-
-@numba.njit(inline="always")
-def _span(offset, stride, size, n_out):
-    """[lo, hi): the outputs o in [0, n_out) whose input position o*stride + offset lies in [0, size)."""
-    lo = max(0, -(offset // stride))  # ceil(-offset / stride)
-    hi = min(n_out, (size - 1 - offset) // stride + 1)
-    return lo, hi
 
 
 @numba.njit(inline="always")
@@ -58,16 +52,17 @@ def _forward(x, w, b, has_bias, out, sh, sw, ph, pw, dh, dw, groups, act, slope)
         for c in range(Cg):
             xc = x[n, c_first + c]
             for r in range(R):
-                p_lo, p_hi = _span(r * dh - ph, sh, H, P)
+                row = tap_offset(r, dh, ph)
+                p_lo, p_hi = span(row, sh, H, P)
                 for s in range(S):
                     wv = w[k, c, r, s]
-                    col = s * dw - pw  # input column of output column q: q*sw + col
-                    q_lo, q_hi = _span(col, sw, W, Q)
+                    col = tap_offset(s, dw, pw)
+                    q_lo, q_hi = span(col, sw, W, Q)
                     for p in range(p_lo, p_hi):
                         out_row = o[p]
-                        x_row = xc[p * sh - ph + r * dh]
+                        x_row = xc[position(p, row, sh)]
                         for q in range(q_lo, q_hi):
-                            out_row[uint64(q)] += wv * x_row[uint64(q * sw + col)]
+                            out_row[uint64(q)] += wv * x_row[uint64(position(q, col, sw))]
         if act != 0:
             for p in range(P):
                 for q in range(Q):
@@ -89,22 +84,20 @@ def _grad_input(dy, w, dx, sh, sw, ph, pw, dh, dw, groups):
             gx_row = gx[h]
             gx_row[:] = 0
             for r in range(R):
-                # the output row p that reads input row h through tap r: p*sh - ph + r*dh == h
-                t = h + ph - r * dh
-                if t < 0 or t % sh != 0 or t // sh >= P:
+                p = reader(h, tap_offset(r, dh, ph), sh, P)
+                if p < 0:
                     continue
-                p = t // sh
                 for kl in range(Kg):
                     k = g * Kg + kl
                     dy_row = dy[n, k, p]
                     for s in range(S):
                         wv = w[k, cl, r, s]
-                        col = s * dw - pw
-                        # the output columns q whose tap s reads an input column (q*sw + col) of this row:
-                        # each input column meets at most one of them, so this is a gather, row by row
-                        q_lo, q_hi = _span(col, sw, W, Q)
+                        col = tap_offset(s, dw, pw)
+                        # each input column of this row is read through tap s by at most one output
+                        # column q, so this is a gather, row by row
+                        q_lo, q_hi = span(col, sw, W, Q)
                         for q in range(q_lo, q_hi):
-                            gx_row[uint64(q * sw + col)] += wv * dy_row[uint64(q)]
+                            gx_row[uint64(position(q, col, sw))] += wv * dy_row[uint64(q)]
 
 
 @numba.njit(parallel=True, cache=True, fastmath=False)
@@ -123,16 +116,17 @@ def _grad_weight(dy, x, dw_out, sh, sw, ph, pw, dh, dw, groups):
             xc = x[n, c]
             dyk = dy[n, k]
             for r in range(R):
-                p_lo, p_hi = _span(r * dh - ph, sh, H, P)
+                row = tap_offset(r, dh, ph)
+                p_lo, p_hi = span(row, sh, H, P)
                 for s in range(S):
-                    col = s * dw - pw
-                    q_lo, q_hi = _span(col, sw, W, Q)
+                    col = tap_offset(s, dw, pw)
+                    q_lo, q_hi = span(col, sw, W, Q)
                     a = acc[r * S + s]
                     for p in range(p_lo, p_hi):
                         dy_row = dyk[p]
-                        x_row = xc[p * sh - ph + r * dh]
+                        x_row = xc[position(p, row, sh)]
                         for q in range(q_lo, q_hi):
-                            a[uint64(q)] += dy_row[uint64(q)] * x_row[uint64(q * sw + col)]
+                            a[uint64(q)] += dy_row[uint64(q)] * x_row[uint64(position(q, col, sw))]
         for r in range(R):
             for s in range(S):
                 a = acc[r * S + s]

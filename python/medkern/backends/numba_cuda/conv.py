@@ -4,7 +4,8 @@ A direct formulation: one thread per output element for forward and grad_input (
 through ``o = (i + pad - tap*dilation) / stride`` where that is whole and in range, from the outputs that
 read its input element), one thread per weight element for grad_weight, and one block per output
 channel for grad_bias (a fixed-order shared-memory tree). Every result is written exactly once, with no
-atomics, so results are deterministic.
+atomics, so results are deterministic. The index arithmetic is ``_numba.conv_math``, shared with the
+numba CPU backend.
 
 Sums run in the arrays' dtype: the kernels are built once per dtype (:func:`_kernels`), which gives each
 a zero of that dtype and, for grad_bias, a shared buffer of that dtype. (Starting a sum from
@@ -23,6 +24,8 @@ from types import SimpleNamespace
 import numba
 import numpy as np
 from numba import cuda
+
+from .._numba.conv_math import position, reader, span, tap_offset
 
 __all__ = ["conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias",
            "launch_conv2d_forward", "launch_conv2d_grad_input", "launch_conv2d_grad_weight",
@@ -53,11 +56,11 @@ def _kernels(dtype: np.dtype) -> SimpleNamespace:
                 acc = b[k]
             for c in range(Cg):
                 for r in range(R):
-                    h = p * sh - ph + r * dh
+                    h = position(p, tap_offset(r, dh, ph), sh)
                     if h < 0 or h >= H:
                         continue
                     for s in range(S):
-                        v = q * sw - pw + s * dw
+                        v = position(q, tap_offset(s, dw, pw), sw)
                         if 0 <= v < W:
                             acc += x[n, c_first + c, h, v] * w[k, c, r, s]
             if act != 0 and acc < zero:  # the fused epilogue (relu(NaN) stays NaN: NaN < 0 is false)
@@ -75,15 +78,13 @@ def _kernels(dtype: np.dtype) -> SimpleNamespace:
             g, cl = c // Cg, c % Cg
             acc = zero
             for r in range(R):
-                th = h + ph - r * dh  # p * sh for the output row p that reads row h through tap r
-                if th < 0 or th % sh != 0 or th // sh >= P:
+                p = reader(h, tap_offset(r, dh, ph), sh, P)
+                if p < 0:
                     continue
-                p = th // sh
                 for s in range(S):
-                    tw = v + pw - s * dw
-                    if tw < 0 or tw % sw != 0 or tw // sw >= Q:
+                    q = reader(v, tap_offset(s, dw, pw), sw, Q)
+                    if q < 0:
                         continue
-                    q = tw // sw
                     for kl in range(Kg):
                         k = g * Kg + kl
                         acc += dy[n, k, p, q] * w[k, cl, r, s]
@@ -98,25 +99,14 @@ def _kernels(dtype: np.dtype) -> SimpleNamespace:
         for t in range(cuda.grid(1), K * Cg * R * S, cuda.gridsize(1)):
             s, r, cl, k = t % S, t // S % R, t // (S * R) % Cg, t // (S * R * Cg)
             c = (k // Kg) * Cg + cl
-            # the outputs whose tap (r, s) lands inside the input: p in [p_lo, p_hi), q in [q_lo, q_hi)
-            row, col = r * dh - ph, s * dw - pw
-            # (no min/max here: numba compiles them as device functions for the current device, so with
-            # them cuda.compile_ptx could not build this kernel on a machine without a GPU driver)
-            p_lo, p_hi = -(row // sh), (H - 1 - row) // sh + 1
-            q_lo, q_hi = -(col // sw), (W - 1 - col) // sw + 1
-            if p_lo < 0:
-                p_lo = 0
-            if p_hi > P:
-                p_hi = P
-            if q_lo < 0:
-                q_lo = 0
-            if q_hi > Q:
-                q_hi = Q
+            row, col = tap_offset(r, dh, ph), tap_offset(s, dw, pw)
+            p_lo, p_hi = span(row, sh, H, P)
+            q_lo, q_hi = span(col, sw, W, Q)
             acc = zero
             for n in range(N):
                 for p in range(p_lo, p_hi):
                     for q in range(q_lo, q_hi):
-                        acc += dy[n, k, p, q] * x[n, c, p * sh + row, q * sw + col]
+                        acc += dy[n, k, p, q] * x[n, c, position(p, row, sh), position(q, col, sw)]
             dwt[k, cl, r, s] = acc
 
     @cuda.jit
