@@ -13,18 +13,16 @@ def _info(args) -> int:
     from medkern import _native, backends
 
     print(f"medkern {medkern.__version__} (torch {torch.__version__}, python {sys.version.split()[0]})")
-    if _native._C is not None:
-        b = _native._C.build_info()
-        print(f"CPU module: ISA {b['isa']} ({b['vector_bytes'] * 8}-bit vectors), arch={b['arch']}, "
-              f"OpenMP {b['openmp']} with {_native._C.num_threads()} threads, compiler {b['compiler']}")
-    else:
-        print(f"CPU module: missing: {_native.cpu_error}")
-    if _native._C_cuda is not None:
-        b = _native._C_cuda.build_info()
-        print(f"CUDA module: archs {b['cuda_archs']}, CUDA runtime {b['cuda_runtime_version']}, "
-              f"{_native._C_cuda.device_count()} device(s) visible")
-    else:
-        print(f"CUDA module: missing: {_native.cuda_error}")
+    # Each compiled module describes its build from build_info() (b) and the module itself (m).
+    for label, module, error, describe in (
+            ("CPU", _native._C, _native.cpu_error,
+             lambda m, b: f"ISA {b['isa']} ({b['vector_bytes'] * 8}-bit vectors), arch={b['arch']}, "
+                          f"OpenMP {b['openmp']} with {m.num_threads()} threads, compiler {b['compiler']}"),
+            ("CUDA", _native._C_cuda, _native.cuda_error,
+             lambda m, b: f"archs {b['cuda_archs']}, CUDA runtime {b['cuda_runtime_version']}, "
+                          f"{m.device_count()} device(s) visible")):
+        print(f"{label} module: " + (describe(module, module.build_info()) if module is not None else
+                                     f"missing: {error}"))
     print(f"backend in force: {backends.current()}")
     for status in backends.available().values():
         print(f"  {status}")

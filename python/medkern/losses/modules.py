@@ -1,15 +1,38 @@
 """``nn.Module`` forms of :mod:`medkern.losses.functional`: each holds its options and calls its function."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from . import functional as F
 
 
 class _LossModule(torch.nn.Module):
-    """Stores keyword options at construction and passes them to ``_fn`` on every call."""
+    """Stores keyword options at construction and passes them to ``_fn`` on every call.
+
+    A subclass names its function and the options it holds, ``class X(_LossModule, fn=F.x,
+    options=("reduction",))``, and gets a constructor taking those options, positionally or by name, with
+    the function's defaults and annotations: each default is written once, in the function."""
 
     _fn = None
+
+    def __init_subclass__(cls, *, fn, options=(), **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._fn = staticmethod(fn)
+        params = inspect.signature(fn).parameters
+        signature = inspect.Signature([params[name].replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                                       for name in options])
+
+        def __init__(self, *args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            _LossModule.__init__(self, **bound.arguments)
+
+        # On __init__, not the class: an instance's own signature stays that of its call.
+        __init__.__signature__ = signature.replace(parameters=[
+            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *signature.parameters.values()])
+        cls.__init__ = __init__
 
     def __init__(self, **options):
         super().__init__()
@@ -22,129 +45,68 @@ class _LossModule(torch.nn.Module):
         return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
 
 
-class MinimaxDLoss(_LossModule):
+class MinimaxDLoss(_LossModule, fn=F.minimax_d_loss, options=("label_smoothing", "reduction")):
     """:func:`~medkern.losses.functional.minimax_d_loss`; call with (real_logits, fake_logits)."""
-    _fn = staticmethod(F.minimax_d_loss)
-
-    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean"):
-        super().__init__(label_smoothing=label_smoothing, reduction=reduction)
 
 
-class NonSaturatingGLoss(_LossModule):
+class NonSaturatingGLoss(_LossModule, fn=F.nonsaturating_g_loss, options=("reduction",)):
     """:func:`~medkern.losses.functional.nonsaturating_g_loss`; call with (fake_logits)."""
-    _fn = staticmethod(F.nonsaturating_g_loss)
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
 
 
-class LSGANDLoss(_LossModule):
+class LSGANDLoss(_LossModule, fn=F.lsgan_d_loss, options=("a", "b", "reduction")):
     """:func:`~medkern.losses.functional.lsgan_d_loss`; call with (real_out, fake_out)."""
-    _fn = staticmethod(F.lsgan_d_loss)
-
-    def __init__(self, a: float = 0.0, b: float = 1.0, reduction: str = "mean"):
-        super().__init__(a=a, b=b, reduction=reduction)
 
 
-class LSGANGLoss(_LossModule):
+class LSGANGLoss(_LossModule, fn=F.lsgan_g_loss, options=("c", "reduction")):
     """:func:`~medkern.losses.functional.lsgan_g_loss`; call with (fake_out)."""
-    _fn = staticmethod(F.lsgan_g_loss)
-
-    def __init__(self, c: float = 1.0, reduction: str = "mean"):
-        super().__init__(c=c, reduction=reduction)
 
 
-class HingeDLoss(_LossModule):
+class HingeDLoss(_LossModule, fn=F.hinge_d_loss, options=("reduction",)):
     """:func:`~medkern.losses.functional.hinge_d_loss`; call with (real_out, fake_out)."""
-    _fn = staticmethod(F.hinge_d_loss)
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
 
 
-class HingeGLoss(_LossModule):
+class HingeGLoss(_LossModule, fn=F.hinge_g_loss, options=("reduction",)):
     """:func:`~medkern.losses.functional.hinge_g_loss`; call with (fake_out)."""
-    _fn = staticmethod(F.hinge_g_loss)
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
 
 
-class WassersteinDLoss(_LossModule):
+class WassersteinDLoss(_LossModule, fn=F.wasserstein_d_loss, options=("reduction",)):
     """:func:`~medkern.losses.functional.wasserstein_d_loss`; call with (real_out, fake_out)."""
-    _fn = staticmethod(F.wasserstein_d_loss)
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
 
 
-class WassersteinGLoss(_LossModule):
+class WassersteinGLoss(_LossModule, fn=F.wasserstein_g_loss, options=("reduction",)):
     """:func:`~medkern.losses.functional.wasserstein_g_loss`; call with (fake_out)."""
-    _fn = staticmethod(F.wasserstein_g_loss)
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
 
 
-class RelativisticDLoss(_LossModule):
+class RelativisticDLoss(_LossModule, fn=F.relativistic_d_loss, options=("kind", "reduction")):
     """:func:`~medkern.losses.functional.relativistic_d_loss`; call with (real_out, fake_out)."""
-    _fn = staticmethod(F.relativistic_d_loss)
-
-    def __init__(self, kind: str = "standard", reduction: str = "mean"):
-        super().__init__(kind=kind, reduction=reduction)
 
 
-class RelativisticGLoss(_LossModule):
+class RelativisticGLoss(_LossModule, fn=F.relativistic_g_loss, options=("kind", "reduction")):
     """:func:`~medkern.losses.functional.relativistic_g_loss`; call with (real_out, fake_out)."""
-    _fn = staticmethod(F.relativistic_g_loss)
-
-    def __init__(self, kind: str = "standard", reduction: str = "mean"):
-        super().__init__(kind=kind, reduction=reduction)
 
 
-class GradientPenalty(_LossModule):
+class GradientPenalty(_LossModule, fn=F.gradient_penalty, options=("weight", "reduction")):
     """:func:`~medkern.losses.functional.gradient_penalty`; call with (critic, real, fake)."""
-    _fn = staticmethod(F.gradient_penalty)
-
-    def __init__(self, weight: float = 10.0, reduction: str = "mean"):
-        super().__init__(weight=weight, reduction=reduction)
 
 
-class R1Penalty(_LossModule):
+class R1Penalty(_LossModule, fn=F.r1_penalty, options=("weight", "reduction")):
     """:func:`~medkern.losses.functional.r1_penalty`; call with (critic, real)."""
-    _fn = staticmethod(F.r1_penalty)
-
-    def __init__(self, weight: float = 10.0, reduction: str = "mean"):
-        super().__init__(weight=weight, reduction=reduction)
 
 
-class R2Penalty(_LossModule):
+class R2Penalty(_LossModule, fn=F.r2_penalty, options=("weight", "reduction")):
     """:func:`~medkern.losses.functional.r2_penalty`; call with (critic, fake)."""
-    _fn = staticmethod(F.r2_penalty)
-
-    def __init__(self, weight: float = 10.0, reduction: str = "mean"):
-        super().__init__(weight=weight, reduction=reduction)
 
 
-class DRAGANPenalty(_LossModule):
+class DRAGANPenalty(_LossModule, fn=F.dragan_penalty, options=("weight", "k", "perturbation", "reduction")):
     """:func:`~medkern.losses.functional.dragan_penalty`; call with (critic, real)."""
-    _fn = staticmethod(F.dragan_penalty)
-
-    def __init__(self, weight: float = 10.0, k: float = 1.0, perturbation: float = 0.5, reduction: str = "mean"):
-        super().__init__(weight=weight, k=k, perturbation=perturbation, reduction=reduction)
 
 
-class FeatureMatchingLoss(_LossModule):
+class FeatureMatchingLoss(_LossModule, fn=F.feature_matching_loss):
     """:func:`~medkern.losses.functional.feature_matching_loss`; call with (real_features, fake_features)."""
-    _fn = staticmethod(F.feature_matching_loss)
 
 
-class AuxiliaryClassifierLoss(_LossModule):
+class AuxiliaryClassifierLoss(_LossModule, fn=F.auxiliary_classifier_loss, options=("reduction",)):
     """:func:`~medkern.losses.functional.auxiliary_classifier_loss`; call with (class_logits, labels)."""
-    _fn = staticmethod(F.auxiliary_classifier_loss)
-
-    def __init__(self, reduction: str = "mean"):
-        super().__init__(reduction=reduction)
 
 
 class ProjectionDiscriminatorHead(torch.nn.Module):

@@ -8,10 +8,18 @@ from types import SimpleNamespace
 
 def compile_for(jit) -> SimpleNamespace:
     @jit
+    def running_max(m, best, v, k):
+        """torch's max rule, one step of a row-major scan: v (at flat index k) replaces the running maximum
+        m (at best) when it is larger or NaN, so the first of tied maxima wins and NaN propagates."""
+        if v > m or v != v:
+            return v, k
+        return m, best
+
+
+    @jit
     def max_window(x, p, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
-        """torch's max pooling of one window: (value, flat index). A value replaces the running maximum when
-        it is larger or NaN, scanning row-major, so the first of tied maxima wins and NaN propagates; an
-        all -inf window reports its first in-range position."""
+        """torch's max pooling of one window: (value, flat index), by :func:`running_max`; an all -inf window
+        reports its first in-range position."""
         H, W = x.shape[1], x.shape[2]
         h = oh * sh - ph
         while h < 0:
@@ -29,10 +37,7 @@ def compile_for(jit) -> SimpleNamespace:
                 iw = ow * sw - pw + j * dw
                 if iw < 0 or iw >= W:
                     continue
-                v = x[p, ih, iw]
-                if v > m or v != v:
-                    m = v
-                    best = ih * W + iw
+                m, best = running_max(m, best, x[p, ih, iw], ih * W + iw)
         return m, best
 
 
@@ -106,10 +111,7 @@ def compile_for(jit) -> SimpleNamespace:
         best = h0 * W + w0
         for ih in range(h0, h1):
             for iw in range(w0, w1):
-                v = x[p, ih, iw]
-                if v > m or v != v:
-                    m = v
-                    best = ih * W + iw
+                m, best = running_max(m, best, x[p, ih, iw], ih * W + iw)
         return m, best
 
 
@@ -130,6 +132,7 @@ def compile_for(jit) -> SimpleNamespace:
         return acc
 
     return SimpleNamespace(
+        running_max=running_max,
         max_window=max_window,
         axis_count=axis_count,
         avg_divisor=avg_divisor,

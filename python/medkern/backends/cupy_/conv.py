@@ -160,24 +160,24 @@ def conv2d_forward(x, weight, bias, out, p):
             + (np.int32(p.activation), xc.dtype.type(p.negative_slope)))
 
 
-def conv2d_grad_input(grad_out, weight, grad_x, p):
-    total = grad_x.numel()
+def _launch_gradient(name, grad_out, operand, result, ref, x_shape, w_shape, p):
+    """Runs gradient kernel `name` (grad_out, operand -> result), one thread per element of `result`, for
+    `ref`'s dtype on torch's current stream of `ref`'s GPU."""
+    total = result.numel()
     if total == 0:
         return
-    with on_torch_stream(grad_x):
-        args = (as_cupy(grad_out), as_cupy(weight), as_cupy(grad_x))
-        _KERNELS.get("medkern_conv2d_grad_input", grad_x.dtype)(
-            (blocks(total),), (THREADS,), args + _shape_args(grad_x.shape, weight.shape, grad_out.shape[2:], p))
+    with on_torch_stream(ref):
+        args = (as_cupy(grad_out), as_cupy(operand), as_cupy(result))
+        _KERNELS.get(name, ref.dtype)(
+            (blocks(total),), (THREADS,), args + _shape_args(x_shape, w_shape, grad_out.shape[2:], p))
+
+
+def conv2d_grad_input(grad_out, weight, grad_x, p):
+    _launch_gradient("medkern_conv2d_grad_input", grad_out, weight, grad_x, grad_x, grad_x.shape, weight.shape, p)
 
 
 def conv2d_grad_weight(grad_out, x, grad_w, p):
-    total = grad_w.numel()
-    if total == 0:
-        return
-    with on_torch_stream(x):
-        args = (as_cupy(grad_out), as_cupy(x), as_cupy(grad_w))
-        _KERNELS.get("medkern_conv2d_grad_weight", x.dtype)(
-            (blocks(total),), (THREADS,), args + _shape_args(x.shape, grad_w.shape, grad_out.shape[2:], p))
+    _launch_gradient("medkern_conv2d_grad_weight", grad_out, x, grad_w, x, x.shape, grad_w.shape, p)
 
 
 def conv2d_grad_bias(grad_out, grad_b):

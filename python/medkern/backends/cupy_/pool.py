@@ -33,6 +33,15 @@ SOURCE = r"""
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (total);     \
          i += (long long)gridDim.x * blockDim.x)
 
+// The element of flat index i: its plane and position, and that plane of the array it reads (x for an
+// output element, dy for an input element).
+#define MEDKERN_OUTPUT_ELEMENT(i)                                        \
+    const long long ow = i % Q, oh = i / Q % P, plane = i / (P * Q);     \
+    const scalar_t* xp = x + plane * H * W
+#define MEDKERN_INPUT_ELEMENT(i)                                         \
+    const long long iw = i % W, ih = i / W % H, plane = i / (H * W);     \
+    const scalar_t* g = dy + plane * P * Q
+
 // torch's max rule: a larger value, or any NaN, replaces the running maximum; in row-major order the
 // first of tied maxima and the last NaN win.
 __device__ __forceinline__ bool medkern_replaces(scalar_t v, scalar_t m) { return v > m || v != v; }
@@ -74,8 +83,7 @@ extern "C" __global__ void medkern_max_pool2d_forward(
     const scalar_t* __restrict__ x, scalar_t* __restrict__ y, long long* __restrict__ indices, int with_indices,
     MEDKERN_POOL_PLANES, MEDKERN_POOL_WINDOW, long long dh, long long dw) {
   MEDKERN_FOR_EACH(i, planes * P * Q) {
-    const long long ow = i % Q, oh = i / Q % P, plane = i / (P * Q);
-    const scalar_t* xp = x + plane * H * W;
+    MEDKERN_OUTPUT_ELEMENT(i);
     const long long h_start = oh * sh - ph, w_start = ow * sw - pw;
     const long long r0 = medkern_first_tap(h_start, dh), r1 = medkern_tap_end(h_start, kh, dh, H);
     const long long c0 = medkern_first_tap(w_start, dw), c1 = medkern_tap_end(w_start, kw, dw, W);
@@ -113,8 +121,7 @@ extern "C" __global__ void medkern_avg_pool2d_forward(
     const scalar_t* __restrict__ x, scalar_t* __restrict__ y, MEDKERN_POOL_PLANES, MEDKERN_POOL_WINDOW,
     int include_pad, long long divisor) {
   MEDKERN_FOR_EACH(i, planes * P * Q) {
-    const long long ow = i % Q, oh = i / Q % P, plane = i / (P * Q);
-    const scalar_t* xp = x + plane * H * W;
+    MEDKERN_OUTPUT_ELEMENT(i);
     const long long ha = oh * sh - ph, wa = ow * sw - pw;
     const long long h0 = ha > 0 ? ha : 0, h1 = ha + kh < H ? ha + kh : H;
     const long long w0 = wa > 0 ? wa : 0, w1 = wa + kw < W ? wa + kw : W;
@@ -134,8 +141,7 @@ extern "C" __global__ void medkern_avg_pool2d_backward(
     const scalar_t* __restrict__ dy, scalar_t* __restrict__ dx, MEDKERN_POOL_PLANES, MEDKERN_POOL_WINDOW,
     int include_pad, long long divisor) {
   MEDKERN_FOR_EACH(i, planes * H * W) {
-    const long long iw = i % W, ih = i / W % H, plane = i / (H * W);
-    const scalar_t* g = dy + plane * P * Q;
+    MEDKERN_INPUT_ELEMENT(i);
     const long long lo_h = ih + ph - kh + 1, lo_w = iw + pw - kw + 1;
     const long long oh0 = lo_h > 0 ? (lo_h + sh - 1) / sh : 0, ow0 = lo_w > 0 ? (lo_w + sw - 1) / sw : 0;
     const long long oh1 = (ih + ph) / sh + 1 < P ? (ih + ph) / sh + 1 : P;
@@ -155,8 +161,7 @@ extern "C" __global__ void medkern_avg_pool2d_backward(
 extern "C" __global__ void medkern_adaptive_avg_pool2d_forward(
     const scalar_t* __restrict__ x, scalar_t* __restrict__ y, MEDKERN_POOL_PLANES) {
   MEDKERN_FOR_EACH(i, planes * P * Q) {
-    const long long ow = i % Q, oh = i / Q % P, plane = i / (P * Q);
-    const scalar_t* xp = x + plane * H * W;
+    MEDKERN_OUTPUT_ELEMENT(i);
     const long long h0 = medkern_adaptive_start(oh, H, P), h1 = medkern_adaptive_end(oh, H, P);
     const long long w0 = medkern_adaptive_start(ow, W, Q), w1 = medkern_adaptive_end(ow, W, Q);
     scalar_t sum = 0;
@@ -171,8 +176,7 @@ extern "C" __global__ void medkern_adaptive_avg_pool2d_forward(
 extern "C" __global__ void medkern_adaptive_avg_pool2d_backward(
     const scalar_t* __restrict__ dy, scalar_t* __restrict__ dx, MEDKERN_POOL_PLANES) {
   MEDKERN_FOR_EACH(i, planes * H * W) {
-    const long long iw = i % W, ih = i / W % H, plane = i / (H * W);
-    const scalar_t* g = dy + plane * P * Q;
+    MEDKERN_INPUT_ELEMENT(i);
     const long long oh0 = (ih * P) / H, oh1e = ((ih + 1) * P + H - 1) / H, oh1 = oh1e < P ? oh1e : P;
     const long long ow0 = (iw * Q) / W, ow1e = ((iw + 1) * Q + W - 1) / W, ow1 = ow1e < Q ? ow1e : Q;
     scalar_t sum = 0;
@@ -192,8 +196,7 @@ extern "C" __global__ void medkern_adaptive_avg_pool2d_backward(
 extern "C" __global__ void medkern_adaptive_max_pool2d_forward(
     const scalar_t* __restrict__ x, scalar_t* __restrict__ y, long long* __restrict__ indices, MEDKERN_POOL_PLANES) {
   MEDKERN_FOR_EACH(i, planes * P * Q) {
-    const long long ow = i % Q, oh = i / Q % P, plane = i / (P * Q);
-    const scalar_t* xp = x + plane * H * W;
+    MEDKERN_OUTPUT_ELEMENT(i);
     const long long h0 = medkern_adaptive_start(oh, H, P), h1 = medkern_adaptive_end(oh, H, P);
     const long long w0 = medkern_adaptive_start(ow, W, Q), w1 = medkern_adaptive_end(ow, W, Q);
     scalar_t m = medkern_neg_inf();

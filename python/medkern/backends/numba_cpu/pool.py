@@ -51,39 +51,28 @@ def _scatter_by_indices(dy, idx, dx):
     return bad.sum()
 
 
+# Forward and backward of an average pooling share one kernel: each sets every element of dst (the output,
+# or grad_x) from src (x, or grad_out) through that direction's per-element function.
 @numba.njit(parallel=True, cache=True)
-def _avg_forward(x, out, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    for p in numba.prange(out.shape[0]):
-        for oh in range(out.shape[1]):
-            for ow in range(out.shape[2]):
-                out[p, oh, ow] = _avg_window(x, p, oh, ow, kh, kw, sh, sw, ph, pw, include_pad, divisor)
-
-
-@numba.njit(parallel=True, cache=True)
-def _avg_backward(dy, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    planes, H, W = dx.shape
+def _avg(src, dst, backward, kh, kw, sh, sw, ph, pw, include_pad, divisor):
+    planes, A, B = dst.shape
     for p in numba.prange(planes):
-        for ih in range(H):
-            for iw in range(W):
-                dx[p, ih, iw] = _avg_input_grad(dy, p, ih, iw, H, W, kh, kw, sh, sw, ph, pw, include_pad, divisor)
+        for i in range(A):
+            for j in range(B):
+                if backward:
+                    dst[p, i, j] = _avg_input_grad(src, p, i, j, A, B, kh, kw, sh, sw, ph, pw, include_pad, divisor)
+                else:
+                    dst[p, i, j] = _avg_window(src, p, i, j, kh, kw, sh, sw, ph, pw, include_pad, divisor)
 
 
 @numba.njit(parallel=True, cache=True)
-def _adaptive_avg_forward(x, out):
-    planes, P, Q = out.shape
+def _adaptive_avg(src, dst, backward):
+    planes, A, B = dst.shape
     for p in numba.prange(planes):
-        for oh in range(P):
-            for ow in range(Q):
-                out[p, oh, ow] = _adaptive_avg_window(x, p, oh, ow, P, Q)
-
-
-@numba.njit(parallel=True, cache=True)
-def _adaptive_avg_backward(dy, dx):
-    planes, H, W = dx.shape
-    for p in numba.prange(planes):
-        for ih in range(H):
-            for iw in range(W):
-                dx[p, ih, iw] = _adaptive_avg_input_grad(dy, p, ih, iw, H, W)
+        for i in range(A):
+            for j in range(B):
+                dst[p, i, j] = (_adaptive_avg_input_grad(src, p, i, j, A, B) if backward else
+                                _adaptive_avg_window(src, p, i, j, A, B))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -110,20 +99,20 @@ def max_pool2d_backward(grad_out, indices, grad_x):
 
 
 def avg_pool2d_forward(x, out, p, count_include_pad, divisor_override):
-    _avg_forward(_planes(x), _planes(out), *p.kernel, *p.stride, *p.padding, count_include_pad, divisor_override or 0)
+    _avg(_planes(x), _planes(out), False, *p.kernel, *p.stride, *p.padding, count_include_pad, divisor_override or 0)
 
 
 def avg_pool2d_backward(grad_out, grad_x, p, count_include_pad, divisor_override):
-    _avg_backward(_planes(grad_out), _planes(grad_x), *p.kernel, *p.stride, *p.padding, count_include_pad,
-                  divisor_override or 0)
+    _avg(_planes(grad_out), _planes(grad_x), True, *p.kernel, *p.stride, *p.padding, count_include_pad,
+         divisor_override or 0)
 
 
 def adaptive_avg_pool2d_forward(x, out):
-    _adaptive_avg_forward(_planes(x), _planes(out))
+    _adaptive_avg(_planes(x), _planes(out), False)
 
 
 def adaptive_avg_pool2d_backward(grad_out, grad_x):
-    _adaptive_avg_backward(_planes(grad_out), _planes(grad_x))
+    _adaptive_avg(_planes(grad_out), _planes(grad_x), True)
 
 
 def adaptive_max_pool2d_forward(x, out, indices):

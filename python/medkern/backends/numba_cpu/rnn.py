@@ -30,6 +30,14 @@ def _slots(t, reverse):
     return (t + 1, t) if reverse else (t, t + 1)
 
 
+@numba.njit(inline="always")
+def _dot_column(v, m, j, acc):
+    """acc + v . m[:, j], summed in index order in acc's type (a float 0.0 start sums in float64)."""
+    for i in range(v.shape[0]):
+        acc += v[i] * m[i, j]
+    return acc
+
+
 @numba.njit(parallel=True, cache=True)
 def _forward(lstm, gx, gx_off, w_hh, b_hh, has_b, w_hr, proj, lengths, out, out_off, hs, cs, gates, save, hraw,
              reverse):
@@ -118,10 +126,7 @@ def _backward(lstm, dout, out_off, dhn, dcn, w_hh, w_hr, proj, lengths, hs, cs, 
                 if proj:
                     dhp[t, b, :] = dh
                     for j in range(H):
-                        acc = 0.0
-                        for p in range(P):
-                            acc += dh[p] * w_hr[p, j]
-                        draw[j] = acc
+                        draw[j] = _dot_column(dh, w_hr, j, 0.0)
                 else:
                     draw[:] = dh
                 for j in range(H):
@@ -135,10 +140,7 @@ def _backward(lstm, dout, out_off, dhn, dcn, w_hh, w_hr, proj, lengths, hs, cs, 
                     dc[j] = dct * f
                 dgx[t, b, gx_off:gx_off + GH] = dg
                 for p in range(P):
-                    acc = 0.0
-                    for n in range(GH):
-                        acc += dg[n] * w_hh[n, p]
-                    dh[p] = acc
+                    dh[p] = _dot_column(dg, w_hh, p, 0.0)
             else:
                 for j in range(H):
                     r, z, n_, hn = gates[t, b, j], gates[t, b, H + j], gates[t, b, 2 * H + j], gates[t, b, 3 * H + j]
@@ -149,10 +151,7 @@ def _backward(lstm, dout, out_off, dhn, dcn, w_hh, w_hr, proj, lengths, hs, cs, 
                     dgh[t, b, j], dgh[t, b, H + j], dgh[t, b, 2 * H + j] = dr, dz, dn * r
                     draw[j] = dh[j] * z
                 for p in range(H):
-                    acc = draw[p]
-                    for n in range(GH):
-                        acc += dgh[t, b, n] * w_hh[n, p]
-                    dh[p] = acc
+                    dh[p] = _dot_column(dgh[t, b], w_hh, p, draw[p])
         dh0[b, :] = dh
         if lstm:
             dc0[b, :] = dc

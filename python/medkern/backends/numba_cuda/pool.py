@@ -52,36 +52,26 @@ def _scatter_by_indices(dy, idx, dx, bad):
             cuda.atomic.add(bad, 0, 1)
 
 
+# Forward and backward of an average pooling share one kernel: each sets every element of dst (the output,
+# or grad_x) from src (x, or grad_out) through that direction's per-element function.
 @cuda.jit
-def _avg_forward(x, out, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    planes, P, Q = out.shape
-    for t in range(cuda.grid(1), planes * P * Q, cuda.gridsize(1)):
-        p, oh, ow = t // (P * Q), (t // Q) % P, t % Q
-        out[p, oh, ow] = _avg_window(x, p, oh, ow, kh, kw, sh, sw, ph, pw, include_pad, divisor)
-
-
-@cuda.jit
-def _avg_backward(dy, dx, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    planes, H, W = dx.shape
-    for t in range(cuda.grid(1), planes * H * W, cuda.gridsize(1)):
-        p, ih, iw = t // (H * W), (t // W) % H, t % W
-        dx[p, ih, iw] = _avg_input_grad(dy, p, ih, iw, H, W, kh, kw, sh, sw, ph, pw, include_pad, divisor)
+def _avg(src, dst, backward, kh, kw, sh, sw, ph, pw, include_pad, divisor):
+    planes, A, B = dst.shape
+    for t in range(cuda.grid(1), planes * A * B, cuda.gridsize(1)):
+        p, i, j = t // (A * B), (t // B) % A, t % B
+        if backward:
+            dst[p, i, j] = _avg_input_grad(src, p, i, j, A, B, kh, kw, sh, sw, ph, pw, include_pad, divisor)
+        else:
+            dst[p, i, j] = _avg_window(src, p, i, j, kh, kw, sh, sw, ph, pw, include_pad, divisor)
 
 
 @cuda.jit
-def _adaptive_avg_forward(x, out):
-    planes, P, Q = out.shape
-    for t in range(cuda.grid(1), planes * P * Q, cuda.gridsize(1)):
-        p, oh, ow = t // (P * Q), (t // Q) % P, t % Q
-        out[p, oh, ow] = _adaptive_avg_window(x, p, oh, ow, P, Q)
-
-
-@cuda.jit
-def _adaptive_avg_backward(dy, dx):
-    planes, H, W = dx.shape
-    for t in range(cuda.grid(1), planes * H * W, cuda.gridsize(1)):
-        p, ih, iw = t // (H * W), (t // W) % H, t % W
-        dx[p, ih, iw] = _adaptive_avg_input_grad(dy, p, ih, iw, H, W)
+def _adaptive_avg(src, dst, backward):
+    planes, A, B = dst.shape
+    for t in range(cuda.grid(1), planes * A * B, cuda.gridsize(1)):
+        p, i, j = t // (A * B), (t // B) % A, t % B
+        dst[p, i, j] = (_adaptive_avg_input_grad(src, p, i, j, A, B) if backward else
+                        _adaptive_avg_window(src, p, i, j, A, B))
 
 
 @cuda.jit
@@ -115,22 +105,22 @@ def launch_max_pool2d_backward(grad_out, indices, grad_x, stream=0):
 
 
 def launch_avg_pool2d_forward(x, out, kernel, stride, padding, count_include_pad, divisor_override, stream=0):
-    _avg_forward[_grid(out.size), _THREADS, stream](x, out, *kernel, *stride, *padding, count_include_pad,
-                                                    divisor_override or 0)
+    _avg[_grid(out.size), _THREADS, stream](x, out, False, *kernel, *stride, *padding, count_include_pad,
+                                            divisor_override or 0)
 
 
 def launch_avg_pool2d_backward(grad_out, grad_x, kernel, stride, padding, count_include_pad, divisor_override,
                                stream=0):
-    _avg_backward[_grid(grad_x.size), _THREADS, stream](grad_out, grad_x, *kernel, *stride, *padding,
-                                                        count_include_pad, divisor_override or 0)
+    _avg[_grid(grad_x.size), _THREADS, stream](grad_out, grad_x, True, *kernel, *stride, *padding, count_include_pad,
+                                               divisor_override or 0)
 
 
 def launch_adaptive_avg_pool2d_forward(x, out, stream=0):
-    _adaptive_avg_forward[_grid(out.size), _THREADS, stream](x, out)
+    _adaptive_avg[_grid(out.size), _THREADS, stream](x, out, False)
 
 
 def launch_adaptive_avg_pool2d_backward(grad_out, grad_x, stream=0):
-    _adaptive_avg_backward[_grid(grad_x.size), _THREADS, stream](grad_out, grad_x)
+    _adaptive_avg[_grid(grad_x.size), _THREADS, stream](grad_out, grad_x, True)
 
 
 def launch_adaptive_max_pool2d_forward(x, out, indices, stream=0):
