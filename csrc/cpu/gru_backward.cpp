@@ -12,12 +12,11 @@ template <typename T>
 void gru_row_backward(const T* saved, int64_t H, const T* h_prev, const T* dh, T* dgx, T* dgh, T* dh_direct) {
   for_lanes<T>(H, [&](int64_t j, auto tag) {
     using V = decltype(tag);
-    V dr, dz, dn, dhn, dd;
-    GruPoint<V, CpuMath<T, V>>::backward(load_as<V>(saved + j), load_as<V>(saved + H + j),
-                                         load_as<V>(saved + 2 * H + j), load_as<V>(saved + 3 * H + j),
-                                         load_as<V>(h_prev + j), load_as<V>(dh + j), dr, dz, dn, dhn, dd);
-    store_as<V>(dgx + j, dr); store_as<V>(dgx + H + j, dz); store_as<V>(dgx + 2 * H + j, dn);
-    store_as<V>(dgh + j, dr); store_as<V>(dgh + H + j, dz); store_as<V>(dgh + 2 * H + j, dhn);
+    V r, z, n, hn, dr, dz, dn, dhn, dd;
+    load_gates<V>(saved, H, j, r, z, n, hn);
+    GruPoint<V, CpuMath<T, V>>::backward(r, z, n, hn, load_as<V>(h_prev + j), load_as<V>(dh + j), dr, dz, dn, dhn, dd);
+    store_gates<V>(dgx, H, j, dr, dz, dn);
+    store_gates<V>(dgh, H, j, dr, dz, dhn);
     store_as<V>(dh_direct + j, dd);
   });
 }

@@ -13,16 +13,12 @@ template <typename T>
 void gru_row(const T* gx, const T* gh, int64_t H, int64_t units, const T* h_prev, T* h, T* saved) {
   for_lanes<T>(units, [&](int64_t j, auto tag) {
     using V = decltype(tag);
-    const V hn = load_as<V>(gh + 2 * H + j);
-    V r, z, n, hv;
-    GruPoint<V, CpuMath<T, V>>::forward(load_as<V>(gx + j), load_as<V>(gx + H + j), load_as<V>(gx + 2 * H + j),
-                                        load_as<V>(gh + j), load_as<V>(gh + H + j), hn, load_as<V>(h_prev + j), r,
-                                        z, n, hv);
+    V xr, xz, xn, hr, hz, hn, r, z, n, hv;
+    load_gates<V>(gx, H, j, xr, xz, xn);
+    load_gates<V>(gh, H, j, hr, hz, hn);
+    GruPoint<V, CpuMath<T, V>>::forward(xr, xz, xn, hr, hz, hn, load_as<V>(h_prev + j), r, z, n, hv);
     store_as<V>(h + j, hv);
-    if (saved) {
-      store_as<V>(saved + j, r); store_as<V>(saved + H + j, z); store_as<V>(saved + 2 * H + j, n);
-      store_as<V>(saved + 3 * H + j, hn);
-    }
+    if (saved) store_gates<V>(saved, H, j, r, z, n, hn);
   });
 }
 

@@ -12,13 +12,13 @@ template <typename T>
 void lstm_row_backward(const T* g, int64_t H, const T* c_prev, const T* c, const T* dh, T* dc, T* dg) {
   for_lanes<T>(H, [&](int64_t j, auto tag) {
     using V = decltype(tag);
-    V i = load_as<V>(g + j), f = load_as<V>(g + H + j), gg = load_as<V>(g + 2 * H + j), o = load_as<V>(g + 3 * H + j);
+    V i, f, gg, o;
+    load_gates<V>(g, H, j, i, f, gg, o);
     V dcv = load_as<V>(dc + j);
     LstmPoint<V, CpuMath<T, V>>::backward(i, f, gg, o, load_as<V>(c_prev + j), load_as<V>(c + j),
                                           load_as<V>(dh + j), dcv);
     store_as<V>(dc + j, dcv);
-    store_as<V>(dg + j, i); store_as<V>(dg + H + j, f); store_as<V>(dg + 2 * H + j, gg);
-    store_as<V>(dg + 3 * H + j, o);
+    store_gates<V>(dg, H, j, i, f, gg, o);
   });
 }
 

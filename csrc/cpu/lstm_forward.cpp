@@ -11,10 +11,10 @@ template <typename T>
 void lstm_row(T* g, int64_t H, int64_t units, const T* c_prev, T* c, T* h) {
   for_lanes<T>(units, [&](int64_t j, auto tag) {
     using V = decltype(tag);
-    V i = load_as<V>(g + j), f = load_as<V>(g + H + j), gg = load_as<V>(g + 2 * H + j), o = load_as<V>(g + 3 * H + j);
-    V cn, hn;
+    V i, f, gg, o, cn, hn;
+    load_gates<V>(g, H, j, i, f, gg, o);
     LstmPoint<V, CpuMath<T, V>>::forward(i, f, gg, o, load_as<V>(c_prev + j), cn, hn);
-    store_as<V>(g + j, i); store_as<V>(g + H + j, f); store_as<V>(g + 2 * H + j, gg); store_as<V>(g + 3 * H + j, o);
+    store_gates<V>(g, H, j, i, f, gg, o);
     store_as<V>(c + j, cn);
     store_as<V>(h + j, hn);
   });

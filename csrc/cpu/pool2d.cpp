@@ -1,6 +1,8 @@
-// Pooling on the CPU. Each output row is built from whole input rows: for every kernel tap the valid
-// range of output columns is computed once, so the inner loops are branch-free, unit- or fixed-stride
-// and vectorise; the input is read about once, which is what makes pooling bandwidth-bound.
+// Pooling on the CPU. Each output row is built from whole input rows: an input row (or, where the
+// winner's position is not needed, the window's rows combined column by column) is padded with the
+// reduction's identity and split into `stride` phases, so every kernel tap is a contiguous shifted read
+// and the inner loops are branch-free, unit-stride and vectorise; the input is read about once, which
+// is what makes pooling bandwidth-bound.
 #include "pool2d.h"
 
 #include <algorithm>
@@ -14,14 +16,6 @@
 
 namespace medkern::cpu {
 namespace {
-
-// Output columns [lo, hi) whose tap at input column ow*stride + off lies inside [0, W).
-struct ColumnRange { int64_t lo, hi; };
-inline ColumnRange valid_columns(int64_t off, int64_t stride, int64_t W, int64_t Q) {
-  const int64_t lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
-  const int64_t hi = W - 1 - off < 0 ? 0 : (W - 1 - off) / stride + 1;
-  return {std::min(lo, Q), std::min(std::max(hi, lo), Q)};
-}
 
 inline bool worth_threading(int64_t elements) { return elements >= (int64_t(1) << 15); }
 
@@ -421,23 +415,27 @@ void adaptive_max_plane(const Pool2dShape& s, const T* __restrict x, T* __restri
   }
 }
 
-// Runs fn(plane) for every plane, threaded when the work is worth waking the team for.
+// Runs fn(in, out) for every plane, `in` and `out` being the plane's offsets into the tensors of input
+// planes (x, dx: H x W) and of output planes (y, dy, indices: P x Q); threaded when the work is worth
+// waking the team for.
 template <class Fn>
 void for_each_plane(const Pool2dShape& s, Fn&& fn) {
-  const bool threaded = worth_threading(s.planes * std::max(s.H * s.W, s.P * s.Q));
+  const int64_t in = s.H * s.W, out = s.P * s.Q;
+  const bool threaded = worth_threading(s.planes * std::max(in, out));
 #pragma omp parallel for schedule(static) if (threaded)
-  for (int64_t p = 0; p < s.planes; ++p) fn(p);
+  for (int64_t p = 0; p < s.planes; ++p) fn(p * in, p * out);
 }
 
-// The same, with per-thread scratch for the separable row passes.
+// The same, with per-thread scratch for the separable row passes: fn(in, out, work).
 template <typename T, class Fn>
 void for_each_plane_separable(const Pool2dShape& s, Fn&& fn) {
-  const bool threaded = worth_threading(s.planes * std::max(s.H * s.W, s.P * s.Q));
+  const int64_t in = s.H * s.W, out = s.P * s.Q;
+  const bool threaded = worth_threading(s.planes * std::max(in, out));
 #pragma omp parallel if (threaded)
   {
     SeparableWork<T> work(s);
 #pragma omp for schedule(static)
-    for (int64_t p = 0; p < s.planes; ++p) fn(p, work);
+    for (int64_t p = 0; p < s.planes; ++p) fn(p * in, p * out, work);
   }
 }
 
@@ -446,13 +444,14 @@ void for_each_plane_separable(const Pool2dShape& s, Fn&& fn) {
 template <typename T>
 void max_pool2d_forward(const Pool2dArgs<T>& a) {
   const Pool2dShape& s = a.s;
-  const int64_t in = s.H * s.W, out = s.P * s.Q;
   if (a.indices) {
-    for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) {
-      max_pool_plane_indices(s, a.x + p * in, a.y + p * out, a.indices + p * out, w);
+    for_each_plane_separable<T>(s, [&](int64_t in, int64_t out, SeparableWork<T>& w) {
+      max_pool_plane_indices(s, a.x + in, a.y + out, a.indices + out, w);
     });
   } else {
-    for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) { max_pool_plane(s, a.x + p * in, a.y + p * out, w); });
+    for_each_plane_separable<T>(s, [&](int64_t in, int64_t out, SeparableWork<T>& w) {
+      max_pool_plane(s, a.x + in, a.y + out, w);
+    });
   }
 }
 
@@ -480,13 +479,14 @@ int64_t max_pool2d_backward(const Pool2dArgs<T>& a) {
 template <typename T>
 void max_pool2d_backward_from_input(const Pool2dArgs<T>& a) {
   const Pool2dShape& s = a.s;
-  const int64_t in = s.H * s.W, out = s.P * s.Q;
   if (is_2x2_tiling(s)) {
-    for_each_plane(s, [&](int64_t p) { max_pool_plane_backward_2x2(s, a.x + p * in, a.dy + p * out, a.dx + p * in); });
+    for_each_plane(s, [&](int64_t in, int64_t out) {
+      max_pool_plane_backward_2x2(s, a.x + in, a.dy + out, a.dx + in);
+    });
     return;
   }
-  for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) {
-    max_pool_plane_backward_from_input(s, a.x + p * in, a.dy + p * out, a.dx + p * in, w);
+  for_each_plane_separable<T>(s, [&](int64_t in, int64_t out, SeparableWork<T>& w) {
+    max_pool_plane_backward_from_input(s, a.x + in, a.dy + out, a.dx + in, w);
   });
 }
 
@@ -496,34 +496,29 @@ void avg_pool2d_forward(const Pool2dArgs<T>& a) {
   std::vector<T> column_counts(s.Q);
   for (int64_t ow = 0; ow < s.Q; ++ow)
     column_counts[ow] = T(avg_pool_axis_count(ow, s.W, s.kw, s.sw, s.pw, s.count_include_pad));
-  for_each_plane_separable<T>(s, [&](int64_t p, SeparableWork<T>& w) {
-    avg_pool_plane(s, a.x + p * s.H * s.W, a.y + p * s.P * s.Q, w, column_counts.data());
+  for_each_plane_separable<T>(s, [&](int64_t in, int64_t out, SeparableWork<T>& w) {
+    avg_pool_plane(s, a.x + in, a.y + out, w, column_counts.data());
   });
 }
 
 template <typename T>
 void avg_pool2d_backward(const Pool2dArgs<T>& a) {
-  const Pool2dShape& s = a.s;
-  for_each_plane(s, [&](int64_t p) { avg_pool_plane_backward(s, a.dy + p * s.P * s.Q, a.dx + p * s.H * s.W); });
+  for_each_plane(a.s, [&](int64_t in, int64_t out) { avg_pool_plane_backward(a.s, a.dy + out, a.dx + in); });
 }
 
 template <typename T>
 void adaptive_avg_pool2d_forward(const Pool2dArgs<T>& a) {
-  const Pool2dShape& s = a.s;
-  for_each_plane(s, [&](int64_t p) { adaptive_avg_plane(s, a.x + p * s.H * s.W, a.y + p * s.P * s.Q); });
+  for_each_plane(a.s, [&](int64_t in, int64_t out) { adaptive_avg_plane(a.s, a.x + in, a.y + out); });
 }
 
 template <typename T>
 void adaptive_avg_pool2d_backward(const Pool2dArgs<T>& a) {
-  const Pool2dShape& s = a.s;
-  for_each_plane(s, [&](int64_t p) { adaptive_avg_plane_backward(s, a.dy + p * s.P * s.Q, a.dx + p * s.H * s.W); });
+  for_each_plane(a.s, [&](int64_t in, int64_t out) { adaptive_avg_plane_backward(a.s, a.dy + out, a.dx + in); });
 }
 
 template <typename T>
 void adaptive_max_pool2d_forward(const Pool2dArgs<T>& a) {
-  const Pool2dShape& s = a.s;
-  const int64_t in = s.H * s.W, out = s.P * s.Q;
-  for_each_plane(s, [&](int64_t p) { adaptive_max_plane(s, a.x + p * in, a.y + p * out, a.indices + p * out); });
+  for_each_plane(a.s, [&](int64_t in, int64_t out) { adaptive_max_plane(a.s, a.x + in, a.y + out, a.indices + out); });
 }
 
 #define MEDKERN_INSTANTIATE(T)                                            \

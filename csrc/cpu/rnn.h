@@ -90,6 +90,20 @@ inline void store_as(T* p, V v) {
   else Vec<T>::store(p, v);
 }
 
+// Unit j of consecutive gates of a gate-major row (gate k at p + k*H): load_gates<V>(p, H, j, i, f, g, o)
+// reads i = gate 0, f = gate 1, ...; store_gates<V>(p, H, j, i, f, g, o) writes them back the same way.
+template <class V, typename T, class... Vs>
+inline void load_gates(const T* p, int64_t H, int64_t j, Vs&... v) {
+  int64_t k = 0;
+  ((v = load_as<V>(p + k++ * H + j)), ...);
+}
+
+template <class V, typename T, class... Vs>
+inline void store_gates(T* p, int64_t H, int64_t j, Vs... v) {
+  int64_t k = 0;
+  (store_as<V>(p + k++ * H + j, v), ...);
+}
+
 // --- the per-step matrix product ---------------------------------------------------------------------
 
 template <typename T>

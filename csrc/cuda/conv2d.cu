@@ -71,6 +71,19 @@ template <> struct Divider<false> {
   }
 };
 
+// A flat index over (hi, mid, lo) split into its three coordinates: by_mid_lo divides by the size of
+// (mid, lo), by_lo by the size of lo.
+struct Index3 { int64_t hi, mid, lo; };
+
+template <bool k32>
+__device__ __forceinline__ Index3 split3(int64_t n, const Divider<k32>& by_mid_lo, const Divider<k32>& by_lo) {
+  Index3 i;
+  int64_t mid_lo;
+  by_mid_lo.divmod(n, i.hi, mid_lo);
+  by_lo.divmod(mid_lo, i.mid, i.lo);
+  return i;
+}
+
 // conv_out_coord with the stride division done by `by_stride`.
 template <bool k32>
 __device__ __forceinline__ int64_t out_coord(int64_t i, int64_t r, int64_t stride, int64_t pad, int64_t dil,
@@ -134,16 +147,12 @@ struct ForwardOp {
   __device__ __forceinline__ T a(Row row, KA kk) const { return __ldg(row + kk); }
 
   __device__ __forceinline__ Col col(int64_t g, int64_t n) const {
-    int64_t img, pq, p, q;
-    by_pq.divmod(n, img, pq);
-    by_q.divmod(pq, p, q);
-    return {x + (img * C + g * Cg) * HW, p, q};
+    const Index3 i = split3(n, by_pq, by_q);  // (img, p, q)
+    return {x + (i.hi * C + g * Cg) * HW, i.mid, i.lo};
   }
   __device__ __forceinline__ KB kb(int64_t kk) const {
-    int64_t c, rs, r, s;
-    by_rs.divmod(kk, c, rs);
-    by_s.divmod(rs, r, s);
-    return {c, r, s};
+    const Index3 i = split3(kk, by_rs, by_s);  // (c, r, s)
+    return {i.hi, i.mid, i.lo};
   }
   __device__ __forceinline__ T b(const Col& col, const KB& k) const {
     const int64_t h = conv_in_coord(col.p, k.r, sh, ph, dh);
@@ -204,16 +213,12 @@ struct GradInputOp {
 
   // B((kl, r, s), (img, h, w)) = dy[img, g*Kg + kl, p, q] for the (p, q) reading (h, w) through tap (r, s)
   __device__ __forceinline__ Col col(int64_t g, int64_t n) const {
-    int64_t img, hw, h, v;
-    by_hw.divmod(n, img, hw);
-    by_w.divmod(hw, h, v);
-    return {dy + (img * K + g * Kg) * PQ, h, v};
+    const Index3 i = split3(n, by_hw, by_w);  // (img, h, w)
+    return {dy + (i.hi * K + g * Kg) * PQ, i.mid, i.lo};
   }
   __device__ __forceinline__ KB kb(int64_t kk) const {
-    int64_t kl, rs, r, s;
-    by_rs.divmod(kk, kl, rs);
-    by_s.divmod(rs, r, s);
-    return {kl, r, s};
+    const Index3 i = split3(kk, by_rs, by_s);  // (kl, r, s)
+    return {i.hi, i.mid, i.lo};
   }
   __device__ __forceinline__ T b(const Col& col, const KB& k) const {
     const int64_t p = out_coord<k32>(col.h, k.r, sh, ph, dh, P, by_sh);
@@ -270,16 +275,12 @@ struct GradWeightOp {
 
   // B((img, p, q), (c, r, s)) = x[img, g*Cg + c, p*sh - ph + r*dh, q*sw - pw + s*dw]
   __device__ __forceinline__ Col col(int64_t g, int64_t n) const {
-    int64_t c, rs, r, s;
-    by_rs.divmod(n, c, rs);
-    by_s.divmod(rs, r, s);
-    return {x + (g * Cg + c) * HW, r, s};
+    const Index3 i = split3(n, by_rs, by_s);  // (c, r, s)
+    return {x + (g * Cg + i.hi) * HW, i.mid, i.lo};
   }
   __device__ __forceinline__ KB kb(int64_t kk) const {
-    int64_t img, pq, p, q;
-    by_pq.divmod(kk, img, pq);
-    by_q.divmod(pq, p, q);
-    return {img * CHW, p, q};
+    const Index3 i = split3(kk, by_pq, by_q);  // (img, p, q)
+    return {i.hi * CHW, i.mid, i.lo};
   }
   __device__ __forceinline__ T b(const Col& col, const KB& k) const {
     const int64_t h = conv_in_coord(k.p, col.r, sh, ph, dil_h);

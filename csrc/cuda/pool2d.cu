@@ -35,29 +35,22 @@ constexpr int64_t kMax32 = int64_t(UINT32_MAX);
 
 // The device-only pieces have host twins, so the per-element functors below also run on the host (a
 // test harness can include this file and check the index arithmetic against torch without a GPU).
-template <typename T>
-__host__ __device__ __forceinline__ T load(const T* p) {
+// MEDKERN_DEVICE_OR_HOST(d, h) is the expression d in device code and h in host code.
 #if defined(__CUDA_ARCH__)
-  return __ldg(p);
+#define MEDKERN_DEVICE_OR_HOST(device, host) (device)
 #else
-  return *p;
+#define MEDKERN_DEVICE_OR_HOST(device, host) (host)
 #endif
-}
+
+template <typename T>
+__host__ __device__ __forceinline__ T load(const T* p) { return MEDKERN_DEVICE_OR_HOST(__ldg(p), *p); }
 
 // a / b rounded to nearest, whatever -prec-div says.
 __host__ __device__ __forceinline__ float div_rn(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
+  return MEDKERN_DEVICE_OR_HOST(__fdiv_rn(a, b), a / b);
 }
 __host__ __device__ __forceinline__ double div_rn(double a, double b) {
-#if defined(__CUDA_ARCH__)
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
+  return MEDKERN_DEVICE_OR_HOST(__ddiv_rn(a, b), a / b);
 }
 
 // torch's max rule: a larger value, or any NaN, replaces the running maximum. Scanning a window in
@@ -413,5 +406,6 @@ void adaptive_max_pool2d_forward(const Pool2dArgs<T>& a, intptr_t stream) {
 MEDKERN_INSTANTIATE(float)
 MEDKERN_INSTANTIATE(double)
 #undef MEDKERN_INSTANTIATE
+#undef MEDKERN_DEVICE_OR_HOST
 
 }  // namespace medkern::cuda
