@@ -51,11 +51,11 @@ def test_conv2d_matches_torch_forward_and_backward(backend, case, dtype):
         assert rel_err(g, r) < TOL[dtype]
 
 
-@pytest.mark.parametrize("route", ROUTES)
 GRADCHECK_CASES = ["basic_3x3", "all_ones", "pointwise_40_outputs", "dilated_rows_extra_pad",
                    "kernel_taller_than_input", "padding_past_kernel_reach"]
 
 
+@pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("case", [named(n) for n in GRADCHECK_CASES], ids=lambda c: c.id())
 def test_gradcheck_and_gradgradcheck(backend, case, route):
     kwargs = _torch_args(case)
