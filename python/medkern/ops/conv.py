@@ -197,9 +197,11 @@ def _conv2d_backward(ctx, grad_output, ops=None):
     return gx, gw, gb, None, None, None, None, None, None
 
 
-def _grad_input_setup(ctx, inputs, output):
-    grad_output, weight, _input_size, *geometry = inputs
-    ctx.save_for_backward(grad_output, weight)
+def _grad_map_setup(ctx, inputs, output):
+    """The grad-input and grad-weight maps are linear in their two tensors (grad_output and the weight, or
+    grad_output and the input): their backwards need both, and the geometry."""
+    grad_output, other, _size, *geometry = inputs
+    ctx.save_for_backward(grad_output, other)
     _save_geometry(ctx, *geometry)
 
 
@@ -210,12 +212,6 @@ def _grad_input_backward(ctx, gg, ops=None):
     d_grad_output = ops.forward(gg, weight, None, *g, 0, 0.0) if grad_wanted(ctx, 0, grad_output) else None
     d_weight = ops.grad_weight(grad_output, gg, list(weight.shape), *g) if grad_wanted(ctx, 1, weight) else None
     return d_grad_output, d_weight, None, None, None, None, None
-
-
-def _grad_weight_setup(ctx, inputs, output):
-    grad_output, input, _weight_size, *geometry = inputs
-    ctx.save_for_backward(grad_output, input)
-    _save_geometry(ctx, *geometry)
 
 
 def _grad_weight_backward(ctx, gg, ops=None):
@@ -273,8 +269,8 @@ def _eager(kernel, function, op, tensors: int):
 
 
 _Conv2dFunction = _autograd_function("_Conv2dFunction", _forward, _conv2d_setup, _conv2d_backward)
-_GradInputFunction = _autograd_function("_GradInputFunction", _grad_input, _grad_input_setup, _grad_input_backward)
-_GradWeightFunction = _autograd_function("_GradWeightFunction", _grad_weight, _grad_weight_setup,
+_GradInputFunction = _autograd_function("_GradInputFunction", _grad_input, _grad_map_setup, _grad_input_backward)
+_GradWeightFunction = _autograd_function("_GradWeightFunction", _grad_weight, _grad_map_setup,
                                          _grad_weight_backward)
 _GradBiasFunction = _autograd_function("_GradBiasFunction", _grad_bias, _grad_bias_setup,
                                        lambda ctx, g, ops: _grad_bias_backward(ctx, g))
@@ -287,9 +283,9 @@ _EAGER = _ConvOps(_eager(_forward, _Conv2dFunction, conv2d_op, 3),
 
 
 torch.library.register_autograd("medkern::conv2d", _conv2d_backward, setup_context=_conv2d_setup)
-torch.library.register_autograd("medkern::conv2d_grad_input", _grad_input_backward, setup_context=_grad_input_setup)
+torch.library.register_autograd("medkern::conv2d_grad_input", _grad_input_backward, setup_context=_grad_map_setup)
 torch.library.register_autograd("medkern::conv2d_grad_weight", _grad_weight_backward,
-                                setup_context=_grad_weight_setup)
+                                setup_context=_grad_map_setup)
 torch.library.register_autograd("medkern::conv2d_grad_bias", _grad_bias_backward, setup_context=_grad_bias_setup)
 
 
