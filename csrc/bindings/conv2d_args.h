@@ -53,7 +53,8 @@ inline ConvShape make_conv_shape(const std::array<int64_t, 5>& x, const std::arr
   s.pad_d = g.pad[0]; s.pad_h = g.pad[1]; s.pad_w = g.pad[2];
   s.dil_d = g.dil[0]; s.dil_h = g.dil[1]; s.dil_w = g.dil[2];
   s.groups = g.groups;
-  if (s.N < 1 || s.C < 1 || s.D < 1 || s.H < 1 || s.W < 1) fail_value(std::string(x_name) + ": every size must be positive");
+  if (s.N < 1 || s.C < 1 || s.D < 1 || s.H < 1 || s.W < 1)
+    fail_value(std::string(x_name) + ": every size must be positive");
   if (s.K < 1 || s.T < 1 || s.R < 1 || s.S < 1) fail_value(std::string(w_name) + ": every size must be positive");
   if (s.C % s.groups != 0) fail_value("groups: must divide the input channels");
   if (s.K % s.groups != 0) fail_value("groups: must divide the output channels");

@@ -49,7 +49,8 @@ void bind_conv2d(py::module_& m) {
         c.x = view_of(x_, "input"); c.w = view_of(w_, "weight"); c.y = view_of(y_, "out");
         expect_device(c.x, Impl::device, "input");
         expect_rank(c.y, 4, "out");
-        c.s = make_conv2d_shape(c.x, c.w, c.y.shape[2], c.y.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups));
+        c.s = make_conv2d_shape(c.x, c.w, c.y.shape[2], c.y.shape[3],
+                                planar_geometry(sh, sw, ph, pw, dh, dw, groups));
         expect_same(c.y, c.x, "out");
         expect_writable(c.y, "out");
         expect_shape(c.y, {c.s.N, c.s.K, c.s.P, c.s.Q}, "out");
@@ -80,8 +81,8 @@ void bind_conv2d(py::module_& m) {
         expect_device(c.dx, Impl::device, "grad_input");
         expect_rank(c.dy, 4, "grad_output");
         expect_writable(c.dx, "grad_input");
-        c.s = make_conv2d_shape(c.dx, c.w, c.dy.shape[2], c.dy.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups),
-                                "grad_input");
+        c.s = make_conv2d_shape(c.dx, c.w, c.dy.shape[2], c.dy.shape[3],
+                                planar_geometry(sh, sw, ph, pw, dh, dw, groups), "grad_input");
         expect_grad_output(c, c.dx);
         prefer_huge_pages(c.dx);
         c.run(c.dx, [&](auto& a) { Impl::template grad_input<elem_t<decltype(a)>>(a, stream); });
@@ -99,8 +100,8 @@ void bind_conv2d(py::module_& m) {
         expect_device(c.x, Impl::device, "input");
         expect_rank(c.dy, 4, "grad_output");
         expect_writable(c.dw, "grad_weight");
-        c.s = make_conv2d_shape(c.x, c.dw, c.dy.shape[2], c.dy.shape[3], planar_geometry(sh, sw, ph, pw, dh, dw, groups),
-                                "input", "grad_weight");
+        c.s = make_conv2d_shape(c.x, c.dw, c.dy.shape[2], c.dy.shape[3],
+                                planar_geometry(sh, sw, ph, pw, dh, dw, groups), "input", "grad_weight");
         expect_grad_output(c, c.x);
         c.run(c.x, [&](auto& a) { Impl::template grad_weight<elem_t<decltype(a)>>(a, stream); });
       },

@@ -226,8 +226,10 @@ std::string& forced_text() {
 
 std::string all_names() {
   std::string out;
-  for (const auto& i : kPaths)
-    if (out.find(std::string("'") + i.name + "'") == std::string::npos) out += (out.empty() ? "'" : ", '") + std::string(i.name) + "'";
+  for (const auto& i : kPaths) {
+    const std::string quoted = std::string("'") + i.name + "'";
+    if (out.find(quoted) == std::string::npos) out += (out.empty() ? "" : ", ") + quoted;
+  }
   return out;
 }
 
@@ -244,12 +246,14 @@ ForcedSpec parse_spec(const std::string& spec) {
     return false;
   };
   if (!known(f.top, false))
-    throw std::invalid_argument("forced convolution path (MEDKERN_CONV_PATH): unknown path '" + f.top + "'; expected one of " +
-                                all_names() + ", optionally as_forward>F or phases>F with a forward path F");
+    throw std::invalid_argument("forced convolution path (MEDKERN_CONV_PATH): unknown path '" + f.top +
+                                "'; expected one of " + all_names() +
+                                ", optionally as_forward>F or phases>F with a forward path F");
   if (gt != std::string::npos &&
       (!has_subs(path_named(f.top, ConvDirection::grad_input)) || !known(f.sub, true)))
-    throw std::invalid_argument("forced convolution path (MEDKERN_CONV_PATH): '" + spec + "' is not a path with a sub-plan; only "
-                                "as_forward>F and phases>F take one, F a forward path");
+    throw std::invalid_argument("forced convolution path (MEDKERN_CONV_PATH): '" + spec +
+                                "' is not a path with a sub-plan; only as_forward>F and phases>F take one, F a "
+                                "forward path");
   return f;
 }
 

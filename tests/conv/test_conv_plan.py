@@ -51,7 +51,8 @@ def test_named_case_takes_its_planned_path(case):
 def test_every_path_is_the_plan_of_some_named_case():
     """So that a threshold change which starves a path shows here, not as a silent loss of coverage."""
     planned = {(d, p.split(">")[0]) for c in HAND_PICKED for d, p in zip(DIRECTIONS, c.plans)}
-    applicable = {(d, p.split(">")[0]) for c in CASES for d in DIRECTIONS for p in _planner().conv_plans(d, *c.planner_args())}
+    applicable = {(d, p.split(">")[0])
+                  for c in CASES for d in DIRECTIONS for p in _planner().conv_plans(d, *c.planner_args())}
     assert applicable == planned
     assert {p for d, p in planned if d == "forward"} == {
         "winograd_f2x3", "winograd_f4x4_phases", "winograd_f2x2_phases", "few_outputs", "grid", "gemm_across_images",
