@@ -6,7 +6,7 @@ the implementation (native C++/CUDA, numba, cupy, or the plain-torch reference).
 
 The rest is imported on first use (``medkern.models`` and friends pull in scikit-learn, matplotlib and
 the data readers, which ``import medkern`` alone must not pay for): ``medkern.data``, ``medkern.losses``,
-``medkern.metrics``, ``medkern.models``, ``medkern.train`` and ``medkern.viz``.
+``medkern.metrics``, ``medkern.models``, ``medkern.serving``, ``medkern.train`` and ``medkern.viz``.
 """
 from importlib import import_module as _import_module
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError, version as _version
@@ -21,7 +21,7 @@ except _PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 # Subpackages imported by attribute access (PEP 562), not by ``import medkern``.
-_LAZY = ("data", "losses", "metrics", "models", "train", "viz")
+_LAZY = ("data", "losses", "metrics", "models", "serving", "train", "viz")
 
 # Listing the lazy subpackages makes ``from medkern import *`` import them all, as it would for eager ones.
 __all__ = ["backends", "cache_info", "empty_cache", "nn", "ops", "patch", "__version__", *_LAZY]

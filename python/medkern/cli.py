@@ -1,4 +1,5 @@
-"""The ``medkern`` command line: ``info``, ``bench``, ``train``, ``evaluate``, ``predict``, ``sample`` and ``demo``."""
+"""The ``medkern`` command line: ``info``, ``bench``, ``train``, ``evaluate``, ``predict``, ``serve``, ``sample`` and
+``demo``."""
 from __future__ import annotations
 
 import argparse
@@ -113,6 +114,22 @@ def _predict(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    try:
+        from medkern.serving import app
+    except ImportError as e:
+        print(f"error: medkern serve needs the serve extra (pip install 'medkern[serve]'): {e}", file=sys.stderr)
+        return 2
+    if args.max_batch < 1 or args.max_wait_ms < 0 or args.max_body_mb <= 0:
+        print("error: --max-batch must be >= 1, --max-wait-ms >= 0 and --max-body-mb > 0", file=sys.stderr)
+        return 2
+    print(f"medkern serve: {args.run_dir} on http://{args.host}:{args.port} ({args.layers or 'saved'} layers, "
+          f"max batch {args.max_batch}, max wait {args.max_wait_ms} ms)", flush=True)
+    app.serve(args.run_dir, host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+              layers=args.layers, max_body_bytes=int(args.max_body_mb * 1024 * 1024), log_level=args.log_level)
+    return 0
+
+
 def _add_run_commands(sub) -> None:
     train = sub.add_parser("train", help="train a model and write a run folder")
     tasks = train.add_subparsers(dest="task", required=True)
@@ -175,6 +192,18 @@ def _add_run_commands(sub) -> None:
     pr.add_argument("run_dir")
     pr.add_argument("inputs", nargs="+")
     pr.set_defaults(func=_predict)
+    sv = sub.add_parser("serve", help="serve a run's model over HTTP (POST /predict, GET /health, GET /metrics)")
+    sv.add_argument("run_dir")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-batch", type=int, default=32, help="rows per micro-batch at most")
+    sv.add_argument("--max-wait-ms", type=float, default=2.0,
+                    help="how long a micro-batch waits to fill while requests arrive concurrently")
+    sv.add_argument("--layers", default=None, choices=["medkern", "torch"],
+                    help="run the model on medkern's or torch's layers (default: those it was trained with)")
+    sv.add_argument("--max-body-mb", type=float, default=16.0, help="largest request body accepted (MiB)")
+    sv.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    sv.set_defaults(func=_serve)
 
 
 def _synthesize(args) -> int:
