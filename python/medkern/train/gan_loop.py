@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from .. import losses as L
 from .gan_config import LOSSES, NEEDS_REAL_FOR_G, GANConfig
+from .progress import Batches
 
 
 def translate(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
@@ -134,10 +135,7 @@ def train_epoch(players: Players, loader, *, device, progress=None) -> dict:
     players.d.train()
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
-    batches = loader
-    if progress is not None:
-        from tqdm.auto import tqdm
-        batches = tqdm(loader, desc=progress, leave=False, dynamic_ncols=True)
+    batches = Batches(loader, progress)
     for i, (x, y) in enumerate(batches):
         x, y = x.to(device) * 2 - 1, y.to(device)
         if config.flip:
@@ -148,6 +146,6 @@ def train_epoch(players: Players, loader, *, device, progress=None) -> dict:
         for k, v in logged.items():
             sums[k] = sums.get(k, 0.0) + v
             counts[k] = counts.get(k, 0) + 1
-        if progress is not None and "g_loss" in sums:
-            batches.set_postfix(d=f"{sums['d_loss'] / counts['d_loss']:.3f}", g=f"{sums['g_loss'] / counts['g_loss']:.3f}")
+        if "g_loss" in sums:
+            batches.show(d=f"{sums['d_loss'] / counts['d_loss']:.3f}", g=f"{sums['g_loss'] / counts['g_loss']:.3f}")
     return {k: sums[k] / counts[k] for k in sums}

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 from . import checkpoint
 from .config import TrainConfig
 from .distributed import Context, context
+from .progress import Batches
 
 CHECKPOINT = "checkpoint.pt"
 SHOWN = ("train_loss", "seconds", "val_loss", "val_auroc", "val_accuracy", "val_balanced_accuracy", "val_mae")
@@ -70,14 +71,11 @@ def lr_lambda(config: TrainConfig, steps_per_epoch: int):
 
 def train_one_epoch(model, loader, objective, optimizer, scheduler=None, *, clip_grad=None, device="cpu",
                     progress=None, average=None) -> float:
-    """One pass over ``loader``; the mean training loss. ``progress``: a tqdm description, or None;
+    """One pass over ``loader``; the mean training loss. ``progress``: the bar's title (a bar on a terminal) or None;
     ``average``: an ``AveragedModel`` updated after each step."""
     model.train()
     total, count = 0.0, 0
-    batches = loader
-    if progress is not None:
-        from tqdm.auto import tqdm
-        batches = tqdm(loader, desc=progress, leave=False, dynamic_ncols=True)
+    batches = Batches(loader, progress)
     for x, y in batches:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -94,8 +92,7 @@ def train_one_epoch(model, loader, objective, optimizer, scheduler=None, *, clip
             scheduler.step()
         total += loss.item() * len(y)
         count += len(y)
-        if progress is not None:
-            batches.set_postfix(loss=f"{total / count:.4f}")
+        batches.show(loss=f"{total / count:.4f}")
     return total / max(count, 1)
 
 
