@@ -86,7 +86,8 @@ def test_input_forms_and_plain_types():
     assert classification_metrics(y, np.stack([1 - p, p], 1)) == base  # (N, 2) reads as binary
     assert classification_metrics(y.astype(float), p[:, None]) == base
     json.dumps(base)
-    assert all(type(v) in (float, int, list) for v in base.values())
+    assert all(type(v) in (float, int, list, dict) for v in base.values())
+    assert all(type(v) is float for c in base["per_class"].values() for v in c.values())
 
 
 @pytest.mark.parametrize("y, p, kw, match", [
@@ -102,3 +103,41 @@ def test_input_forms_and_plain_types():
 def test_bad_input(y, p, kw, match):
     with pytest.raises(ValueError, match=match):
         classification_metrics(y, p, **kw)
+
+
+def test_argmax_accuracy_ignores_the_decision_threshold():
+    """accuracy follows the validation-chosen threshold; accuracy_argmax is what published tables report."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 0])
+    p = np.array([0.1, 0.3, 0.45, 0.35, 0.6, 0.9, 0.5, 0.45])
+    m = classification_metrics(y, p, threshold=0.3)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, p >= 0.3))
+    assert m["accuracy_argmax"] == pytest.approx(accuracy_score(y, p > 0.5))  # a tie at 0.5 goes to class 0
+    assert m["balanced_accuracy_argmax"] == pytest.approx(balanced_accuracy_score(y, p > 0.5))
+    assert m["accuracy"] != m["accuracy_argmax"]
+    probs = np.random.default_rng(3).dirichlet(np.ones(4), size=30)
+    labels = np.random.default_rng(4).integers(0, 4, 30)
+    mc = classification_metrics(labels, probs)
+    assert mc["accuracy_argmax"] == mc["accuracy"] == pytest.approx(accuracy_score(labels, probs.argmax(1)))
+
+
+def test_per_class_sensitivity_ppv_auroc_by_name():
+    from sklearn.metrics import precision_score, recall_score, roc_auc_score
+
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(3), 12)
+    probs = rng.dirichlet(np.ones(3), size=36)
+    probs[np.arange(36), labels] += 0.5
+    probs /= probs.sum(1, keepdims=True)
+    m = classification_metrics(labels, probs, class_names=["N", "SVEB", "VEB"])
+    assert list(m["per_class"]) == ["N", "SVEB", "VEB"]
+    pred = probs.argmax(1)
+    for k, name in enumerate(["N", "SVEB", "VEB"]):
+        c = m["per_class"][name]
+        assert c["sensitivity"] == pytest.approx(recall_score(labels, pred, labels=[k], average="macro"))
+        assert c["ppv"] == pytest.approx(precision_score(labels, pred, labels=[k], average="macro"))
+        assert c["auroc"] == pytest.approx(roc_auc_score(labels == k, probs[:, k]))
+    assert list(classification_metrics(labels, probs)["per_class"]) == ["0", "1", "2"]
+    with pytest.raises(ValueError, match="class_names"):
+        classification_metrics(labels, probs, class_names=["a", "b"])

@@ -34,6 +34,12 @@ class Scored:
         """(N, K) one score per class, for one-vs-rest curves."""
         return np.stack([1.0 - self.p, self.p], axis=1) if self.binary else self.p
 
+    @property
+    def argmax(self) -> np.ndarray:
+        """The most probable class (binary: p > 0.5, ties to class 0), whatever the decision threshold: the
+        predictions published accuracy tables use."""
+        return (self.p > 0.5).astype(np.int64) if self.binary else self.pred
+
     def take(self, index: np.ndarray) -> "Scored":
         return Scored(self.y[index], self.p[index], self.pred[index], self.num_classes, self.threshold)
 

@@ -65,8 +65,16 @@ def _mcc(s: Scored) -> float:
     return float(skm.matthews_corrcoef(s.y, s.pred))
 
 
-def _balanced_accuracy(s: Scored) -> float:
-    return float(_quiet(skm.balanced_accuracy_score, s.y, s.pred))
+def _balanced_accuracy(s: Scored, pred=None) -> float:
+    return float(_quiet(skm.balanced_accuracy_score, s.y, s.pred if pred is None else pred))
+
+
+def per_class(s: Scored) -> list[dict]:
+    """Each class's sensitivity (recall), PPV (precision) and one-vs-rest AUROC, NaN where undefined."""
+    labels = np.arange(s.num_classes)
+    ppv, sens, _, _ = _quiet(skm.precision_recall_fscore_support, s.y, s.pred, labels=labels, zero_division=np.nan)
+    auroc = auroc_per_class(s)
+    return [{"sensitivity": float(sens[k]), "ppv": float(ppv[k]), "auroc": auroc[k]} for k in labels]
 
 
 METRICS = {
@@ -74,6 +82,9 @@ METRICS = {
     "auprc": _auprc,
     "accuracy": lambda s: float(skm.accuracy_score(s.y, s.pred)),
     "balanced_accuracy": _balanced_accuracy,
+    # at the most probable class rather than the decision threshold: comparable with published tables
+    "accuracy_argmax": lambda s: float(skm.accuracy_score(s.y, s.argmax)),
+    "balanced_accuracy_argmax": lambda s: _balanced_accuracy(s, s.argmax),
     "sensitivity": lambda s: _one_vs_rest(s, "sensitivity"),
     "specificity": lambda s: _one_vs_rest(s, "specificity"),
     "ppv": lambda s: _one_vs_rest(s, "ppv"),
@@ -84,9 +95,12 @@ METRICS = {
 }
 
 
-def classification_metrics(y_true, prob, threshold=None) -> dict:
-    """Every metric of ``METRICS`` plus ``auroc_per_class``, ``confusion_matrix`` (rows = truth), ``n`` and,
-    for binary problems, the decision ``threshold`` (default 0.5) that makes the hard predictions.
+def classification_metrics(y_true, prob, threshold=None, class_names=None) -> dict:
+    """Every metric of ``METRICS`` plus ``auroc_per_class``, ``per_class`` (class name, or index as text ->
+    its ``sensitivity``, ``ppv`` and ``auroc``), ``confusion_matrix`` (rows = truth), ``n`` and, for binary
+    problems, the decision ``threshold`` (default 0.5) that makes the hard predictions. ``accuracy`` and
+    ``balanced_accuracy`` are taken at that threshold, ``accuracy_argmax`` and ``balanced_accuracy_argmax``
+    at the most probable class, as published tables report them.
 
     ``prob`` is the positive-class probability (N,) for binary problems or (N, K) class probabilities;
     multiclass predictions are the argmax and sensitivity/specificity/PPV/NPV/F1 are macro averages over
@@ -97,6 +111,10 @@ def classification_metrics(y_true, prob, threshold=None) -> dict:
     s = scored(y_true, prob, threshold)
     out = {name: fn(s) for name, fn in METRICS.items()}
     out["auroc_per_class"] = auroc_per_class(s)
+    names = list(class_names) if class_names else [str(k) for k in range(s.num_classes)]
+    if len(names) != s.num_classes:
+        raise ValueError(f"class_names: expected {s.num_classes} names, got {len(names)}")
+    out["per_class"] = dict(zip(names, per_class(s)))
     out["confusion_matrix"] = _confusion(s).tolist()
     out["n"] = int(s.y.size)
     if s.binary:

@@ -242,7 +242,8 @@ class Classifier(Model):
         ds = as_dataset(data, "data")
         probs = self.scores(self.predict(ds.x))
         y = ds.y.numpy()
-        out = metrics.classification_metrics(y, probs, threshold=self.threshold if self.binary else None)
+        out = metrics.classification_metrics(y, probs, threshold=self.threshold if self.binary else None,
+                                             class_names=self.class_names or None)
         if n_boot:
             out["ci"] = {name: list(metrics.bootstrap_ci(y, probs, name, n_boot=n_boot, seed=seed,
                                                          threshold=self.threshold if self.binary else None))
@@ -250,4 +251,4 @@ class Classifier(Model):
         return out
 
 
-HEADLINE = ("auroc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "f1")
+HEADLINE = ("auroc", "accuracy", "balanced_accuracy", "accuracy_argmax", "sensitivity", "specificity", "f1")
