@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch.nn.modules.utils import _pair, _single
 
 from .. import ops
+from .batchnorm import folded_weights
 
 
 class Conv2d(torch.nn.Conv2d):
@@ -14,13 +15,19 @@ class Conv2d(torch.nn.Conv2d):
 
     ``fused_activation`` (None, ``'relu'`` or ``'leaky_relu'`` with ``negative_slope``) is applied inside
     the convolution's output pass; ``medkern.patch`` sets it when it fuses a following ReLU/LeakyReLU.
-    Class-level defaults, so a torch ``Conv2d`` swapped in by class change has them too."""
+    Class-level defaults, so a torch ``Conv2d`` swapped in by class change has them too. Where ``patch``
+    folded the following BatchNorm into it (``medkern.nn.batchnorm``), that layer is kept in ``__dict__``
+    (not as a submodule: the module tree and state_dict stay torch's)."""
 
     fused_activation: str | None = None
     negative_slope: float = 0.0
 
     def _conv_forward(self, input, weight, bias):
         act = (self.fused_activation, self.negative_slope)
+        bn = self.__dict__.get("folded_batchnorm")
+        if bn is not None and bn.statistics_fixed():
+            weight, bias = folded_weights(self, bn, weight, bias)
+            act = (bn.activation, bn.negative_slope)
         if self.padding_mode != "zeros":
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             return ops.conv2d(input, weight, bias, self.stride, _pair(0), self.dilation, self.groups, *act)

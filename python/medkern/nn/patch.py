@@ -27,16 +27,18 @@ def patch(model: torch.nn.Module, fuse: bool = True) -> torch.nn.Module:
     """Replaces, in place, every layer of ``model`` (itself included) that medkern implements, keeping
     its weights, and returns ``model``. Layers in dtypes medkern does not compute are left alone.
 
-    With ``fuse``, a ``Conv2d`` directly followed by a ``ReLU`` or ``LeakyReLU`` inside an
-    ``nn.Sequential`` computes the activation in its output pass and the activation's slot becomes an
-    ``nn.Identity`` (see :func:`_fuse_conv_activations` for when that is done)."""
+    With ``fuse``, inside an ``nn.Sequential``: a ``Conv2d`` directly followed by a ``ReLU`` or ``LeakyReLU``
+    computes the activation in its output pass; one followed by a ``BatchNorm2d`` (and optionally the
+    activation) computes, in eval mode, the normalisation too, with the BatchNorm folded into its weights
+    (``medkern.nn.batchnorm``). The activation's slot becomes an ``nn.Identity`` (see :func:`_fuse_sequences`
+    for when fusion is done)."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     for module in model.modules():
         if _swappable(module):
             module.__class__ = _SWAPS[type(module)]
     if fuse:
-        _fuse_conv_activations(model)
+        _fuse_sequences(model)
     return model
 
 
@@ -55,25 +57,46 @@ def _fused_form(act: torch.nn.Module):
     return None
 
 
-def _fuse_conv_activations(model: torch.nn.Module) -> None:
+def _fuse_sequences(model: torch.nn.Module) -> None:
     """Fuses only where the outputs stay the same: the container is an exact ``nn.Sequential`` (a subclass
-    may have its own forward), the conv is medkern's and used nowhere else in the model (a shared conv
-    would gain the activation at its other uses too), and neither layer has hooks (which would observe the
-    pre-activation output or the activation call). ReLU/LeakyReLU hold no state, so state_dict keys stay."""
+    may have its own forward), the conv is medkern's and every fused layer is used nowhere else in the model
+    (a shared conv would gain the activation at its other uses too), and no fused layer has hooks (which
+    would observe the intermediate outputs or calls). ReLU/LeakyReLU hold no state and the BatchNorm stays
+    where it was, so state_dict keys stay."""
+    from .batchnorm import FoldedBatchNorm2d
     from .conv import Conv2d
 
     uses: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
         uses[id(m)] = uses.get(id(m), 0) + 1
+
+    def free(*layers) -> bool:
+        return all(uses[id(m)] == 1 and not _has_hooks(m) for m in layers)
+
     for seq in model.modules():
         if type(seq) is not torch.nn.Sequential:
             continue
         names = list(seq._modules)
-        for first, second in zip(names, names[1:]):
-            conv, act = seq._modules[first], seq._modules[second]
-            form = _fused_form(act)
-            if (type(conv) is not Conv2d or conv.fused_activation is not None or form is None
-                    or uses[id(conv)] > 1 or _has_hooks(conv) or _has_hooks(act)):
+        i = 0
+        while i < len(names) - 1:
+            conv, nxt = seq._modules[names[i]], seq._modules[names[i + 1]]
+            i += 1
+            if type(conv) is not Conv2d or conv.fused_activation is not None or "folded_batchnorm" in conv.__dict__:
                 continue
-            conv.fused_activation, conv.negative_slope = form
-            seq._modules[second] = torch.nn.Identity()
+            if (type(nxt) is torch.nn.BatchNorm2d and nxt.num_features == conv.out_channels
+                    and nxt.running_mean is not None and free(conv, nxt)):
+                nxt.__class__ = FoldedBatchNorm2d
+                conv.__dict__["folded_batchnorm"] = nxt
+                act = seq._modules[names[i + 1]] if i + 1 < len(names) else None
+                form = _fused_form(act) if act is not None else None
+                if form is not None and free(act):
+                    nxt.activation, nxt.negative_slope = form
+                    seq._modules[names[i + 1]] = torch.nn.Identity()
+                    i += 1
+                i += 1
+                continue
+            form = _fused_form(nxt)
+            if form is not None and free(conv, nxt):
+                conv.fused_activation, conv.negative_slope = form
+                seq._modules[names[i]] = torch.nn.Identity()
+                i += 1

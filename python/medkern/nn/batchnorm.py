@@ -1,0 +1,74 @@
+"""BatchNorm folded into the convolution before it, for inference: ``medkern.patch`` pairs a ``Conv2d`` with the
+``BatchNorm2d`` after it (and the ReLU/LeakyReLU after that) inside an ``nn.Sequential``. While the statistics
+are fixed (eval mode with running statistics) the convolution computes ``act(bn(conv(x)))`` in one pass, with
+its weights and bias scaled by the normalisation, and the BatchNorm passes its input through; while they are
+not (training, or no running statistics) both layers compute what they did before the fusion. Weights are
+folded once and folded again when any of the tensors involved changes (their version counters), so an
+optimiser step or a loaded state_dict is never answered from stale weights."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class FoldedBatchNorm2d(torch.nn.BatchNorm2d):
+    """A ``BatchNorm2d`` whose convolution applies it while its statistics are fixed (see the module text).
+    Set in place by class change: parameters, buffers, hooks and state_dict keys stay torch's.
+
+    ``activation`` / ``negative_slope``: the ReLU or LeakyReLU fused after it, applied here when this layer
+    normalises and by the convolution otherwise."""
+
+    activation: str | None = None
+    negative_slope: float = 0.0
+
+    def statistics_fixed(self) -> bool:
+        """torch's rule for using the running statistics: eval mode, and running statistics kept."""
+        return not self.training and self.running_mean is not None and self.running_var is not None
+
+    def forward(self, input):
+        if self.statistics_fixed():
+            return input  # already normalised by the convolution before this layer
+        out = super().forward(input)
+        if self.activation == "relu":
+            return F.relu(out)
+        if self.activation == "leaky_relu":
+            return F.leaky_relu(out, self.negative_slope)
+        return out
+
+    def extra_repr(self) -> str:
+        act = {"relu": ", activation=relu", "leaky_relu": f", activation=leaky_relu({self.negative_slope})"}
+        return super().extra_repr() + ", folded into the preceding conv in eval" + act.get(self.activation, "")
+
+
+def _fold(weight, bias, bn: FoldedBatchNorm2d, dtype):
+    """(weight * s, (bias - mean) * s + beta) with s = gamma / sqrt(var + eps), per output channel."""
+    scale = torch.rsqrt(bn.running_var.to(dtype) + bn.eps)
+    shift = -bn.running_mean.to(dtype) * scale
+    if bn.weight is not None:
+        scale, shift = scale * bn.weight.to(dtype), shift * bn.weight.to(dtype) + bn.bias.to(dtype)
+    folded_bias = shift if bias is None else bias.to(dtype) * scale + shift
+    return weight.to(dtype) * scale.view(-1, 1, 1, 1), folded_bias
+
+
+def folded_weights(conv, bn: FoldedBatchNorm2d, weight, bias):
+    """The convolution's weight and bias with ``bn`` folded in. Where no gradient is wanted they are folded
+    in float64, cast once, and kept on the convolution until a tensor they were made from changes; where one
+    is (eval-mode gradients, a saliency map through the weights) they are folded by differentiable ops."""
+    tensors = [t for t in (weight, bias, bn.weight, bn.bias, bn.running_mean, bn.running_var) if t is not None]
+    if torch.compiler.is_compiling() or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)):
+        return _fold(weight, bias, bn, weight.dtype)
+    # The tensors themselves (not their ids, which a new tensor may reuse) and their version counters.
+    key = (bn.eps, weight.dtype, [(t, t._version) for t in tensors])
+    cached = conv.__dict__.get("_folded")
+    if cached is None or not _same(cached[0], key):
+        # Normal tensors even when first asked under inference_mode: a later call whose input wants a
+        # gradient (a saliency map) saves them for its backward, which inference tensors cannot be.
+        with torch.inference_mode(False), torch.no_grad():
+            w, b = _fold(weight.detach(), None if bias is None else bias.detach(), bn, torch.float64)
+            cached = conv.__dict__["_folded"] = (key, w.to(weight.dtype), b.to(weight.dtype))
+    return cached[1], cached[2]
+
+
+def _same(a, b) -> bool:
+    return (a[0] == b[0] and a[1] == b[1] and len(a[2]) == len(b[2])
+            and all(t is u and v == w for (t, v), (u, w) in zip(a[2], b[2])))
