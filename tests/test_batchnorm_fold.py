@@ -187,3 +187,16 @@ def test_the_projects_image_classifier_in_eval():
     x = torch.rand(3, 3, 28, 28, dtype=torch.float64)
     with torch.no_grad():
         assert rel_err(fused(x), net(x)) < 1e-10
+
+
+def test_a_shared_activation_is_fused_in_each_slot():
+    """One ReLU instance reused across blocks (a common idiom) is stateless: each slot can be fused."""
+    relu = torch.nn.ReLU()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), relu,
+                              torch.nn.Conv2d(4, 4, 3), relu).double().eval()
+    _randomise(net[1], torch.Generator().manual_seed(0))
+    fused = medkern.patch(copy.deepcopy(net)).eval()
+    assert [type(m).__name__ for m in fused] == ["Conv2d", "FoldedBatchNorm2d", "Identity", "Conv2d", "Identity"]
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(fused(x), net(x)) < 1e-10

@@ -59,10 +59,11 @@ def _fused_form(act: torch.nn.Module):
 
 def _fuse_sequences(model: torch.nn.Module) -> None:
     """Fuses only where the outputs stay the same: the container is an exact ``nn.Sequential`` (a subclass
-    may have its own forward), the conv is medkern's and every fused layer is used nowhere else in the model
-    (a shared conv would gain the activation at its other uses too), and no fused layer has hooks (which
-    would observe the intermediate outputs or calls). ReLU/LeakyReLU hold no state and the BatchNorm stays
-    where it was, so state_dict keys stay."""
+    may have its own forward), the conv is medkern's and it and a fused BatchNorm are used nowhere else in
+    the model (a shared conv would gain the activation at its other uses too; an activation may be shared,
+    only this slot of it is replaced), and no fused layer has hooks (which would observe the intermediate
+    outputs or calls). ReLU/LeakyReLU hold no state and the BatchNorm stays where it was, so state_dict
+    keys stay."""
     from .batchnorm import FoldedBatchNorm2d
     from .conv import Conv2d
 
@@ -89,14 +90,14 @@ def _fuse_sequences(model: torch.nn.Module) -> None:
                 conv.__dict__["folded_batchnorm"] = nxt
                 act = seq._modules[names[i + 1]] if i + 1 < len(names) else None
                 form = _fused_form(act) if act is not None else None
-                if form is not None and free(act):
+                if form is not None and not _has_hooks(act):
                     nxt.activation, nxt.negative_slope = form
                     seq._modules[names[i + 1]] = torch.nn.Identity()
                     i += 1
                 i += 1
                 continue
             form = _fused_form(nxt)
-            if form is not None and free(conv, nxt):
+            if form is not None and free(conv) and not _has_hooks(nxt):
                 conv.fused_activation, conv.negative_slope = form
                 seq._modules[names[i]] = torch.nn.Identity()
                 i += 1
