@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import medkern
-from medkern.nn.batchnorm import FoldedBatchNorm2d
+from medkern.nn.batchnorm import FoldedBatchNorm1d, FoldedBatchNorm2d
 from conftest import rel_err
 
 ACTIVATIONS = [None, lambda: torch.nn.ReLU(inplace=True), lambda: torch.nn.LeakyReLU(0.2), lambda: torch.nn.SiLU()]
@@ -172,7 +172,7 @@ def test_inference_mode_then_an_input_gradient():
     assert rel_err(g, want) < 1e-10
 
 
-def test_the_projects_image_classifier_in_eval():
+def test_the_projects_networks_in_eval():
     from medkern.models.networks import ResNet
 
     torch.manual_seed(0)
@@ -187,6 +187,18 @@ def test_the_projects_image_classifier_in_eval():
     x = torch.rand(3, 3, 28, 28, dtype=torch.float64)
     with torch.no_grad():
         assert rel_err(fused(x), net(x)) < 1e-10
+    from medkern.models.networks import RecurrentNet
+
+    seq = RecurrentNet(1, 2).double()
+    for m in seq.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            _randomise(m, g)
+    seq.eval()
+    fused_seq = _patched(seq).eval()
+    assert any(type(m) is FoldedBatchNorm1d for m in fused_seq.modules())
+    x = torch.randn(2, 1, 96, dtype=torch.float64)
+    with torch.no_grad():
+        assert rel_err(fused_seq(x), seq(x)) < 1e-10
 
 
 def test_a_shared_activation_is_fused_in_each_slot():
@@ -200,3 +212,27 @@ def test_a_shared_activation_is_fused_in_each_slot():
     x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
     with torch.no_grad():
         assert rel_err(fused(x), net(x)) < 1e-10
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_conv1d_batchnorm1d_fold_in_eval_and_training(seed):
+    """The 1-d form: Conv1d -> BatchNorm1d (-> activation), as the project's sequence models stack them."""
+    rng, g = random.Random(seed), torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    layers, c = [], 2
+    for _ in range(3):
+        k, size = rng.randint(2, 7), rng.choice([1, 3, 7])
+        layers += [torch.nn.Conv1d(c, k, size, stride=rng.choice([1, 2]), padding=size // 2, bias=rng.random() < 0.5),
+                   torch.nn.BatchNorm1d(k, affine=rng.random() < 0.8)]
+        _randomise(layers[-1], g)
+        act = rng.choice(ACTIVATIONS)
+        layers += [act()] if act is not None else []
+        c = k
+    net = torch.nn.Sequential(*layers, torch.nn.MaxPool1d(2)).double()
+    fused = _patched(net)
+    assert sum(type(m) is FoldedBatchNorm1d for m in fused) == 3
+    x = torch.randn(3, 2, 50, dtype=torch.float64, generator=g)
+    for mode in ("eval", "train"):
+        getattr(net, mode)(), getattr(fused, mode)()
+        with torch.no_grad():
+            assert rel_err(fused(x), net(x)) < 1e-10, mode

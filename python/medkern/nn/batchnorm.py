@@ -1,5 +1,6 @@
-"""BatchNorm folded into the convolution before it, for inference: ``medkern.patch`` pairs a ``Conv2d`` with the
-``BatchNorm2d`` after it (and the ReLU/LeakyReLU after that) inside an ``nn.Sequential``. While the statistics
+"""BatchNorm folded into the convolution before it, for inference: ``medkern.patch`` pairs a ``Conv2d``
+(``Conv1d``) with the ``BatchNorm2d`` (``BatchNorm1d``) after it, and the ReLU/LeakyReLU after that, inside an
+``nn.Sequential``. While the statistics
 are fixed (eval mode with running statistics) the convolution computes ``act(bn(conv(x)))`` in one pass, with
 its weights and bias scaled by the normalisation, and the BatchNorm passes its input through; while they are
 not (training, or no running statistics) both layers compute what they did before the fusion. Weights are
@@ -11,9 +12,9 @@ import torch
 import torch.nn.functional as F
 
 
-class FoldedBatchNorm2d(torch.nn.BatchNorm2d):
-    """A ``BatchNorm2d`` whose convolution applies it while its statistics are fixed (see the module text).
-    Set in place by class change: parameters, buffers, hooks and state_dict keys stay torch's.
+class _Folded:
+    """A BatchNorm whose convolution applies it while its statistics are fixed (see the module text). Set in
+    place by class change: parameters, buffers, hooks and state_dict keys stay torch's.
 
     ``activation`` / ``negative_slope``: the ReLU or LeakyReLU fused after it, applied here when this layer
     normalises and by the convolution otherwise."""
@@ -40,17 +41,29 @@ class FoldedBatchNorm2d(torch.nn.BatchNorm2d):
         return super().extra_repr() + ", folded into the preceding conv in eval" + act.get(self.activation, "")
 
 
-def _fold(weight, bias, bn: FoldedBatchNorm2d, dtype):
+class FoldedBatchNorm1d(_Folded, torch.nn.BatchNorm1d):
+    __doc__ = _Folded.__doc__
+
+
+class FoldedBatchNorm2d(_Folded, torch.nn.BatchNorm2d):
+    __doc__ = _Folded.__doc__
+
+
+# The BatchNorm each convolution folds, and what it becomes.
+FOLDED = {torch.nn.BatchNorm1d: FoldedBatchNorm1d, torch.nn.BatchNorm2d: FoldedBatchNorm2d}
+
+
+def _fold(weight, bias, bn: _Folded, dtype):
     """(weight * s, (bias - mean) * s + beta) with s = gamma / sqrt(var + eps), per output channel."""
     scale = torch.rsqrt(bn.running_var.to(dtype) + bn.eps)
     shift = -bn.running_mean.to(dtype) * scale
     if bn.weight is not None:
         scale, shift = scale * bn.weight.to(dtype), shift * bn.weight.to(dtype) + bn.bias.to(dtype)
     folded_bias = shift if bias is None else bias.to(dtype) * scale + shift
-    return weight.to(dtype) * scale.view(-1, 1, 1, 1), folded_bias
+    return weight.to(dtype) * scale.view(-1, *(1,) * (weight.dim() - 1)), folded_bias
 
 
-def folded_weights(conv, bn: FoldedBatchNorm2d, weight, bias):
+def folded_weights(conv, bn: _Folded, weight, bias):
     """The convolution's weight and bias with ``bn`` folded in. Where no gradient is wanted they are folded
     in float64, cast once, and kept on the convolution until a tensor they were made from changes; where one
     is (eval-mode gradients, a saliency map through the weights) they are folded by differentiable ops."""

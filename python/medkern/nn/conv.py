@@ -43,13 +43,19 @@ class Conv2d(torch.nn.Conv2d):
 
 
 class Conv1d(torch.nn.Conv1d):
-    """``torch.nn.Conv1d`` computed by medkern (any backend, any padding_mode)."""
+    """``torch.nn.Conv1d`` computed by medkern (any backend, any padding_mode); like ``Conv2d``, with the
+    BatchNorm1d after it where ``patch`` folded it."""
 
     def _conv_forward(self, input, weight, bias):
+        act = (None, 0.0)
+        bn = self.__dict__.get("folded_batchnorm")
+        if bn is not None and bn.statistics_fixed():
+            weight, bias = folded_weights(self, bn, weight, bias)
+            act = (bn.activation, bn.negative_slope)
         if self.padding_mode != "zeros":
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            return ops.conv1d(input, weight, bias, self.stride, _single(0), self.dilation, self.groups)
-        return ops.conv1d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+            return ops.conv1d(input, weight, bias, self.stride, _single(0), self.dilation, self.groups, *act)
+        return ops.conv1d(input, weight, bias, self.stride, self.padding, self.dilation, self.groups, *act)
 
 
 class ConvTranspose2d(torch.nn.ConvTranspose2d):

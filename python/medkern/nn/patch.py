@@ -28,10 +28,10 @@ def patch(model: torch.nn.Module, fuse: bool = True) -> torch.nn.Module:
     its weights, and returns ``model``. Layers in dtypes medkern does not compute are left alone.
 
     With ``fuse``, inside an ``nn.Sequential``: a ``Conv2d`` directly followed by a ``ReLU`` or ``LeakyReLU``
-    computes the activation in its output pass; one followed by a ``BatchNorm2d`` (and optionally the
-    activation) computes, in eval mode, the normalisation too, with the BatchNorm folded into its weights
-    (``medkern.nn.batchnorm``). The activation's slot becomes an ``nn.Identity`` (see :func:`_fuse_sequences`
-    for when fusion is done)."""
+    computes the activation in its output pass; a ``Conv2d`` (``Conv1d``) followed by a ``BatchNorm2d``
+    (``BatchNorm1d``), and optionally the activation, computes in eval mode the normalisation too, folded
+    into its weights (``medkern.nn.batchnorm``). The activation's slot becomes an ``nn.Identity`` (see
+    :func:`_fuse_sequences` for when fusion is done)."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     for module in model.modules():
@@ -64,8 +64,11 @@ def _fuse_sequences(model: torch.nn.Module) -> None:
     only this slot of it is replaced), and no fused layer has hooks (which would observe the intermediate
     outputs or calls). ReLU/LeakyReLU hold no state and the BatchNorm stays where it was, so state_dict
     keys stay."""
-    from .batchnorm import FoldedBatchNorm2d
-    from .conv import Conv2d
+    from .batchnorm import FOLDED
+    from .conv import Conv1d, Conv2d
+
+    # A convolution and the BatchNorm that can follow it.
+    norm_of = {Conv1d: torch.nn.BatchNorm1d, Conv2d: torch.nn.BatchNorm2d}
 
     uses: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
@@ -82,11 +85,12 @@ def _fuse_sequences(model: torch.nn.Module) -> None:
         while i < len(names) - 1:
             conv, nxt = seq._modules[names[i]], seq._modules[names[i + 1]]
             i += 1
-            if type(conv) is not Conv2d or conv.fused_activation is not None or "folded_batchnorm" in conv.__dict__:
+            if (type(conv) not in norm_of or getattr(conv, "fused_activation", None) is not None
+                    or "folded_batchnorm" in conv.__dict__):
                 continue
-            if (type(nxt) is torch.nn.BatchNorm2d and nxt.num_features == conv.out_channels
+            if (type(nxt) is norm_of[type(conv)] and nxt.num_features == conv.out_channels
                     and nxt.running_mean is not None and free(conv, nxt)):
-                nxt.__class__ = FoldedBatchNorm2d
+                nxt.__class__ = FOLDED[type(nxt)]
                 conv.__dict__["folded_batchnorm"] = nxt
                 act = seq._modules[names[i + 1]] if i + 1 < len(names) else None
                 form = _fused_form(act) if act is not None else None
@@ -97,7 +101,7 @@ def _fuse_sequences(model: torch.nn.Module) -> None:
                 i += 1
                 continue
             form = _fused_form(nxt)
-            if form is not None and free(conv) and not _has_hooks(nxt):
+            if type(conv) is Conv2d and form is not None and free(conv) and not _has_hooks(nxt):
                 conv.fused_activation, conv.negative_slope = form
                 seq._modules[names[i]] = torch.nn.Identity()
                 i += 1
