@@ -24,6 +24,9 @@ struct CpuConv2d {
   template <class T> static void grad_input(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_input(a); }
   template <class T> static void grad_weight(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_weight(a); }
   template <class T> static void grad_bias(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_bias(a); }
+  static constexpr bool prepacks = true;
+  template <class T> static int64_t packed_weight_size(const ConvShape& s) { return cpu::conv2d_packed_weight_size<T>(s); }
+  template <class T> static void pack_weight(const ConvShape& s, const T* w, T* out) { cpu::conv2d_pack_weight(s, w, out); }
 };
 
 struct CpuPool2d {

@@ -19,6 +19,7 @@ namespace medkern {
 
 struct CudaConv2d {
   static constexpr DeviceKind device = DeviceKind::cuda;
+  static constexpr bool prepacks = false;
   template <class T> static void forward(const ConvArgs<T>& a, intptr_t stream) { cuda::conv2d_forward(a, stream); }
   template <class T> static void grad_input(const ConvArgs<T>& a, intptr_t stream) {
     cuda::conv2d_grad_input(a, stream);

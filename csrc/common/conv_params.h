@@ -69,6 +69,8 @@ struct ConvArgs {
   T* db;          // grad-bias output, K
   Activation act; // forward epilogue (zero-initialised: none)
   T slope;        // leaky_relu's negative slope
+  const T* residual;  // forward: N x K x P x Q added before the activation, or nullptr
+  const T* packed_w;  // forward: the weights prepacked for the CPU's gemm_weight_panels path, or nullptr
 };
 
 }  // namespace medkern

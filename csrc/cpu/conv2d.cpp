@@ -19,6 +19,7 @@
 #include "conv2d_forward_shifted.h"
 #include "conv2d_grad_input_shifted.h"
 #include "conv2d_grad_weight_shifted.h"
+#include "conv2d_weight_panels.h"
 #include "conv2d_winograd.h"
 #include "conv_plan.h"
 #include "gemm.h"
@@ -143,16 +144,19 @@ void forward_gemm(const ConvShape& s, const T* x, const T* w, const T* bias, T* 
   }
 }
 
-// Runs a forward plan (plans have no sub-plans in this direction).
+// Runs a forward plan (plans have no sub-plans in this direction). `packed`: the weights prepacked for
+// gemm_weight_panels, used by that path only.
 template <typename T>
 void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
-                 const Epilogue<T>& ep = {}) {
+                 const Epilogue<T>& ep = {}, const T* packed = nullptr) {
   switch (path) {
     case ConvPath::winograd_f2x3:
     case ConvPath::winograd_f4x4_phases:
     case ConvPath::winograd_f2x2_phases: return conv2d_forward_winograd(path, s, x, w, bias, y, ep);
     case ConvPath::few_outputs: return conv2d_forward_few_outputs(s, x, w, bias, y, ep);
     case ConvPath::forward_grid: return conv2d_forward_shifted(s, x, w, bias, y, ep);
+    case ConvPath::forward_weight_panels:
+      return conv2d_forward_weight_panels(s, x, w, packed, bias, static_cast<const T*>(nullptr), y, ep);
     case ConvPath::forward_gemm_across_images: return forward_across_images(s, x, w, bias, y, ep);
     case ConvPath::forward_gemm: return forward_gemm(s, x, w, bias, y, ep);
     default: throw std::logic_error("run_forward: not a forward path");
@@ -390,8 +394,30 @@ void conv2d_forward(const ConvArgs<T>& a) {
   // Stream outputs past several MiB: they leave the caches anyway, and streaming saves the memory
   // read that a normal store does first (a third of the stem convolution's traffic).
   const bool streaming = a.s.N * a.s.K * a.s.P * a.s.Q * int64_t(sizeof(T)) >= (int64_t(8) << 20);
-  run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{a.act, a.slope, streaming});
+  const Epilogue<T> ep{a.act, a.slope, streaming};
+  if (!a.residual) {
+    run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, ep, a.packed_w);
+  } else if (plan.path == ConvPath::forward_weight_panels) {
+    conv2d_forward_weight_panels(a.s, a.x, a.w, a.packed_w, a.bias, a.residual, a.y, ep);
+  } else {
+    // The other paths' epilogues take no residual: it and the activation follow in one pass over y.
+    run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{}, a.packed_w);
+    const int64_t n = a.s.N * a.s.K * a.s.P * a.s.Q;
+    const Epilogue<T> act{a.act, a.slope, false};
+#pragma omp parallel for schedule(static) num_threads(threads_for(n * 16))
+    for (int64_t i = 0; i < n; ++i) a.y[i] = act.apply(a.y[i] + a.residual[i]);
+  }
   if (streaming) std::atomic_thread_fence(std::memory_order_seq_cst);  // order the streaming stores
+}
+
+template <typename T>
+int64_t conv2d_packed_weight_size(const ConvShape& s) {
+  return weight_panels_size<T>(s);
+}
+
+template <typename T>
+void conv2d_pack_weight(const ConvShape& s, const T* w, T* packed) {
+  pack_weight_panels(s, w, packed);
 }
 
 template <typename T>
@@ -441,7 +467,9 @@ void conv2d_grad_bias(const ConvArgs<T>& a) {
   template void conv2d_forward<T>(const ConvArgs<T>&);        \
   template void conv2d_grad_input<T>(const ConvArgs<T>&);     \
   template void conv2d_grad_weight<T>(const ConvArgs<T>&);    \
-  template void conv2d_grad_bias<T>(const ConvArgs<T>&);
+  template void conv2d_grad_bias<T>(const ConvArgs<T>&);     \
+  template int64_t conv2d_packed_weight_size<T>(const ConvShape&); \
+  template void conv2d_pack_weight<T>(const ConvShape&, const T*, T*);
 MEDKERN_INSTANTIATE(float)
 MEDKERN_INSTANTIATE(double)
 #undef MEDKERN_INSTANTIATE

@@ -44,6 +44,8 @@ constexpr int64_t kGridThinWasteNum = 8, kGridThinWasteDen = 5, kGridThinMaxInpu
 constexpr int64_t kAcrossImagesMaxPositions = 256;
 // ... or, in a batch, for rows narrower than this.
 constexpr int64_t kAcrossImagesMaxRow = 32;
+// Past this many output positions (the whole batch's) the position-column GEMMs fill their panels anyway.
+constexpr int64_t kWeightPanelsMaxPositions = 4096;
 // The phase convolutions pack K*R*S rows of dy per input position, GEMM + col2im C*R*S rows of columns:
 // with at most half as many input as output channels (an RGB first layer) the latter moves less.
 constexpr int64_t kPhasesMaxOutputsPerInput = 2;
@@ -70,6 +72,14 @@ bool fewer_products(const WinogradTile& f, const ConvShape& s, bool double_preci
 
 bool wants_columns_across_images(const ConvShape& s) {
   return s.P * s.Q < kAcrossImagesMaxPositions || (s.N > 1 && s.Q < kAcrossImagesMaxRow);
+}
+
+// Channel panels waste less than the position panels would: both GEMMs stream the same products, so the
+// emptier panels decide (512 channels at 4x4: 11 channel panels 3% empty, against one position panel 67% empty).
+bool wants_weight_panels(const ConvShape& s, bool double_precision) {
+  const int64_t nr = panel_columns(double_precision), positions = s.N * s.P * s.Q, channels = s.k_per_group();
+  return positions <= kWeightPanelsMaxPositions &&
+         ceil_div(channels, nr) * nr * positions < ceil_div(positions, nr) * nr * channels;
 }
 
 bool grid_waste_at_most(const ConvShape& s, int64_t num, int64_t den) {
@@ -111,6 +121,7 @@ bool applies(ConvPath p, const ConvShape& s) {
     case ConvPath::winograd_f2x2_phases:
       return plain(s) && s.R == 4 && s.S == 4 && s.stride_h == 2 && s.stride_w == 2;
     case ConvPath::few_outputs: return s.k_per_group() <= 4;
+    case ConvPath::forward_weight_panels:
     case ConvPath::forward_gemm_across_images:
     case ConvPath::grad_weight_gemm_across_images: return offsets_fit(s);
     case ConvPath::as_forward:
@@ -136,6 +147,7 @@ const char* requirement(ConvPath p) {
     case ConvPath::winograd_f4x4_phases: return "a 7x7 or 8x8 kernel, stride 2, dilation 1 and one group";
     case ConvPath::winograd_f2x2_phases: return "a 4x4 kernel, stride 2, dilation 1 and one group";
     case ConvPath::few_outputs: return "at most 4 output channels per group";
+    case ConvPath::forward_weight_panels:
     case ConvPath::forward_gemm_across_images:
     case ConvPath::grad_weight_gemm_across_images: return "an input of fewer than 2^31 elements";
     case ConvPath::as_forward: return "stride 1 and padding at most dilation * (kernel - 1)";
@@ -159,6 +171,7 @@ bool preferred(ConvPath p, const ConvShape& s, bool double_precision) {
     case ConvPath::forward_grid:
       return (s.R * s.S >= kGridMinTaps || (s.k_per_group() <= kGridMaxOutputsPerGroup && s.R * s.S > 1)) &&
              grid_waste_at_most(s, kGridWasteNum, kGridWasteDen);
+    case ConvPath::forward_weight_panels: return wants_weight_panels(s, double_precision);
     case ConvPath::forward_gemm_across_images:
     case ConvPath::grad_weight_gemm_across_images: return wants_columns_across_images(s);
     case ConvPath::grad_input_grid:
@@ -186,6 +199,7 @@ constexpr PathInfo kPaths[] = {
     {ConvPath::winograd_f2x2_phases, ConvDirection::forward, "winograd_f2x2_phases"},
     {ConvPath::few_outputs, ConvDirection::forward, "few_outputs"},
     {ConvPath::forward_grid, ConvDirection::forward, "grid"},
+    {ConvPath::forward_weight_panels, ConvDirection::forward, "gemm_weight_panels"},
     {ConvPath::forward_gemm_across_images, ConvDirection::forward, "gemm_across_images"},
     {ConvPath::forward_gemm, ConvDirection::forward, "gemm"},
     {ConvPath::grad_input_grid, ConvDirection::grad_input, "grid"},

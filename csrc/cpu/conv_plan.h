@@ -9,6 +9,8 @@
 //                winograd_f2x2_phases   F(2x2, 2x2) on the stride phases of 4x4 stride-2 layers
 //                few_outputs            direct loop for at most 4 outputs per group (conv2d_few_outputs.cpp)
 //                grid                   implicit GEMM over the padded grid, B not packed (conv2d_forward_shifted.cpp)
+//                gemm_weight_panels     implicit GEMM with positions as rows and the weights as (prepackable) B
+//                                       panels of output channels (conv2d_weight_panels.cpp)
 //                gemm_across_images     implicit GEMM whose columns run over the whole batch (conv2d.cpp)
 //                gemm                   implicit GEMM, im2col packed per image (conv2d.cpp)
 //   grad-input   grid                   transposed GEMM over the padded grid (conv2d_grad_input_shifted.cpp)
@@ -38,7 +40,8 @@ enum class ConvDirection : int { forward, grad_input, grad_weight };
 enum class ConvPath : int {
   none,
   // forward
-  winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, few_outputs, forward_grid, forward_gemm_across_images,
+  winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, few_outputs, forward_grid, forward_weight_panels,
+  forward_gemm_across_images,
   forward_gemm,
   // grad-input
   grad_input_grid, as_forward, phases, gemm_col2im,

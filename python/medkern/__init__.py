@@ -21,10 +21,16 @@ except _PackageNotFoundError:  # running from a source tree
     __version__ = "0+unknown"
 
 # Subpackages imported by attribute access (PEP 562), not by ``import medkern``.
-_LAZY = ("data", "losses", "metrics", "models", "serving", "train", "viz")
+_LAZY = ("compile", "data", "losses", "metrics", "models", "serving", "train", "viz")
 
 # Listing the lazy subpackages makes ``from medkern import *`` import them all, as it would for eager ones.
-__all__ = ["backends", "cache_info", "empty_cache", "nn", "ops", "patch", "__version__", *_LAZY]
+__all__ = ["backends", "cache_info", "empty_cache", "nn", "ops", "optimize", "patch", "__version__", *_LAZY]
+
+
+def optimize(model, *, dynamic=None):
+    """``model`` compiled for inference with ``torch.compile(backend="medkern")``: see :func:`medkern.compile.optimize`."""
+    from .compile import optimize as _optimize
+    return _optimize(model, dynamic=dynamic)
 
 
 def __getattr__(name: str):

@@ -34,9 +34,12 @@ def _bench(args) -> int:
     from medkern.bench import runner
 
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
-    runner.run(device=args.device, backend=args.backend, select=args.case, family=args.family, repeats=args.repeats,
-               min_round_s=args.min_round, csv_path=args.csv, dtype=dtype)
-    return 0
+    csv_path = args.csv if args.csv is not None else (
+        "bench-networks.csv" if args.family == runner.NETWORKS else "bench-results.csv")
+    rows = runner.run(device=args.device, backend=args.backend, select=args.case, family=args.family,
+                      repeats=args.repeats, min_round_s=args.min_round, csv_path=csv_path, dtype=dtype)
+    # A networks variant that disagrees with torch (or raised) was not timed: the run did not do its job.
+    return 1 if any(r.get("status") in ("mismatch", "error") for r in rows) else 0
 
 
 def _demo(args) -> int:
@@ -296,16 +299,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, build flags and backends").set_defaults(func=_info)
     bench = sub.add_parser("bench", help="medkern vs torch, interleaved in one process")
-    bench.add_argument("--case", default="", help="run only cases whose name contains this")
-    from medkern.bench.runner import FAMILIES
+    bench.add_argument("--case", default="", help="run only cases whose name contains this (networks: rows "
+                       "<network>_b<batch>; an opt-in row, monai_resnet18_224_b32, only when named in full)")
+    from medkern.bench.runner import FAMILIES, NETWORKS
 
-    bench.add_argument("--family", default="", choices=["", *FAMILIES], help="one op family (default: all)")
+    bench.add_argument("--family", default="", choices=["", *FAMILIES, NETWORKS],
+                       help=f"one op family (default: all of {', '.join(FAMILIES)}); '{NETWORKS}': whole-network "
+                            "inference on torch eager, torch.compile, ONNX Runtime, medkern.patch and "
+                            "medkern.optimize, batch 1 and 32, each checked against torch float64 first and not "
+                            "timed if it disagrees (exit status 1); minutes, as it compiles and exports every "
+                            "network, so it runs only when named")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     bench.add_argument("--backend", default=None, help="backend to measure (default: the one in force)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     bench.add_argument("--repeats", type=int, default=7, help="interleaved rounds; the median is reported")
     bench.add_argument("--min-round", type=float, default=0.05, help="seconds per round at least")
-    bench.add_argument("--csv", default="bench-results.csv", help="append rows here ('' to skip)")
+    bench.add_argument("--csv", default=None, help="append rows here ('' to skip; default bench-results.csv, "
+                       "bench-networks.csv for --family networks, which also writes a speed-up bar chart beside it, "
+                       "same name with .png)")
     bench.set_defaults(func=_bench)
     demo = sub.add_parser("demo", help="the main job: train an image and an ECG model and a GAN on synthetic "
                                         "data, report metrics and plots, and time medkern layers against torch's")

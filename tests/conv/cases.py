@@ -85,7 +85,7 @@ HAND_PICKED = [
     Case(2, 6, 9, 8, 4, 2, 2, dilation=(2, 2), groups=2, name="even_kernel_dilated",
          plans=("gemm_across_images", "as_forward>grid", "gemm_across_images")),
     Case(1, 3, 5, 5, 40, 1, 1, name="pointwise_40_outputs",  # K not a multiple of the register tile
-         plans=("gemm_across_images", "as_forward>gemm_across_images", "grid")),
+         plans=("gemm_weight_panels", "as_forward>gemm_across_images", "grid")),
     Case(2, 8, 17, 19, 36, 5, 5, stride=(3, 3), padding=(2, 2), dilation=(2, 2), groups=4, name="k5_s3_d2_g4",
          plans=("gemm_across_images", "gemm_col2im", "gemm_across_images")),
     Case(2, 5, 10, 7, 3, 4, 2, padding=(1, 0), extra=(1, 1), name="same_even_kernel",  # torch's 'same', even kernel
@@ -115,7 +115,11 @@ HAND_PICKED = [
     Case(2, 3, 12, 11, 16, 4, 4, stride=(2, 2), padding=(1, 1), name="dcgan_k4s2_few_inputs",
          plans=("gemm_across_images", "grid", "gemm_across_images")),
     Case(1, 32, 7, 7, 40, 3, 3, padding=(1, 1), name="batch1_small_map",  # the threads split the output channels
-         plans=("gemm_across_images", "as_forward>grid", "grid")),
+         plans=("gemm_weight_panels", "as_forward>grid", "grid")),
+    # A batch of small maps with 64 outputs: position panels (3 of 48 for 144) waste less than channel
+    # panels (2 of 48 for 64).
+    Case(4, 16, 11, 11, 64, 3, 3, stride=(2, 2), padding=(1, 1), name="batch_small_maps_64_outputs",
+         plans=("gemm_across_images", "grid", "grid")),
     # At most 4 outputs per group: the direct loop (register blocks of 1-4 vectors).
     Case(3, 32, 9, 37, 3, 3, 3, padding=(1, 1), name="three_outputs",
          plans=("few_outputs", "as_forward>grid", "grid")),

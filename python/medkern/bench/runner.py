@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .. import _native, backends
-from . import conv, gan_loss, machine, pool, rnn
+from . import conv, gan_loss, machine, networks, pool, rnn
 from .timing import compare
 
 CSV_FIELDS = ["op", "case", "backend", "device", "shape", "dtype", "medkern_ms", "torch_ms", "ratio",
@@ -20,6 +20,9 @@ def _threads(device: str) -> int:
 
 
 FAMILIES = {"conv": conv.CASES, "pool": pool.CASES, "gan_loss": gan_loss.CASES, "rnn": rnn.CASES}
+# Whole-network inference against torch.compile and ONNX Runtime: minutes of compiling and exporting, so it is not
+# part of the default (all layer families) run and runs only when named.
+NETWORKS = "networks"
 
 
 def _floor_ms(amount: float, rate: float) -> float:
@@ -30,6 +33,12 @@ def run(*, device: str = "cpu", backend: str | None = None, select: str = "", fa
         min_round_s: float = 0.05, csv_path: str | os.PathLike | None = None, dtype=torch.float32,
         include_overhead: bool = True, print_fn=print) -> list[dict]:
     backend = backend or backends.current()
+    if family == NETWORKS:
+        if dtype != torch.float32:
+            raise ValueError(f"the {NETWORKS} family runs float32 only (its variants are checked against float64)")
+        with backends.use(backend):
+            return networks.run(device=device, select=select, repeats=repeats, min_round_s=min_round_s,
+                                csv_path=csv_path, backend=backend, print_fn=print_fn)
     cases = [c for name, cs in FAMILIES.items() if family in ("", name) for c in cs if select in c.name]
     threads = _threads(device)
     peak, bandwidth = machine.cpu_floors(threads) if device == "cpu" else (float("nan"), float("nan"))

@@ -53,14 +53,19 @@ class FoldedBatchNorm2d(_Folded, torch.nn.BatchNorm2d):
 FOLDED = {torch.nn.BatchNorm1d: FoldedBatchNorm1d, torch.nn.BatchNorm2d: FoldedBatchNorm2d}
 
 
-def _fold(weight, bias, bn: _Folded, dtype):
-    """(weight * s, (bias - mean) * s + beta) with s = gamma / sqrt(var + eps), per output channel."""
-    scale = torch.rsqrt(bn.running_var.to(dtype) + bn.eps)
-    shift = -bn.running_mean.to(dtype) * scale
-    if bn.weight is not None:
-        scale, shift = scale * bn.weight.to(dtype), shift * bn.weight.to(dtype) + bn.bias.to(dtype)
+def fold_batchnorm(weight, bias, gamma, beta, mean, var, eps: float, dtype):
+    """(weight * s, (bias - mean) * s + beta) with s = gamma / sqrt(var + eps), per output channel (dim 0 of
+    weight), computed in ``dtype``; gamma and beta may be None (an affine-free BatchNorm), as may bias."""
+    scale = torch.rsqrt(var.to(dtype) + eps)
+    shift = -mean.to(dtype) * scale
+    if gamma is not None:
+        scale, shift = scale * gamma.to(dtype), shift * gamma.to(dtype) + beta.to(dtype)
     folded_bias = shift if bias is None else bias.to(dtype) * scale + shift
     return weight.to(dtype) * scale.view(-1, *(1,) * (weight.dim() - 1)), folded_bias
+
+
+def _fold(weight, bias, bn: _Folded, dtype):
+    return fold_batchnorm(weight, bias, bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps, dtype)
 
 
 def folded_weights(conv, bn: _Folded, weight, bias):

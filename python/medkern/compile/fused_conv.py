@@ -1,0 +1,112 @@
+"""The convolution node of a compiled inference graph: ``act(conv(x, W') + b' + residual)`` in one kernel call,
+with ``W'``, ``b'`` the convolution's weight and bias with the BatchNorm after it folded in (in float64), and
+``W'`` also packed in the layout the CPU kernels stream. Both are made on the first call and made again when
+any tensor they come from changes (its version counter, or a new tensor in its place), so an optimiser step
+or a loaded state_dict after compiling is never answered from stale weights."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.dlpack import to_dlpack as dl
+
+from .._geometry import ACTIVATIONS, conv_out_size
+from .._native import require_cpu
+from ..nn.batchnorm import fold_batchnorm
+from ..ops import _alloc
+
+
+@dataclass(frozen=True)
+class ConvEpilogue:
+    """What a fused convolution node computes besides the convolution."""
+    eps: Optional[float] = None  # the folded BatchNorm's eps; None: no BatchNorm
+    activation: str = "none"     # "none", "relu" or "leaky_relu" (slope >= 0), after bias and residual
+    negative_slope: float = 0.0
+
+
+class FusedConv:
+    """Callable graph node: ``(x, weight, bias, bn_weight, bn_bias, bn_mean, bn_var, residual) -> y`` for a 1-d or
+    2-d convolution (x of rank 3 or 4, NC[H]W); any of bias, the BatchNorm tensors and residual may be None."""
+
+    def __init__(self, stride, padding, dilation, groups: int, epilogue: ConvEpilogue):
+        rank = len(stride)
+        # 1-d runs as 2-d over a height-1 image (views, no copies).
+        self.geometry = ((1,) * (2 - rank) + tuple(stride), (0,) * (2 - rank) + tuple(padding),
+                         (1,) * (2 - rank) + tuple(dilation), groups)
+        self.rank = rank
+        self.epilogue = epilogue
+        self.code = ACTIVATIONS[epilogue.activation]
+        self._key = None
+        self._prepared = None
+        self.__name__ = "medkern_fused_conv"  # what an FX graph's code calls the node (a target needs a name)
+
+    def __repr__(self) -> str:
+        return f"FusedConv(geometry={self.geometry}, {self.epilogue})"
+
+    def prepared(self, weight, bias, bn_weight, bn_bias, mean, var):
+        """(weight, bias, packed weight or None) with the BatchNorm folded, remade when an input tensor changed."""
+        tensors = (weight, bias, bn_weight, bn_bias, mean, var)
+        key = [(t, t._version) if t is not None else None for t in tensors]
+        if self._key is None or not _same(self._key, key):
+            with torch.inference_mode(False), torch.no_grad():
+                self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
+            self._key = key
+        return self._prepared
+
+    def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var):
+        if self.epilogue.eps is not None:
+            w, b = fold_batchnorm(weight, bias, bn_weight, bn_bias, mean, var, self.epilogue.eps, torch.float64)
+            weight, bias = w.to(weight.dtype), b.to(weight.dtype)
+        weight = weight.contiguous()
+        if self.rank == 1:
+            weight = weight.unsqueeze(2)
+        bias = None if bias is None else bias.contiguous()
+        packed = None
+        if weight.device.type == "cpu":
+            C = require_cpu()
+            packed = torch.empty(C.conv2d_packed_weight_numel(dl(weight), self.geometry[3]), dtype=weight.dtype)
+            C.conv2d_pack_weight(dl(weight), dl(packed), self.geometry[3])
+        return weight, bias, packed
+
+    def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual) -> Tensor:
+        w, b, packed = self.prepared(weight, bias, bn_weight, bn_bias, mean, var)
+        if self.rank == 1:
+            x = x.unsqueeze(2)
+            residual = None if residual is None else residual.unsqueeze(2)
+        y = self._run(x.contiguous(), w, b, None if residual is None else residual.contiguous(), packed)
+        return y.squeeze(2) if self.rank == 1 else y
+
+    def _run(self, x, w, b, residual, packed):
+        stride, padding, dilation, groups = self.geometry
+        if not x.is_cpu:
+            # The CUDA module has no fused residual or packed weights: its convolution, then torch.
+            from ..ops import conv2d
+            y = conv2d(x, w, b, stride, padding, dilation, groups)
+            y = y if residual is None else y + residual
+            return self._activate(y)
+        N, _, H, W = x.shape
+        K, _, R, S = w.shape
+        P = conv_out_size(H, R, stride[0], 2 * padding[0], dilation[0])
+        Q = conv_out_size(W, S, stride[1], 2 * padding[1], dilation[1])
+        y = _alloc.empty((N, K, P, Q), x)
+        if y.numel():
+            require_cpu().conv2d_forward(
+                dl(x), dl(w), None if b is None else dl(b), dl(y), stride[0], stride[1], padding[0], padding[1],
+                dilation[0], dilation[1], groups, 0, self.code, self.epilogue.negative_slope,
+                None if residual is None else dl(residual), dl(packed))
+        return y
+
+    def _activate(self, y):
+        if self.epilogue.activation == "relu":
+            return F.relu(y)
+        if self.epilogue.activation == "leaky_relu":
+            return F.leaky_relu(y, self.epilogue.negative_slope)
+        return y
+
+
+def _same(a, b) -> bool:
+    return all((p is None and q is None) or (p is not None and q is not None and p[0] is q[0] and p[1] == q[1])
+               for p, q in zip(a, b))

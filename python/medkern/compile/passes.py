@@ -1,0 +1,115 @@
+"""Graph passes on a captured inference graph (ATen ops, as AOTAutograd hands them over): each convolution
+takes over the BatchNorm after it (folded into its weights), a residual add and a ReLU/LeakyReLU after
+that, and runs as one :class:`FusedConv` node. Everything else stays as it was, so every graph compiles."""
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx
+
+from .fused_conv import ConvEpilogue, FusedConv
+
+aten = torch.ops.aten
+_BATCH_NORM = aten._native_batch_norm_legit_no_training.default
+_FLOATS = (torch.float32, torch.float64)
+
+
+def _value(node):
+    return node.meta.get("val") if isinstance(node, fx.Node) else None
+
+
+def _only_user(node: fx.Node):
+    return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _convolution_args(node: fx.Node):
+    """(x, weight, bias, stride, padding, dilation, groups) of a convolution the fused node serves, else None:
+    1-d and 2-d, not transposed, float32/float64 (the kernels' types), a known device."""
+    if node.target is not aten.convolution.default:
+        return None
+    x, weight, bias, stride, padding, dilation, transposed, _output_padding, groups = node.args
+    val = _value(node)
+    if transposed or val is None or val.dtype not in _FLOATS or val.dim() not in (3, 4):
+        return None
+    if not all(isinstance(v, int) for v in (*stride, *padding, *dilation, groups)):
+        return None  # symbolic geometry: leave it to torch
+    return x, weight, bias, stride, padding, dilation, groups
+
+
+def _batch_norm_after(node: fx.Node):
+    """(output node, (gamma, beta, mean, var), eps) when node's only use is a BatchNorm with fixed statistics
+    whose other outputs are unused, else None."""
+    bn = _only_user(node)
+    if bn is None or bn.target is not _BATCH_NORM or bn.args[0] is not node:
+        return None
+    out = _only_user(bn)
+    if out is None or out.target is not operator.getitem or out.args[1] != 0:
+        return None
+    _x, gamma, beta, mean, var, _momentum, eps = bn.args
+    return out, (gamma, beta, mean, var), float(eps)
+
+
+def _residual_after(node: fx.Node):
+    """(add node, the other operand) for ``node + other`` of node's shape and dtype, else None."""
+    add = _only_user(node)
+    if add is None or add.target is not aten.add.Tensor or add.kwargs.get("alpha", 1) != 1 or len(add.args) != 2:
+        return None
+    other = add.args[1] if add.args[0] is node else add.args[0]
+    if other is node or not isinstance(other, fx.Node):
+        return None
+    mine, theirs = _value(node), _value(other)
+    if theirs is None or tuple(theirs.shape) != tuple(mine.shape) or theirs.dtype != mine.dtype:
+        return None
+    return add, other
+
+
+def _activation_after(node: fx.Node):
+    """(activation node, name, slope) for a ReLU or a LeakyReLU with a slope >= 0 on node, else None."""
+    act = _only_user(node)
+    if act is None or act.args[0] is not node:
+        return None
+    if act.target is aten.relu.default:
+        return act, "relu", 0.0
+    if act.target is aten.leaky_relu.default:
+        slope = act.args[1] if len(act.args) > 1 else 0.01
+        if isinstance(slope, (int, float)) and slope >= 0:
+            return act, "leaky_relu", float(slope)
+    return None
+
+
+def fuse_convolutions(gm: fx.GraphModule) -> int:
+    """Rewrites gm in place; returns how many convolutions became fused nodes."""
+    fused = 0
+    for node in list(gm.graph.nodes):
+        conv_args = _convolution_args(node)
+        if conv_args is None:
+            continue
+        x, weight, bias, stride, padding, dilation, groups = conv_args
+        chain, tail = [node], node
+        bn_tensors, eps = (None,) * 4, None
+        found = _batch_norm_after(tail)
+        if found:
+            tail, bn_tensors, eps = found
+            chain += [tail.args[0], tail]
+        residual = None
+        found = _residual_after(tail)
+        if found:
+            tail, residual = found
+            chain.append(tail)
+        activation, slope = "none", 0.0
+        found = _activation_after(tail)
+        if found:
+            tail, activation, slope = found
+            chain.append(tail)
+        run = FusedConv(stride, padding, dilation, groups, ConvEpilogue(eps, activation, slope))
+        with gm.graph.inserting_after(tail):
+            new = gm.graph.call_function(run, (x, weight, bias, *bn_tensors, residual))
+        new.meta["val"] = _value(tail)
+        tail.replace_all_uses_with(new)
+        for old in reversed(chain):
+            gm.graph.erase_node(old)
+        fused += 1
+    gm.graph.lint()
+    gm.recompile()
+    return fused

@@ -1,0 +1,155 @@
+"""torch.compile(backend="medkern") and medkern.optimize: compiled inference matches float64 eager on random
+networks (1-d and 2-d, BatchNorm with real statistics, residuals, concatenations, depthwise and dilated
+convolutions, activations medkern does not fuse), fuses what it should, answers from the current parameters
+after they change, serves new batch sizes, runs training graphs correctly, and is found by name after install."""
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import medkern
+from medkern.compile import backend as backend_module
+from medkern.compile.fused_conv import FusedConv
+
+from .networks import RandomNetwork
+
+
+def _max_rel(got, want) -> float:
+    return ((got.double() - want.double()).abs().max() / want.double().abs().max()).item()
+
+
+@pytest.fixture
+def fused_counts(monkeypatch):
+    """How many convolutions each inference graph compiled from now on fused."""
+    counts = []
+    original = backend_module.fuse_convolutions
+
+    def counting(gm):
+        counts.append(original(gm))
+        return counts[-1]
+    monkeypatch.setattr(backend_module, "fuse_convolutions", counting)
+    return counts
+
+
+def _input(dims, n=2, size=17, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, *(size,) * dims, generator=g)
+
+
+def _convolutions(model) -> int:
+    return sum(isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)) for m in model.modules())
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+@pytest.mark.parametrize("seed", range(8))
+def test_compiled_random_network_matches_float64_eager(seed, dims, fused_counts):
+    torch._dynamo.reset()
+    net = RandomNetwork(seed, dims).eval()
+    x = _input(dims, size=33 if dims == 1 else 17, seed=seed)
+    want = copy.deepcopy(net).double()(x.double())
+    got = medkern.optimize(net)(x)
+    assert got.dtype == torch.float32
+    assert _max_rel(got, want) <= 1e-4
+    assert sum(fused_counts) == _convolutions(net)
+
+
+def test_float64_network_matches_to_float64_precision():
+    torch._dynamo.reset()
+    net = RandomNetwork(3).double().eval()
+    x = _input(2).double()
+    want = copy.deepcopy(net)(x)
+    assert _max_rel(medkern.optimize(net)(x), want) <= 1e-10
+
+
+def test_torch_compile_finds_the_backend_by_name(fused_counts):
+    torch._dynamo.reset()
+    net = RandomNetwork(1).eval()
+    x = _input(2)
+    want = net(x)
+    with torch.no_grad():
+        got = torch.compile(net, backend="medkern")(x)
+    assert _max_rel(got, want) <= 1e-4
+    assert sum(fused_counts) == _convolutions(net)
+
+
+def test_backend_is_registered_for_a_process_that_never_imports_medkern():
+    code = ("import torch\n"
+            "assert 'medkern' in torch._dynamo.list_backends(), torch._dynamo.list_backends()\n"
+            "net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU()).eval()\n"
+            "x = torch.randn(1, 2, 8, 8)\n"
+            "with torch.no_grad():\n"
+            "    y = torch.compile(net, backend='medkern', fullgraph=True)(x)\n"
+            "    assert torch.allclose(y, net(x), atol=1e-5)\n"
+            "import sys; assert 'medkern.compile' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_parameters_changed_after_compiling_give_the_new_answer():
+    torch._dynamo.reset()
+    net = RandomNetwork(5).eval()
+    x = _input(2)
+    compiled = medkern.optimize(net)
+    compiled(x)
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        conv.weight.mul_(1.5)                        # in place: version counter
+        bn.running_var.add_(0.7)                     # a statistic
+    assert _max_rel(compiled(x), copy.deepcopy(net).double()(x.double())) <= 1e-4
+    state = copy.deepcopy(net.state_dict())
+    for value in state.values():
+        if value.is_floating_point():
+            value.mul_(0.9)
+    net.load_state_dict(state)                       # copy_ into every tensor
+    assert _max_rel(compiled(x), copy.deepcopy(net).double()(x.double())) <= 1e-4
+
+
+def test_new_batch_sizes_give_right_answers():
+    torch._dynamo.reset()
+    net = RandomNetwork(2).eval()
+    compiled = medkern.optimize(net)
+    reference = copy.deepcopy(net).double()
+    for n in (1, 3, 5, 1, 8):
+        x = _input(2, n=n, seed=n)
+        assert _max_rel(compiled(x), reference(x.double())) <= 1e-4, n
+
+
+def test_training_graph_runs_correctly():
+    torch._dynamo.reset()
+    net = RandomNetwork(4).train()
+    reference = copy.deepcopy(net)
+    compiled = torch.compile(net, backend="medkern")
+    x = _input(2, n=4)
+    compiled(x).square().sum().backward()
+    reference(x).square().sum().backward()
+    for (name, p), q in zip(net.named_parameters(), reference.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5), name
+    for b, c in zip(net.buffers(), reference.buffers()):
+        assert torch.allclose(b.double(), c.double(), rtol=1e-5), "running statistics"
+
+
+def test_optimize_refuses_what_is_not_a_module():
+    with pytest.raises(TypeError, match="nn.Module"):
+        medkern.optimize(lambda x: x)
+
+
+@pytest.mark.parametrize("activation", ["none", "relu", "leaky_relu"])
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+def test_fused_conv_node_matches_float64(activation, residual):
+    from medkern.compile.fused_conv import ConvEpilogue
+    g = torch.Generator().manual_seed(7)
+    x, w, b = torch.randn(2, 6, 9, 11, generator=g), torch.randn(8, 3, 3, 3, generator=g), torch.randn(8, generator=g)
+    gamma, beta = torch.rand(8, generator=g) + 0.5, torch.randn(8, generator=g)
+    mean, var = torch.randn(8, generator=g), torch.rand(8, generator=g) + 0.2
+    r = torch.randn(2, 8, 5, 6, generator=g) if residual else None
+    node = FusedConv([2, 2], [1, 1], [1, 1], 2, ConvEpilogue(1e-3, activation, 0.2))
+    got = node(x, w, b, gamma, beta, mean, var, r)
+    d = lambda t: None if t is None else t.double()  # noqa: E731
+    want = torch.nn.functional.conv2d(d(x), d(w), d(b), 2, 1, 1, 2)
+    want = torch.nn.functional.batch_norm(want, d(mean), d(var), d(gamma), d(beta), False, 0.0, 1e-3)
+    want = want if r is None else want + d(r)
+    want = {"none": want, "relu": want.relu(), "leaky_relu": torch.nn.functional.leaky_relu(want, 0.2)}[activation]
+    assert _max_rel(got, want) <= 1e-5
