@@ -3,8 +3,9 @@
 //   static constexpr DeviceKind device;
 //   template <class T> static void forward(const ConvArgs<T>&, intptr_t stream);
 //   ... grad_input, grad_weight, grad_bias with the same signature.
-//   static constexpr bool prepacks;  // and, where true, packed_weight_size<T>(shape) and pack_weight<T>(shape, w, out):
-//                                    // weights packed once for the forward kernels (see cpu/conv2d.h)
+//   static constexpr bool prepacks;  // and, where true, layout_code(name), packed_weight_size<T>(layout, shape) and
+//                                    // pack_weight<T>(layout, shape, w, out): weights packed once for a forward
+//                                    // path that reads them so (see cpu/conv2d.h)
 // The CPU module ignores `stream`; the CUDA module launches on it (torch's current stream).
 #include <pybind11/pybind11.h>
 
@@ -40,10 +41,10 @@ inline void expect_grad_output(const ConvCall& c, const TensorView& like) {
 
 // The prepacked weights of the convolution c.s describes: a 1-d tensor of exactly the packed size.
 template <class Impl>
-void expect_packed_weight(const ConvCall& c, const TensorView& packed, const TensorView& like) {
+void expect_packed_weight(const ConvCall& c, int layout, const TensorView& packed, const TensorView& like) {
   expect_same(packed, like, "packed_weight");
   int64_t size = 0;
-  dispatch_float(like.dtype, [&](auto t) { size = Impl::template packed_weight_size<decltype(t)>(c.s); });
+  dispatch_float(like.dtype, [&](auto t) { size = Impl::template packed_weight_size<decltype(t)>(layout, c.s); });
   if (packed.ndim != 1 || packed.shape[0] != size)
     fail_value("packed_weight: expected a 1-d tensor of " + std::to_string(size) +
                " elements (from conv2d_pack_weight of this weight and groups), got shape " + shape_str(packed));
@@ -57,7 +58,7 @@ void bind_conv2d(py::module_& m) {
       "conv2d_forward",
       [=](py::handle x_, py::handle w_, py::handle b_, py::handle y_, int64_t sh, int64_t sw, int64_t ph,
           int64_t pw, int64_t dh, int64_t dw, int64_t groups, intptr_t stream, int activation, double slope,
-          py::handle residual_, py::handle packed_) {
+          py::handle residual_, py::handle packed_, const std::string& packed_layout) {
         if (activation < 0 || activation > 2) fail_value("activation: must be 0 (none), 1 (relu) or 2 (leaky_relu)");
         if (!(slope >= 0.0) || slope > 1e30) fail_value("negative_slope: must be finite and non-negative");
         ConvCall c;
@@ -81,16 +82,19 @@ void bind_conv2d(py::module_& m) {
           expect_shape(c.residual, {c.s.N, c.s.K, c.s.P, c.s.Q}, "residual");
           if (overlaps(c.residual, c.y)) fail_value("residual: must not overlap out");
         }
+        int layout = 0;
         if (!packed_.is_none()) {
           if constexpr (Impl::prepacks) {
+            layout = Impl::layout_code(packed_layout);
             c.packed_w = view_of(packed_, "packed_weight");
-            expect_packed_weight<Impl>(c, c.packed_w, c.x);
+            expect_packed_weight<Impl>(c, layout, c.packed_w, c.x);
           } else {
             fail_value("packed_weight: prepacked weights are CPU-only");
           }
         }
         prefer_huge_pages(c.y);
         c.run(c.x, [&](auto& a) {
+          a.packed_layout = layout;
           a.act = static_cast<Activation>(activation);
           a.slope = static_cast<elem_t<decltype(a)>>(slope);
           Impl::template forward<elem_t<decltype(a)>>(a, stream);
@@ -99,27 +103,30 @@ void bind_conv2d(py::module_& m) {
       arg("input"), arg("weight"), arg("bias"), arg("out"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
       arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"), arg("stream") = 0, arg("activation") = 0,
       arg("negative_slope") = 0.0, arg("residual") = py::none(), arg("packed_weight") = py::none(),
+      arg("packed_layout") = "",
       "out = act(conv2d(input, weight) + bias + residual), written in full into `out` (N, K, P, Q); activation 0 "
       "none, 1 relu, 2 leaky_relu with negative_slope >= 0; residual (N, K, P, Q) or None; packed_weight: "
-      "conv2d_pack_weight's packing of this weight, or None.");
+      "conv2d_pack_weight(weight, out, groups, packed_layout), used where the planned path is packed_layout.");
 
   if constexpr (Impl::prepacks) {
     m.def(
         "conv2d_packed_weight_numel",
-        [](py::handle w_, int64_t groups) {
+        [](py::handle w_, int64_t groups, const std::string& layout) {
           const TensorView w = view_of(w_, "weight");
           expect_rank(w, 4, "weight");
           ConvShape s{};
           s.K = w.shape[0]; s.C = w.shape[1] * groups; s.R = w.shape[2]; s.S = w.shape[3]; s.groups = groups;
           if (groups < 1 || s.K % groups) fail_value("groups: must be positive and divide the output channels");
           int64_t size = 0;
-          dispatch_float(w.dtype, [&](auto t) { size = Impl::template packed_weight_size<decltype(t)>(s); });
+          const int code = Impl::layout_code(layout);
+          dispatch_float(w.dtype, [&](auto t) { size = Impl::template packed_weight_size<decltype(t)>(code, s); });
           return size;
         },
-        arg("weight"), arg("groups"), "Elements of conv2d_pack_weight's output for this weight and groups.");
+        arg("weight"), arg("groups"), arg("layout"),
+        "Elements of conv2d_pack_weight's output for this weight, groups and layout.");
     m.def(
         "conv2d_pack_weight",
-        [](py::handle w_, py::handle out_, int64_t groups) {
+        [](py::handle w_, py::handle out_, int64_t groups, const std::string& layout) {
           ConvCall c;
           c.w = view_of(w_, "weight");
           expect_device(c.w, Impl::device, "weight");
@@ -129,11 +136,13 @@ void bind_conv2d(py::module_& m) {
           c.s.groups = groups;
           c.y = view_of(out_, "out");
           expect_writable(c.y, "out");
-          expect_packed_weight<Impl>(c, c.y, c.w);
-          c.run(c.w, [&](auto& a) { Impl::template pack_weight<elem_t<decltype(a)>>(a.s, a.w, a.y); });
+          const int code = Impl::layout_code(layout);
+          expect_packed_weight<Impl>(c, code, c.y, c.w);
+          c.run(c.w, [&](auto& a) { Impl::template pack_weight<elem_t<decltype(a)>>(code, a.s, a.w, a.y); });
         },
-        arg("weight"), arg("out"), arg("groups"),
-        "out = weight (K, C/groups, R, S) packed for conv2d_forward's packed_weight.");
+        arg("weight"), arg("out"), arg("groups"), arg("layout"),
+        "out = weight (K, C/groups, R, S) packed for forward path `layout` ('gemm_weight_panels' or "
+        "'winograd_f2x3_panels'), conv2d_forward's packed_weight.");
   }
 
   m.def(

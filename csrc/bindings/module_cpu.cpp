@@ -25,8 +25,13 @@ struct CpuConv2d {
   template <class T> static void grad_weight(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_weight(a); }
   template <class T> static void grad_bias(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_bias(a); }
   static constexpr bool prepacks = true;
-  template <class T> static int64_t packed_weight_size(const ConvShape& s) { return cpu::conv2d_packed_weight_size<T>(s); }
-  template <class T> static void pack_weight(const ConvShape& s, const T* w, T* out) { cpu::conv2d_pack_weight(s, w, out); }
+  static int layout_code(const std::string& name) { return static_cast<int>(cpu::forward_path_named(name)); }
+  template <class T> static int64_t packed_weight_size(int layout, const ConvShape& s) {
+    return cpu::conv2d_packed_weight_size<T>(static_cast<cpu::ConvPath>(layout), s);
+  }
+  template <class T> static void pack_weight(int layout, const ConvShape& s, const T* w, T* out) {
+    cpu::conv2d_pack_weight(static_cast<cpu::ConvPath>(layout), s, w, out);
+  }
 };
 
 struct CpuPool2d {

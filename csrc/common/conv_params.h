@@ -70,7 +70,8 @@ struct ConvArgs {
   Activation act; // forward epilogue (zero-initialised: none)
   T slope;        // leaky_relu's negative slope
   const T* residual;  // forward: N x K x P x Q added before the activation, or nullptr
-  const T* packed_w;  // forward: the weights prepacked for the CPU's gemm_weight_panels path, or nullptr
+  const T* packed_w;  // forward: the weights prepacked for one CPU forward path, or nullptr
+  int packed_layout;  // which path packed_w was packed for (the CPU planner's ConvPath); used only by that path
 };
 
 }  // namespace medkern

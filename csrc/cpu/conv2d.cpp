@@ -20,6 +20,7 @@
 #include "conv2d_grad_input_shifted.h"
 #include "conv2d_grad_weight_shifted.h"
 #include "conv2d_weight_panels.h"
+#include "conv2d_winograd_panels.h"
 #include "conv2d_winograd.h"
 #include "conv_plan.h"
 #include "gemm.h"
@@ -144,23 +145,40 @@ void forward_gemm(const ConvShape& s, const T* x, const T* w, const T* bias, T* 
   }
 }
 
-// Runs a forward plan (plans have no sub-plans in this direction). `packed`: the weights prepacked for
-// gemm_weight_panels, used by that path only.
+// Runs a forward plan (plans have no sub-plans in this direction). `packed`: the weights prepacked for this
+// path, or nullptr; `residual` is added before the activation by the paths that take one (reads_residual).
 template <typename T>
 void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
-                 const Epilogue<T>& ep = {}, const T* packed = nullptr) {
+                 const Epilogue<T>& ep = {}, const T* packed = nullptr, const T* residual = nullptr) {
   switch (path) {
+    case ConvPath::winograd_f2x3_panels:
+      return conv2d_forward_winograd_panels(s, x, w, packed, bias, residual, y, ep);
     case ConvPath::winograd_f2x3:
     case ConvPath::winograd_f4x4_phases:
     case ConvPath::winograd_f2x2_phases: return conv2d_forward_winograd(path, s, x, w, bias, y, ep);
     case ConvPath::few_outputs: return conv2d_forward_few_outputs(s, x, w, bias, y, ep);
     case ConvPath::forward_grid: return conv2d_forward_shifted(s, x, w, bias, y, ep);
-    case ConvPath::forward_weight_panels:
-      return conv2d_forward_weight_panels(s, x, w, packed, bias, static_cast<const T*>(nullptr), y, ep);
+    case ConvPath::forward_weight_panels: return conv2d_forward_weight_panels(s, x, w, packed, bias, residual, y, ep);
     case ConvPath::forward_gemm_across_images: return forward_across_images(s, x, w, bias, y, ep);
     case ConvPath::forward_gemm: return forward_gemm(s, x, w, bias, y, ep);
     default: throw std::logic_error("run_forward: not a forward path");
   }
+}
+
+// The paths whose epilogue adds a residual before the activation.
+bool reads_residual(ConvPath p) {
+  return p == ConvPath::forward_weight_panels || p == ConvPath::winograd_f2x3_panels;
+}
+
+void check_packable(ConvPath layout, const ConvShape& s) {
+  if (layout == ConvPath::forward_weight_panels) return;
+  if (layout == ConvPath::winograd_f2x3_panels) {
+    if (s.R != 3 || s.S != 3 || s.groups != 1)
+      throw std::invalid_argument("packed_layout: winograd_f2x3_panels packs 3x3 kernels of one group");
+    return;
+  }
+  throw std::invalid_argument(
+      "packed_layout: expected 'gemm_weight_panels' or 'winograd_f2x3_panels' (the paths that read packed weights)");
 }
 
 // The one forward path in a plan's sub-plan set (as_forward has exactly one).
@@ -395,13 +413,12 @@ void conv2d_forward(const ConvArgs<T>& a) {
   // read that a normal store does first (a third of the stem convolution's traffic).
   const bool streaming = a.s.N * a.s.K * a.s.P * a.s.Q * int64_t(sizeof(T)) >= (int64_t(8) << 20);
   const Epilogue<T> ep{a.act, a.slope, streaming};
-  if (!a.residual) {
-    run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, ep, a.packed_w);
-  } else if (plan.path == ConvPath::forward_weight_panels) {
-    conv2d_forward_weight_panels(a.s, a.x, a.w, a.packed_w, a.bias, a.residual, a.y, ep);
+  const T* packed = a.packed_w && a.packed_layout == static_cast<int>(plan.path) ? a.packed_w : nullptr;
+  if (!a.residual || reads_residual(plan.path)) {
+    run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, ep, packed, a.residual);
   } else {
     // The other paths' epilogues take no residual: it and the activation follow in one pass over y.
-    run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{}, a.packed_w);
+    run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{}, packed);
     const int64_t n = a.s.N * a.s.K * a.s.P * a.s.Q;
     const Epilogue<T> act{a.act, a.slope, false};
 #pragma omp parallel for schedule(static) num_threads(threads_for(n * 16))
@@ -411,13 +428,16 @@ void conv2d_forward(const ConvArgs<T>& a) {
 }
 
 template <typename T>
-int64_t conv2d_packed_weight_size(const ConvShape& s) {
-  return weight_panels_size<T>(s);
+int64_t conv2d_packed_weight_size(ConvPath layout, const ConvShape& s) {
+  check_packable(layout, s);
+  return layout == ConvPath::forward_weight_panels ? weight_panels_size<T>(s) : winograd_panels_size<T>(s);
 }
 
 template <typename T>
-void conv2d_pack_weight(const ConvShape& s, const T* w, T* packed) {
-  pack_weight_panels(s, w, packed);
+void conv2d_pack_weight(ConvPath layout, const ConvShape& s, const T* w, T* packed) {
+  check_packable(layout, s);
+  if (layout == ConvPath::forward_weight_panels) pack_weight_panels(s, w, packed);
+  else pack_winograd_panels(s, w, packed);
 }
 
 template <typename T>
@@ -468,8 +488,8 @@ void conv2d_grad_bias(const ConvArgs<T>& a) {
   template void conv2d_grad_input<T>(const ConvArgs<T>&);     \
   template void conv2d_grad_weight<T>(const ConvArgs<T>&);    \
   template void conv2d_grad_bias<T>(const ConvArgs<T>&);     \
-  template int64_t conv2d_packed_weight_size<T>(const ConvShape&); \
-  template void conv2d_pack_weight<T>(const ConvShape&, const T*, T*);
+  template int64_t conv2d_packed_weight_size<T>(ConvPath, const ConvShape&); \
+  template void conv2d_pack_weight<T>(ConvPath, const ConvShape&, const T*, T*);
 MEDKERN_INSTANTIATE(float)
 MEDKERN_INSTANTIATE(double)
 #undef MEDKERN_INSTANTIATE

@@ -44,6 +44,10 @@ constexpr int64_t kGridThinWasteNum = 8, kGridThinWasteDen = 5, kGridThinMaxInpu
 constexpr int64_t kAcrossImagesMaxPositions = 256;
 // ... or, in a batch, for rows narrower than this.
 constexpr int64_t kAcrossImagesMaxRow = 32;
+// The channel-panel Winograd: from a 7x7 map's 16 tiles (fewer fill half an 8-row register tile) to about 32
+// (a 14x14 map's 49 ran a fifth slower than gemm_weight_panels, whose GEMM has 4 times the rows), with 64
+// channels or more on each side (the transforms' cost is per channel, the products' per channel pair).
+constexpr int64_t kWinogradPanelsMinTiles = 16, kWinogradPanelsMaxTiles = 32, kWinogradPanelsMinChannels = 64;
 // Past this many output positions (the whole batch's) the position-column GEMMs fill their panels anyway.
 constexpr int64_t kWeightPanelsMaxPositions = 4096;
 // The phase convolutions pack K*R*S rows of dy per input position, GEMM + col2im C*R*S rows of columns:
@@ -76,10 +80,21 @@ bool wants_columns_across_images(const ConvShape& s) {
 
 // Channel panels waste less than the position panels would: both GEMMs stream the same products, so the
 // emptier panels decide (512 channels at 4x4: 11 channel panels 3% empty, against one position panel 67% empty).
+bool fewer_empty_channel_columns(int64_t channels, int64_t positions, int64_t nr) {
+  return ceil_div(channels, nr) * nr * positions < ceil_div(positions, nr) * nr * channels;
+}
+
 bool wants_weight_panels(const ConvShape& s, bool double_precision) {
-  const int64_t nr = panel_columns(double_precision), positions = s.N * s.P * s.Q, channels = s.k_per_group();
+  const int64_t positions = s.N * s.P * s.Q;
   return positions <= kWeightPanelsMaxPositions &&
-         ceil_div(channels, nr) * nr * positions < ceil_div(positions, nr) * nr * channels;
+         fewer_empty_channel_columns(s.k_per_group(), positions, panel_columns(double_precision));
+}
+
+// Few tiles (a 14x14 map or smaller at batch 1) with enough channels on both sides for the transforms to pay.
+bool wants_winograd_panels(const ConvShape& s, bool double_precision) {
+  const int64_t tiles = s.N * ceil_div(s.P, int64_t(kWinogradF2x3.m)) * ceil_div(s.Q, int64_t(kWinogradF2x3.m));
+  return tiles >= kWinogradPanelsMinTiles && tiles <= kWinogradPanelsMaxTiles && s.C >= kWinogradPanelsMinChannels &&
+         s.K >= kWinogradPanelsMinChannels && fewer_empty_channel_columns(s.K, tiles, panel_columns(double_precision));
 }
 
 bool grid_waste_at_most(const ConvShape& s, int64_t num, int64_t den) {
@@ -114,6 +129,7 @@ void for_each_phase_shape(const ConvShape& s, Fn&& f) {
 bool applies(ConvPath p, const ConvShape& s) {
   if (!s.planar()) return false;  // no CPU kernel for volumes yet
   switch (p) {
+    case ConvPath::winograd_f2x3_panels:
     case ConvPath::winograd_f2x3:
       return plain(s) && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1;
     case ConvPath::winograd_f4x4_phases:
@@ -143,6 +159,7 @@ bool applies(ConvPath p, const ConvShape& s) {
 // Why a path does not apply, for the error a forced path raises.
 const char* requirement(ConvPath p) {
   switch (p) {
+    case ConvPath::winograd_f2x3_panels:
     case ConvPath::winograd_f2x3: return "a 3x3 kernel, stride 1, dilation 1 and one group";
     case ConvPath::winograd_f4x4_phases: return "a 7x7 or 8x8 kernel, stride 2, dilation 1 and one group";
     case ConvPath::winograd_f2x2_phases: return "a 4x4 kernel, stride 2, dilation 1 and one group";
@@ -159,6 +176,7 @@ const char* requirement(ConvPath p) {
 
 bool preferred(ConvPath p, const ConvShape& s, bool double_precision) {
   switch (p) {
+    case ConvPath::winograd_f2x3_panels: return wants_winograd_panels(s, double_precision);
     case ConvPath::winograd_f2x3:
       return s.C >= kWinogradF2x3MinChannels && s.K >= kWinogradF2x3MinChannels &&
              fewer_products(kWinogradF2x3, s, double_precision);
@@ -194,6 +212,7 @@ struct PathInfo {
 
 // In each direction's planning order.
 constexpr PathInfo kPaths[] = {
+    {ConvPath::winograd_f2x3_panels, ConvDirection::forward, "winograd_f2x3_panels"},
     {ConvPath::winograd_f2x3, ConvDirection::forward, "winograd_f2x3"},
     {ConvPath::winograd_f4x4_phases, ConvDirection::forward, "winograd_f4x4_phases"},
     {ConvPath::winograd_f2x2_phases, ConvDirection::forward, "winograd_f2x2_phases"},
@@ -371,6 +390,8 @@ ConvShape phase_shape(const ConvShape& s, const StridePhase& rows, const StrideP
   t.pad_h = rows.pad; t.pad_w = cols.pad;
   return t;
 }
+
+ConvPath forward_path_named(const std::string& name) { return path_named(name, ConvDirection::forward); }
 
 ConvPlan plan_phase(const ConvPlan& grad_input, const ConvShape& phase, bool double_precision) {
   // A forced sub-plan leaves exactly one bit; the free choice is the forward planner's, as it was planned.

@@ -4,7 +4,9 @@
 // planners use is a named constant in conv_plan.cpp, next to the reason for it.
 //
 // Paths, by direction (a name is what Python's medkern.ops.conv_plan returns and MEDKERN_CONV_PATH takes):
-//   forward      winograd_f2x3          F(2x2, 3x3) for 3x3 stride-1 layers (conv2d_winograd.cpp)
+//   forward      winograd_f2x3_panels   F(2x2, 3x3) with output channels as GEMM columns, for few tiles
+//                                       (conv2d_winograd_panels.cpp); its transformed kernels can be prepacked
+//                winograd_f2x3          F(2x2, 3x3) for 3x3 stride-1 layers (conv2d_winograd.cpp)
 //                winograd_f4x4_phases   F(4x4, 4x4) on the stride phases of 7x7/8x8 stride-2 layers
 //                winograd_f2x2_phases   F(2x2, 2x2) on the stride phases of 4x4 stride-2 layers
 //                few_outputs            direct loop for at most 4 outputs per group (conv2d_few_outputs.cpp)
@@ -40,7 +42,7 @@ enum class ConvDirection : int { forward, grad_input, grad_weight };
 enum class ConvPath : int {
   none,
   // forward
-  winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, few_outputs, forward_grid, forward_weight_panels,
+  winograd_f2x3_panels, winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, few_outputs, forward_grid, forward_weight_panels,
   forward_gemm_across_images,
   forward_gemm,
   // grad-input
@@ -65,6 +67,9 @@ ConvPlan plan_conv(ConvDirection d, const ConvShape& s, bool double_precision);
 
 // "as_forward>winograd_f2x3", "phases>gemm+grid", "grid", ...
 std::string plan_name(const ConvPlan& p);
+
+// The forward path of that name ("gemm_weight_panels"), or ConvPath::none.
+ConvPath forward_path_named(const std::string& name);
 
 // Every plan that applies to the shape in direction d, sub-plans spelled out, in the planner's order:
 // what MEDKERN_CONV_PATH may force for it. The tests run each case through each of them.

@@ -27,10 +27,10 @@ _LAZY = ("compile", "data", "losses", "metrics", "models", "serving", "train", "
 __all__ = ["backends", "cache_info", "empty_cache", "nn", "ops", "optimize", "patch", "__version__", *_LAZY]
 
 
-def optimize(model, *, dynamic=None):
+def optimize(model, *, dynamic=None, fullgraph=False):
     """``model`` compiled for inference with ``torch.compile(backend="medkern")``: see :func:`medkern.compile.optimize`."""
     from .compile import optimize as _optimize
-    return _optimize(model, dynamic=dynamic)
+    return _optimize(model, dynamic=dynamic, fullgraph=fullgraph)
 
 
 def __getattr__(name: str):

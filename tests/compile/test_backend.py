@@ -153,3 +153,36 @@ def test_fused_conv_node_matches_float64(activation, residual):
     want = want if r is None else want + d(r)
     want = {"none": want, "relu": want.relu(), "leaky_relu": torch.nn.functional.leaky_relu(want, 0.2)}[activation]
     assert _max_rel(got, want) <= 1e-5
+
+
+@pytest.mark.parametrize("rnn", ["gru", "lstm"])
+def test_recurrent_networks_compile_whole_without_private_flags(rnn):
+    """fullgraph=True: an error, not a graph break, if Dynamo refused the recurrent layer; the process's Dynamo
+    settings are left as they were."""
+    from medkern.models.networks import RecurrentNet
+    from medkern.models.sequence import SequenceClassifier
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = RecurrentNet(1, 2, **{**SequenceClassifier.ARCH, "rnn": rnn}).eval()
+    x = torch.randn(3, 1, 50)
+    want = copy.deepcopy(net).double()(x.double())
+    compiled = medkern.optimize(net, fullgraph=True)
+    assert isinstance(getattr(net, "rnn", None) or next(m for m in net.modules() if isinstance(m, torch.nn.RNNBase)),
+                      (medkern.nn.LSTM, medkern.nn.GRU))
+    assert _max_rel(compiled(x), want) <= 1e-4
+    assert torch._dynamo.config.allow_rnn is False
+
+
+@pytest.mark.parametrize("pool", [torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True), torch.nn.MaxPool2d(2, dilation=2),
+                                  torch.nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False),
+                                  torch.nn.AvgPool2d(2, divisor_override=3)], ids=repr)
+def test_pooling_runs_on_medkern_kernels(pool, monkeypatch):
+    counts = []
+    original = backend_module.use_medkern_pooling
+    monkeypatch.setattr(backend_module, "use_medkern_pooling", lambda gm: counts.append(original(gm)) or counts[-1])
+    torch._dynamo.reset()
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), pool, torch.nn.ReLU()).eval()
+    x = _input(2, size=13)
+    want = copy.deepcopy(net).double()(x.double())
+    assert _max_rel(medkern.optimize(net)(x), want) <= 1e-5
+    assert counts == [1]

@@ -35,16 +35,17 @@ count = {"n": 0}
 @settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(fn=st.sampled_from(["forward", "fused_forward", "pack_weight", "grad_input", "grad_weight", "grad_bias"]),
        a=arrays(), b=arrays(), c=arrays(), d=arrays() | st.none(), e=arrays() | st.none(),
-       geom=st.lists(ints, min_size=7, max_size=7))
-def fuzz(fn, a, b, c, d, e, geom):
+       geom=st.lists(ints, min_size=7, max_size=7),
+       layout=st.sampled_from(["gemm_weight_panels", "winograd_f2x3_panels", "grid", ""]))
+def fuzz(fn, a, b, c, d, e, geom, layout):
     count["n"] += 1
     try:
         if fn == "forward":
             C.conv2d_forward(a, b, d, c, *geom)
         elif fn == "fused_forward":  # d: the residual, e: packed weights
-            C.conv2d_forward(a, b, None, c, *geom, 0, 1, 0.0, d, e)
+            C.conv2d_forward(a, b, None, c, *geom, 0, 1, 0.0, d, e, layout)
         elif fn == "pack_weight":
-            C.conv2d_pack_weight(a, c, geom[6])
+            C.conv2d_pack_weight(a, c, geom[6], layout)
         elif fn == "grad_input":
             C.conv2d_grad_input(a, b, c, *geom)
         elif fn == "grad_weight":

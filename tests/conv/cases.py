@@ -116,6 +116,9 @@ HAND_PICKED = [
          plans=("gemm_across_images", "grid", "gemm_across_images")),
     Case(1, 32, 7, 7, 40, 3, 3, padding=(1, 1), name="batch1_small_map",  # the threads split the output channels
          plans=("gemm_weight_panels", "as_forward>grid", "grid")),
+    # Batch-1 inference's deep 3x3 layers: 16 Winograd tiles, output channels in the vector lanes.
+    Case(1, 64, 7, 7, 96, 3, 3, padding=(1, 1), name="batch1_7x7_winograd_channels",
+         plans=("winograd_f2x3_panels", "as_forward>winograd_f2x3_panels", "grid")),
     # A batch of small maps with 64 outputs: position panels (3 of 48 for 144) waste less than channel
     # panels (2 of 48 for 64).
     Case(4, 16, 11, 11, 64, 3, 3, stride=(2, 2), padding=(1, 1), name="batch_small_maps_64_outputs",

@@ -81,14 +81,14 @@ def test_binding_rejects_bad_input(args, exc, needle):
         C.conv2d_forward(*args)
 
 
-def _fused_args(residual=None, packed=None, weight=None):
-    x, w = np.zeros((2, 4, 8, 8), np.float32), np.zeros((6, 4, 3, 3), np.float32) if weight is None else weight
-    return (x, w, None, np.zeros((2, 6, 8, 8), np.float32), *geom, 0, 1, 0.0, residual, packed)
+def _fused_args(residual=None, packed=None, layout="gemm_weight_panels"):
+    x, w = np.zeros((2, 4, 8, 8), np.float32), np.zeros((6, 4, 3, 3), np.float32)
+    return (x, w, None, np.zeros((2, 6, 8, 8), np.float32), *geom, 0, 1, 0.0, residual, packed, layout)
 
 
-def _packed(weight, groups=1):
-    out = np.zeros(C.conv2d_packed_weight_numel(weight, groups), weight.dtype)
-    C.conv2d_pack_weight(weight, out, groups)
+def _packed(weight, groups=1, layout="gemm_weight_panels"):
+    out = np.zeros(C.conv2d_packed_weight_numel(weight, groups, layout), weight.dtype)
+    C.conv2d_pack_weight(weight, out, groups, layout)
     return out
 
 
@@ -98,6 +98,9 @@ def _packed(weight, groups=1):
     (_fused_args(packed=np.zeros(10, np.float32)), ValueError, "packed_weight"),
     (_fused_args(packed=_packed(np.zeros((6, 4, 3, 3)))), TypeError, "packed_weight"),
     (_fused_args(packed=_packed(np.zeros((8, 4, 3, 3), np.float32))[:, None]), ValueError, "packed_weight"),
+    (_fused_args(packed=_packed(np.zeros((6, 4, 3, 3), np.float32)), layout="grid"), ValueError, "packed_layout"),
+    (_fused_args(packed=_packed(np.zeros((6, 4, 3, 3), np.float32)), layout="winograd_f2x3_panels"), ValueError,
+     "packed_weight"),
 ])
 def test_fused_binding_arguments_are_checked(args, exc, needle):
     with pytest.raises(exc, match=needle):
@@ -111,31 +114,34 @@ def test_residual_may_not_alias_the_output():
                          0, 1, 0.0, out, None)
 
 
-@pytest.mark.parametrize("weight, out, groups, exc, needle", [
-    (np.zeros((6, 4, 3, 3), np.float32), np.zeros(5, np.float32), 1, ValueError, "packed_weight"),
-    (np.zeros((6, 4, 3, 3), np.float32), np.zeros(1000, np.float32), 4, ValueError, "groups"),
-    (np.zeros((6, 4, 3), np.float32), np.zeros(1000, np.float32), 1, ValueError, "weight"),
+@pytest.mark.parametrize("weight, out, groups, layout, exc, needle", [
+    (np.zeros((6, 4, 3, 3), np.float32), np.zeros(5, np.float32), 1, "gemm_weight_panels", ValueError, "packed_weight"),
+    (np.zeros((6, 4, 3, 3), np.float32), np.zeros(1000, np.float32), 4, "gemm_weight_panels", ValueError, "groups"),
+    (np.zeros((6, 4, 3), np.float32), np.zeros(1000, np.float32), 1, "gemm_weight_panels", ValueError, "weight"),
+    (np.zeros((6, 4, 3, 3), np.float32), np.zeros(1000, np.float32), 1, "gemm", ValueError, "packed_layout"),
+    (np.zeros((6, 4, 5, 5), np.float32), np.zeros(1000, np.float32), 1, "winograd_f2x3_panels", ValueError, "3x3"),
+    (np.zeros((6, 2, 3, 3), np.float32), np.zeros(1000, np.float32), 2, "winograd_f2x3_panels", ValueError, "group"),
 ])
-def test_pack_weight_rejects_bad_input(weight, out, groups, exc, needle):
+def test_pack_weight_rejects_bad_input(weight, out, groups, layout, exc, needle):
     with pytest.raises(exc, match=needle):
-        C.conv2d_pack_weight(weight, out, groups)
+        C.conv2d_pack_weight(weight, out, groups, layout)
 
 
-@pytest.mark.parametrize("groups, shape", [(1, (2, 4, 9, 7)), (2, (1, 4, 5, 6)), (1, (3, 4, 3, 3))])
-@pytest.mark.parametrize("path", ["gemm_weight_panels", ""], ids=["panels", "planned"])
+@pytest.mark.parametrize("groups, shape", [(1, (2, 4, 9, 7)), (2, (1, 4, 5, 6)), (1, (3, 4, 3, 3)), (1, (1, 4, 8, 8))])
+@pytest.mark.parametrize("path", ["gemm_weight_panels", "winograd_f2x3_panels", ""], ids=["panels", "winograd", "planned"])
 def test_fused_forward_matches_float64(groups, shape, path):
-    """act(conv + bias + residual) with prepacked weights, on the panel path and on whatever the planner picks
-    (the residual then follows in a pass of its own)."""
+    """act(conv + bias + residual) with prepacked weights, on the paths that read them and on whatever the planner
+    picks (where the residual may follow in a pass of its own, and the packing is not read)."""
+    if path == "winograd_f2x3_panels" and groups > 1:
+        pytest.skip("Winograd runs one group")
     rng = np.random.default_rng(groups)
     x = rng.standard_normal(shape)
     w = rng.standard_normal((6, 4 // groups, 3, 3))
     b, r = rng.standard_normal(6), rng.standard_normal((shape[0], 6, shape[2], shape[3]))
     out = np.full(r.shape, np.nan)
-    medkern.ops.force_conv_path(path)
-    try:
-        C.conv2d_forward(x, w, b, out, 1, 1, 1, 1, 1, 1, groups, 0, 2, 0.3, r, _packed(w, groups))
-    finally:
-        medkern.ops.force_conv_path("")
+    layout = path or "gemm_weight_panels"
+    with medkern.ops.force_conv_path(path):
+        C.conv2d_forward(x, w, b, out, 1, 1, 1, 1, 1, 1, groups, 0, 2, 0.3, r, _packed(w, groups, layout), layout)
     t = torch.from_numpy
     want = torch.nn.functional.leaky_relu(torch.nn.functional.conv2d(t(x), t(w), t(b), 1, 1, 1, groups) + t(r), 0.3)
     np.testing.assert_allclose(out, want.numpy(), rtol=1e-12, atol=1e-12)

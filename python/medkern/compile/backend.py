@@ -7,12 +7,17 @@ import torch
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 
+from ..nn import patch
 from .passes import fuse_convolutions
+from .pooling import use_medkern_pooling
+
+_RECURRENT = (torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell, torch.nn.GRUCell)
 
 
 # AOTAutograd calls what a compiler returns with one list of arguments ("boxed"), which it can free early.
 def _inference(gm: torch.fx.GraphModule, example_inputs):
     fuse_convolutions(gm)
+    use_medkern_pooling(gm)
     return make_boxed_func(gm)
 
 
@@ -28,25 +33,37 @@ def medkern_backend(gm: torch.fx.GraphModule, example_inputs, **kwargs):
     return _aot(gm, example_inputs, **kwargs)
 
 
+def _tracing_options():
+    """Dynamo refuses to trace into any nn.RNN/GRU/LSTM subclass unless allow_rnn is set; medkern's LSTM and GRU
+    (subclasses, for isinstance and state_dict compatibility) are one custom op each and trace whole. Set for
+    the optimized model's own calls only, not for the process."""
+    return torch._dynamo.config.patch(allow_rnn=True)
+
+
 class Optimized(torch.nn.Module):
     """A model compiled for inference: calls run without gradients through ``backend="medkern"``. The wrapped
     model stays reachable as ``.model`` (its parameters are the compiled graph's; change them in place and the
     next call uses them)."""
 
-    def __init__(self, model: torch.nn.Module, dynamic=None):
+    def __init__(self, model: torch.nn.Module, dynamic=None, fullgraph: bool = False):
         super().__init__()
         self.model = model
-        self._compiled = torch.compile(model, backend=medkern_backend, dynamic=dynamic)
+        self._compiled = torch.compile(model, backend=medkern_backend, dynamic=dynamic, fullgraph=fullgraph)
 
     def forward(self, *args, **kwargs):
-        with torch.no_grad():
+        with torch.no_grad(), _tracing_options():
             return self._compiled(*args, **kwargs)
 
 
-def optimize(model: torch.nn.Module, *, dynamic=None) -> Optimized:
+def optimize(model: torch.nn.Module, *, dynamic=None, fullgraph: bool = False) -> Optimized:
     """``model`` (put in eval mode) compiled for inference with ``backend="medkern"``: BatchNorm folded into the
-    convolutions before it, residual adds and ReLU/LeakyReLU fused into their output pass, weights packed once.
-    ``dynamic`` is passed to ``torch.compile`` (None: a new batch size recompiles once, then shapes are dynamic)."""
+    convolutions before it, residual adds and ReLU/LeakyReLU fused into their output pass, weights packed once;
+    torch's LSTM/GRU (and cells) swapped for medkern's in place, and those captured in the graph. ``dynamic`` and ``fullgraph`` are ``torch.compile``'s (dynamic
+    None: a new batch size recompiles once, then shapes are dynamic; fullgraph: an error instead of a graph
+    break)."""
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
-    return Optimized(model.eval(), dynamic=dynamic)
+    # torch's recurrent layers become medkern's in place (as medkern.patch does): the graph passes have nothing
+    # to fuse in them, and medkern's run as one op each.
+    patch(model, fuse=False, only=_RECURRENT)
+    return Optimized(model.eval(), dynamic=dynamic, fullgraph=fullgraph)

@@ -19,6 +19,10 @@ from ..nn.batchnorm import fold_batchnorm
 from ..ops import _alloc
 
 
+# The CPU forward paths that read weights packed ahead of the call.
+PACKED_LAYOUTS = ("gemm_weight_panels", "winograd_f2x3_panels")
+
+
 @dataclass(frozen=True)
 class ConvEpilogue:
     """What a fused convolution node computes besides the convolution."""
@@ -41,18 +45,21 @@ class FusedConv:
         self.code = ACTIVATIONS[epilogue.activation]
         self._key = None
         self._prepared = None
+        self._packed = {}   # layout -> the prepared weight packed for it (emptied with _prepared)
+        self._layouts = {}  # (input shape, dtype) -> the layout its planned path reads, or None
         self.__name__ = "medkern_fused_conv"  # what an FX graph's code calls the node (a target needs a name)
 
     def __repr__(self) -> str:
         return f"FusedConv(geometry={self.geometry}, {self.epilogue})"
 
     def prepared(self, weight, bias, bn_weight, bn_bias, mean, var):
-        """(weight, bias, packed weight or None) with the BatchNorm folded, remade when an input tensor changed."""
+        """(weight, bias) with the BatchNorm folded, remade (and the packings dropped) when an input tensor changed."""
         tensors = (weight, bias, bn_weight, bn_bias, mean, var)
         key = [(t, t._version) if t is not None else None for t in tensors]
         if self._key is None or not _same(self._key, key):
             with torch.inference_mode(False), torch.no_grad():
                 self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
+            self._packed.clear()
             self._key = key
         return self._prepared
 
@@ -63,23 +70,43 @@ class FusedConv:
         weight = weight.contiguous()
         if self.rank == 1:
             weight = weight.unsqueeze(2)
-        bias = None if bias is None else bias.contiguous()
-        packed = None
-        if weight.device.type == "cpu":
-            C = require_cpu()
-            packed = torch.empty(C.conv2d_packed_weight_numel(dl(weight), self.geometry[3]), dtype=weight.dtype)
-            C.conv2d_pack_weight(dl(weight), dl(packed), self.geometry[3])
-        return weight, bias, packed
+        return weight, None if bias is None else bias.contiguous()
+
+    def packed(self, x: Tensor, w: Tensor):
+        """(packed weight, layout) for the path the planner takes for x, or (None, "") where it reads none."""
+        layout = self._layouts.get((x.shape, x.dtype), False)
+        if layout is False:
+            layout = self._layouts[(x.shape, x.dtype)] = self._layout_for(x, w)
+        if layout is None:
+            return None, ""
+        packed = self._packed.get(layout)
+        if packed is None:
+            C, groups = require_cpu(), self.geometry[3]
+            with torch.inference_mode(False), torch.no_grad():
+                packed = torch.empty(C.conv2d_packed_weight_numel(dl(w), groups, layout), dtype=w.dtype)
+                C.conv2d_pack_weight(dl(w), dl(packed), groups, layout)
+            self._packed[layout] = packed
+        return packed, layout
+
+    def _layout_for(self, x, w):
+        stride, padding, dilation, groups = self.geometry
+        N, C, H, W = x.shape
+        K, Cg, R, S = w.shape
+        out = (1, conv_out_size(H, R, stride[0], 2 * padding[0], dilation[0]),
+               conv_out_size(W, S, stride[1], 2 * padding[1], dilation[1]))
+        path = require_cpu().conv_plan("forward", (N, C, 1, H, W), (K, Cg, 1, R, S), out, (1, *stride),
+                                       (0, *padding), (1, *dilation), groups, x.dtype == torch.float64)
+        return path if path in PACKED_LAYOUTS else None
 
     def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual) -> Tensor:
-        w, b, packed = self.prepared(weight, bias, bn_weight, bn_bias, mean, var)
+        w, b = self.prepared(weight, bias, bn_weight, bn_bias, mean, var)
         if self.rank == 1:
             x = x.unsqueeze(2)
             residual = None if residual is None else residual.unsqueeze(2)
-        y = self._run(x.contiguous(), w, b, None if residual is None else residual.contiguous(), packed)
+        y = self._run(x.contiguous(), w, b, None if residual is None else residual.contiguous())
         return y.squeeze(2) if self.rank == 1 else y
 
-    def _run(self, x, w, b, residual, packed):
+    def _run(self, x, w, b, residual):
         stride, padding, dilation, groups = self.geometry
         if not x.is_cpu:
             # The CUDA module has no fused residual or packed weights: its convolution, then torch.
@@ -93,10 +120,11 @@ class FusedConv:
         Q = conv_out_size(W, S, stride[1], 2 * padding[1], dilation[1])
         y = _alloc.empty((N, K, P, Q), x)
         if y.numel():
+            packed, layout = self.packed(x, w)
             require_cpu().conv2d_forward(
                 dl(x), dl(w), None if b is None else dl(b), dl(y), stride[0], stride[1], padding[0], padding[1],
                 dilation[0], dilation[1], groups, 0, self.code, self.epilogue.negative_slope,
-                None if residual is None else dl(residual), dl(packed))
+                None if residual is None else dl(residual), None if packed is None else dl(packed), layout)
         return y
 
     def _activate(self, y):

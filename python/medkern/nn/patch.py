@@ -23,9 +23,10 @@ def _swappable(module: torch.nn.Module) -> bool:
     return all(p.dtype in _SUPPORTED_DTYPES for p in module.parameters(recurse=False))
 
 
-def patch(model: torch.nn.Module, fuse: bool = True) -> torch.nn.Module:
+def patch(model: torch.nn.Module, fuse: bool = True, only: tuple[type, ...] | None = None) -> torch.nn.Module:
     """Replaces, in place, every layer of ``model`` (itself included) that medkern implements, keeping
-    its weights, and returns ``model``. Layers in dtypes medkern does not compute are left alone.
+    its weights, and returns ``model``. Layers in dtypes medkern does not compute are left alone; with
+    ``only`` (torch layer classes), so are layers of other classes.
 
     With ``fuse``, inside an ``nn.Sequential``: a ``Conv2d`` directly followed by a ``ReLU`` or ``LeakyReLU``
     computes the activation in its output pass; a ``Conv2d`` (``Conv1d``) followed by a ``BatchNorm2d``
@@ -35,7 +36,7 @@ def patch(model: torch.nn.Module, fuse: bool = True) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     for module in model.modules():
-        if _swappable(module):
+        if _swappable(module) and (only is None or type(module) in only):
             module.__class__ = _SWAPS[type(module)]
     if fuse:
         _fuse_sequences(model)
