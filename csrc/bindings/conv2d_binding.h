@@ -16,7 +16,7 @@ namespace medkern {
 // The checked views of one conv2d call; run() is every binding's common tail: with the GIL released, the
 // kernel gets a ConvArgs whose pointers are those of the views present (absent ones are null).
 struct ConvCall {
-  TensorView x, w, bias, y, dy, dx, dw, db, residual, packed_w;
+  TensorView x, w, bias, y, dy, dx, dw, db, residual, packed_w, in_scale, in_shift;
   ConvShape s{};
 
   template <class Kernel>
@@ -28,6 +28,7 @@ struct ConvCall {
       a.s = s; a.x = x.ptr<T>(); a.w = w.ptr<T>(); a.bias = bias.ptr<T>(); a.y = y.ptr<T>();
       a.dy = dy.ptr<T>(); a.dx = dx.ptr<T>(); a.dw = dw.ptr<T>(); a.db = db.ptr<T>();
       a.residual = residual.ptr<T>(); a.packed_w = packed_w.ptr<T>();
+      a.in_scale = in_scale.ptr<T>(); a.in_shift = in_shift.ptr<T>();
       kernel(a);
     });
   }
@@ -58,7 +59,8 @@ void bind_conv2d(py::module_& m) {
       "conv2d_forward",
       [=](py::handle x_, py::handle w_, py::handle b_, py::handle y_, int64_t sh, int64_t sw, int64_t ph,
           int64_t pw, int64_t dh, int64_t dw, int64_t groups, intptr_t stream, int activation, double slope,
-          py::handle residual_, py::handle packed_, const std::string& packed_layout) {
+          py::handle residual_, py::handle packed_, const std::string& packed_layout, py::handle in_scale_,
+          py::handle in_shift_, bool in_relu) {
         if (activation < 0 || activation > 2) fail_value("activation: must be 0 (none), 1 (relu) or 2 (leaky_relu)");
         if (!(slope >= 0.0) || slope > 1e30) fail_value("negative_slope: must be finite and non-negative");
         ConvCall c;
@@ -92,9 +94,22 @@ void bind_conv2d(py::module_& m) {
             fail_value("packed_weight: prepacked weights are CPU-only");
           }
         }
+        if (in_scale_.is_none() != in_shift_.is_none()) fail_value("input_scale, input_shift: give both or neither");
+        if (!in_scale_.is_none()) {
+          if constexpr (!Impl::prepacks) fail_value("input_scale: the fused input prologue is CPU-only");
+          c.in_scale = view_of(in_scale_, "input_scale");
+          c.in_shift = view_of(in_shift_, "input_shift");
+          expect_same(c.in_scale, c.x, "input_scale");
+          expect_same(c.in_shift, c.x, "input_shift");
+          expect_shape(c.in_scale, {c.s.C}, "input_scale");
+          expect_shape(c.in_shift, {c.s.C}, "input_shift");
+        } else if (in_relu) {
+          fail_value("input_relu: needs input_scale and input_shift");
+        }
         prefer_huge_pages(c.y);
         c.run(c.x, [&](auto& a) {
           a.packed_layout = layout;
+          a.in_relu = in_relu;
           a.act = static_cast<Activation>(activation);
           a.slope = static_cast<elem_t<decltype(a)>>(slope);
           Impl::template forward<elem_t<decltype(a)>>(a, stream);
@@ -103,10 +118,13 @@ void bind_conv2d(py::module_& m) {
       arg("input"), arg("weight"), arg("bias"), arg("out"), arg("stride_h"), arg("stride_w"), arg("pad_h"),
       arg("pad_w"), arg("dilation_h"), arg("dilation_w"), arg("groups"), arg("stream") = 0, arg("activation") = 0,
       arg("negative_slope") = 0.0, arg("residual") = py::none(), arg("packed_weight") = py::none(),
-      arg("packed_layout") = "",
-      "out = act(conv2d(input, weight) + bias + residual), written in full into `out` (N, K, P, Q); activation 0 "
-      "none, 1 relu, 2 leaky_relu with negative_slope >= 0; residual (N, K, P, Q) or None; packed_weight: "
-      "conv2d_pack_weight(weight, out, groups, packed_layout), used where the planned path is packed_layout.");
+      arg("packed_layout") = "", arg("input_scale") = py::none(), arg("input_shift") = py::none(),
+      arg("input_relu") = false,
+      "out = act(conv2d(pro(input), weight) + bias + residual), written in full into `out` (N, K, P, Q); activation "
+      "0 none, 1 relu, 2 leaky_relu with negative_slope >= 0; residual (N, K, P, Q) or None; packed_weight: "
+      "conv2d_pack_weight(weight, out, groups, packed_layout), used where the planned path is packed_layout; "
+      "pro(x)[:, c] = x[:, c] * input_scale[c] + input_shift[c], then ReLU with input_relu (the identity without "
+      "input_scale).");
 
   if constexpr (Impl::prepacks) {
     m.def(

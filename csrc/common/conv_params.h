@@ -72,6 +72,23 @@ struct ConvArgs {
   const T* residual;  // forward: N x K x P x Q added before the activation, or nullptr
   const T* packed_w;  // forward: the weights prepacked for one CPU forward path, or nullptr
   int packed_layout;  // which path packed_w was packed for (the CPU planner's ConvPath); used only by that path
+  // forward: the input as the convolution reads it is act(x * in_scale[c] + in_shift[c]) (a BatchNorm and
+  // ReLU before the convolution), zero in the padding; in_scale nullptr: x itself
+  const T* in_scale;
+  const T* in_shift;
+  bool in_relu;
+};
+
+// The per-channel affine map and ReLU a forward convolution applies to its input as it reads it.
+template <typename T>
+struct InputPrologue {
+  const T* scale = nullptr;  // nullptr: none
+  const T* shift = nullptr;
+  bool relu = false;
+  MEDKERN_HD T apply(T v, int64_t c) const {
+    v = v * scale[c] + shift[c];
+    return relu && v < T(0) ? T(0) : v;
+  }
 };
 
 }  // namespace medkern

@@ -414,15 +414,31 @@ void conv2d_forward(const ConvArgs<T>& a) {
   const bool streaming = a.s.N * a.s.K * a.s.P * a.s.Q * int64_t(sizeof(T)) >= (int64_t(8) << 20);
   const Epilogue<T> ep{a.act, a.slope, streaming};
   const T* packed = a.packed_w && a.packed_layout == static_cast<int>(plan.path) ? a.packed_w : nullptr;
-  if (!a.residual || reads_residual(plan.path)) {
-    run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, ep, packed, a.residual);
+  const InputPrologue<T> pro{a.in_scale, a.in_shift, a.in_relu};
+  if (plan.path == ConvPath::forward_weight_panels) {
+    conv2d_forward_weight_panels(a.s, a.x, a.w, packed, a.bias, a.residual, a.y, ep, pro);
   } else {
-    // The other paths' epilogues take no residual: it and the activation follow in one pass over y.
-    run_forward<T>(plan.path, a.s, a.x, a.w, a.bias, a.y, Epilogue<T>{}, packed);
-    const int64_t n = a.s.N * a.s.K * a.s.P * a.s.Q;
-    const Epilogue<T> act{a.act, a.slope, false};
+    // The other paths read x as it is: the prologue's input, one pass ahead.
+    Buffer<T> prepared;
+    const T* x = a.x;
+    if (pro.scale) {
+      const int64_t planes = a.s.N * a.s.C, HW = a.s.H * a.s.W;
+      prepared = alloc_buffer<T>(planes * HW);
+#pragma omp parallel for schedule(static) num_threads(threads_for(planes * HW * 16))
+      for (int64_t p = 0; p < planes; ++p)
+        for (int64_t i = 0; i < HW; ++i) prepared[p * HW + i] = pro.apply(a.x[p * HW + i], p % a.s.C);
+      x = prepared.get();
+    }
+    if (!a.residual || reads_residual(plan.path)) {
+      run_forward<T>(plan.path, a.s, x, a.w, a.bias, a.y, ep, packed, a.residual);
+    } else {
+      // The other paths' epilogues take no residual: it and the activation follow in one pass over y.
+      run_forward<T>(plan.path, a.s, x, a.w, a.bias, a.y, Epilogue<T>{}, packed);
+      const int64_t n = a.s.N * a.s.K * a.s.P * a.s.Q;
+      const Epilogue<T> act{a.act, a.slope, false};
 #pragma omp parallel for schedule(static) num_threads(threads_for(n * 16))
-    for (int64_t i = 0; i < n; ++i) a.y[i] = act.apply(a.y[i] + a.residual[i]);
+      for (int64_t i = 0; i < n; ++i) a.y[i] = act.apply(a.y[i] + a.residual[i]);
+    }
   }
   if (streaming) std::atomic_thread_fence(std::memory_order_seq_cst);  // order the streaming stores
 }

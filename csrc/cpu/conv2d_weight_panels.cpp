@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "im2col.h"
@@ -40,6 +41,55 @@ void pack_panel(const ConvShape& s, const T* w, int64_t g, int64_t jp, T* packed
   }
 }
 
+// The im2col rows [m0, m0 + rows) of one group (output positions of the batch), gathered into GEMM A panels
+// (MR rows, k-major) with the input prologue applied; the padding stays zero, as it pads the input as the
+// convolution reads it.
+template <typename T>
+struct RowBlock {
+  static constexpr int64_t MR = GemmTile<T>::MR;
+  int64_t RS, HW, c_first, m_panels, ld;
+  std::vector<int32_t> source;    // source[rs * ld + row]: the offset read, -1 in the padding and past the rows
+  std::vector<uint8_t> adjacent;  // adjacent[rs * m_panels + ip]: the panel's MR offsets are consecutive
+
+  RowBlock(const ConvShape& s, const TapIndex& taps, int64_t g, int64_t m0, int64_t rows)
+      : RS(s.R * s.S), HW(s.H * s.W), c_first(g * s.c_per_group()), m_panels(ceil_div(rows, MR)), ld(m_panels * MR),
+        source(static_cast<size_t>(RS * ld), -1), adjacent(static_cast<size_t>(RS * m_panels)) {
+    for (int64_t rs = 0; rs < RS; ++rs) {
+      int32_t* src = source.data() + rs * ld;
+      fill_sources(taps.row(rs), m0, rows, s.P * s.Q, c_first * HW, s.C * HW, src);
+      // Stride 1 inside the map: MR positions read MR adjacent inputs, one copy instead of MR gathers. (Every
+      // offset is compared: across a row's end the padding can sit between adjacent offsets.)
+      for (int64_t ip = 0; ip < m_panels; ++ip) {
+        const int32_t* p = src + ip * MR;
+        bool consecutive = p[0] >= 0;
+        for (int64_t i = 1; consecutive && i < MR; ++i) consecutive = p[i] == p[0] + i;
+        adjacent[rs * m_panels + ip] = consecutive;
+      }
+    }
+  }
+
+  // Panel ip over reduction rows [k0, k0 + kc) into d (kc x MR).
+  void pack(const T* x, int64_t k0, int64_t kc, int64_t ip, const InputPrologue<T>& pro, T* d) const {
+    for (int64_t k = 0; k < kc; ++k) {
+      const int64_t crs = k0 + k, rs = crs % RS, c = c_first + crs / RS;
+      const T* plane = x + (crs / RS) * HW;
+      const int32_t* src = source.data() + rs * ld + ip * MR;
+      T* out = d + k * MR;
+      if (adjacent[rs * m_panels + ip]) {
+        const T* in = plane + src[0];
+        if (pro.scale)
+          for (int64_t i = 0; i < MR; ++i) out[i] = pro.apply(in[i], c);
+        else
+          std::memcpy(out, in, MR * sizeof(T));
+      } else if (pro.scale) {
+        for (int64_t i = 0; i < MR; ++i) out[i] = src[i] >= 0 ? pro.apply(plane[src[i]], c) : T(0);
+      } else {
+        for (int64_t i = 0; i < MR; ++i) out[i] = src[i] >= 0 ? plane[src[i]] : T(0);
+      }
+    }
+  }
+};
+
 // Output positions per task: the A block (rows x KC) and the task's C block stay in L2, and the weights,
 // the streamed operand, are read once per block of rows.
 constexpr int64_t kRowsPerTask = 96;
@@ -62,7 +112,7 @@ void pack_weight_panels(const ConvShape& s, const T* w, T* packed) {
 
 template <typename T>
 void conv2d_forward_weight_panels(const ConvShape& s, const T* x, const T* w, const T* packed, const T* bias,
-                                  const T* residual, T* y, const Epilogue<T>& ep) {
+                                  const T* residual, T* y, const Epilogue<T>& ep, const InputPrologue<T>& pro) {
   constexpr int64_t NR = GemmTile<T>::NR, MR = GemmTile<T>::MR, KC = GemmTile<T>::KC;
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
   const int64_t RS = s.R * s.S, M = s.N * PQ, panels = padded_channels<T>(s) / NR;
@@ -74,7 +124,7 @@ void conv2d_forward_weight_panels(const ConvShape& s, const T* x, const T* w, co
     packed = own.get();
   }
   // Few positions (weight-bound): the threads split the channel panels, so each streams its share of the
-  // weights once, and each packs its own copy of the small A block. Otherwise row blocks of equal size, a whole
+  // weights once. Otherwise row blocks of equal size, a whole
   // number of rounds of the threads (a last block of 4 rows beside two of 96 left a thread idle a third of the
   // time).
   const bool split_channels = M <= kMaxRowsToSplitChannels;
@@ -84,46 +134,52 @@ void conv2d_forward_weight_panels(const ConvShape& s, const T* x, const T* w, co
   const int64_t parts = split_channels && s.groups < threads ? std::min<int64_t>(threads, panels) : 1;
   const int64_t part_panels = ceil_div(panels, parts), tasks = s.groups * row_blocks * parts;
   const TapIndex taps(s);
+  // With the channels split, the threads share one A: packed once, in parallel, before the products.
+  const bool shared_a = row_blocks == 1 && parts > 1;
+  std::vector<RowBlock<T>> shared_rows;
+  Buffer<T> shared_a_buf;
+  if (shared_a) {
+    for (int64_t g = 0; g < s.groups; ++g) shared_rows.emplace_back(s, taps, g, 0, M);
+    shared_a_buf = alloc_buffer<T>(s.groups * shared_rows[0].ld * CRS);
+  }
+  const int64_t k_blocks = ceil_div(CRS, KC);
 #pragma omp parallel num_threads(threads)
   {
+    if (shared_a) {
+      const int64_t m_panels = shared_rows[0].m_panels, ld = shared_rows[0].ld;
+#pragma omp for schedule(static)
+      for (int64_t t = 0; t < s.groups * k_blocks * m_panels; ++t) {
+        const int64_t g = t / (k_blocks * m_panels), k0 = t / m_panels % k_blocks * KC, ip = t % m_panels;
+        const int64_t kc = std::min(KC, CRS - k0);
+        shared_rows[g].pack(x, k0, kc, ip, pro, shared_a_buf.get() + (g * CRS + k0) * ld + ip * MR * kc);
+      }
+      // (the loop's barrier: A is complete)
+    }
     const int64_t ldc = part_panels * NR;
-    Buffer<T> a_buf = alloc_buffer<T>(rows_per_task * KC);
+    Buffer<T> a_buf = alloc_buffer<T>(shared_a ? 0 : rows_per_task * KC);
     Buffer<T> c_buf = alloc_buffer<T>(rows_per_task * ldc);
-    std::vector<int32_t> source(static_cast<size_t>(RS * rows_per_task));  // source[rs * rows + row]
 #pragma omp for schedule(static)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t part = t % parts, rb = t / parts % row_blocks, g = t / parts / row_blocks;
       const int64_t jp0 = part * part_panels, jp1 = std::min(panels, jp0 + part_panels);
       const int64_t m0 = rb * rows_per_task, rows = std::min(rows_per_task, M - m0), m_panels = ceil_div(rows, MR);
       if (jp0 >= jp1 || rows <= 0) continue;
-      for (int64_t rs = 0; rs < RS; ++rs)
-        fill_sources(taps.row(rs), m0, rows, PQ, g * Cg * HW, s.C * HW, source.data() + rs * rows_per_task);
+      std::optional<RowBlock<T>> own_rows;
+      if (!shared_a) own_rows.emplace(s, taps, g, m0, rows);
       for (int64_t k0 = 0; k0 < CRS; k0 += KC) {
         const int64_t kc = std::min(KC, CRS - k0);
-        // A: MR-row panels of the block's im2col rows, k-major; rows past the block are zero.
-        for (int64_t ip = 0; ip < m_panels; ++ip) {
-          T* d = a_buf.get() + ip * MR * kc;
-          for (int64_t k = 0; k < kc; ++k) {
-            const int64_t crs = k0 + k;
-            const T* plane = x + (crs / RS) * HW;
-            const int32_t* src = source.data() + (crs % RS) * rows_per_task + ip * MR;
-            // Stride 1 inside the map: MR positions read MR adjacent inputs, one copy instead of MR gathers.
-            // (Every offset is compared: across a row's end the padding (-1) can sit between adjacent offsets.)
-            bool adjacent = ip * MR + MR <= rows && src[0] >= 0;
-            for (int64_t i = 1; adjacent && i < MR; ++i) adjacent = src[i] == src[0] + i;
-            if (adjacent) {
-              std::memcpy(d + k * MR, plane + src[0], MR * sizeof(T));
-              continue;
-            }
-            for (int64_t i = 0; i < MR; ++i)
-              d[k * MR + i] = ip * MR + i < rows && src[i] >= 0 ? plane[src[i]] : T(0);
-          }
+        const T* a_block;
+        if (shared_a) {
+          a_block = shared_a_buf.get() + (g * CRS + k0) * shared_rows[g].ld;
+        } else {
+          for (int64_t ip = 0; ip < m_panels; ++ip) own_rows->pack(x, k0, kc, ip, pro, a_buf.get() + ip * MR * kc);
+          a_block = a_buf.get();
         }
         for (int64_t jp = jp0; jp < jp1; ++jp) {
           const T* b = packed + panel_offset<T>(s, g, k0, kc, jp);
           for (int64_t ip = 0; ip < m_panels; ++ip)
-            micro_kernel<T>(kc, a_buf.get() + ip * MR * kc, b, c_buf.get() + ip * MR * ldc + (jp - jp0) * NR, ldc,
-                            MR, NR, nullptr, k0 > 0);
+            micro_kernel<T>(kc, a_block + ip * MR * kc, b, c_buf.get() + ip * MR * ldc + (jp - jp0) * NR, ldc, MR, NR,
+                            nullptr, k0 > 0);
         }
       }
       // C (positions x channels) to y's channel planes, with the epilogue.
@@ -149,7 +205,7 @@ void conv2d_forward_weight_panels(const ConvShape& s, const T* x, const T* w, co
   template int64_t weight_panels_size<T>(const ConvShape&);                                                 \
   template void pack_weight_panels<T>(const ConvShape&, const T*, T*);                                      \
   template void conv2d_forward_weight_panels<T>(const ConvShape&, const T*, const T*, const T*, const T*,   \
-                                                const T*, T*, const Epilogue<T>&);
+                                                const T*, T*, const Epilogue<T>&, const InputPrologue<T>&);
 MEDKERN_INSTANTIATE(float)
 MEDKERN_INSTANTIATE(double)
 #undef MEDKERN_INSTANTIATE

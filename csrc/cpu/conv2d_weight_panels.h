@@ -22,9 +22,9 @@ template <typename T>
 void pack_weight_panels(const ConvShape& s, const T* w, T* packed);
 
 // `packed` from pack_weight_panels of the same w, or nullptr to pack for this call; `residual` (N x K x P x Q,
-// added before the activation) may be nullptr.
+// added before the activation) may be nullptr; `pro` is applied to x as the im2col rows are gathered.
 template <typename T>
 void conv2d_forward_weight_panels(const ConvShape& s, const T* x, const T* w, const T* packed, const T* bias,
-                                  const T* residual, T* y, const Epilogue<T>& ep);
+                                  const T* residual, T* y, const Epilogue<T>& ep, const InputPrologue<T>& pro = {});
 
 }  // namespace medkern::cpu

@@ -19,6 +19,9 @@ namespace {
 // Winograd's a*a GEMMs are too thin for the micro-kernel below this many channels on either side, and the
 // transforms then dominate.
 constexpr int64_t kWinogradF2x3MinChannels = 16;
+// ... and on maps of fewer positions: 4 or 1 tiles per image (4x4, 2x2 maps: DenseNet-121's last blocks at
+// 64 px, batch 32) ran 1.7x and 2.1x slower than gemm_across_images; an 8x8 map's 16 ran faster.
+constexpr int64_t kWinogradF2x3MinPositions = 36;
 // F(2x2, 2x2) saves 16C - 9C per output: the transforms outweigh that below 32 inputs and 64 outputs.
 constexpr int64_t kWinogradF2x2MinInputs = 32, kWinogradF2x2MinOutputs = 64;
 // F(4x4, 4x4) reduces over 4 phase planes per channel, so even an RGB stem has enough; few outputs do not.
@@ -179,7 +182,7 @@ bool preferred(ConvPath p, const ConvShape& s, bool double_precision) {
     case ConvPath::winograd_f2x3_panels: return wants_winograd_panels(s, double_precision);
     case ConvPath::winograd_f2x3:
       return s.C >= kWinogradF2x3MinChannels && s.K >= kWinogradF2x3MinChannels &&
-             fewer_products(kWinogradF2x3, s, double_precision);
+             s.P * s.Q >= kWinogradF2x3MinPositions && fewer_products(kWinogradF2x3, s, double_precision);
     case ConvPath::winograd_f4x4_phases:
       return s.K >= kWinogradF4x4MinOutputs && fewer_products(kWinogradF4x4, s, double_precision);
     case ConvPath::winograd_f2x2_phases:

@@ -136,19 +136,32 @@ def test_optimize_refuses_what_is_not_a_module():
         medkern.optimize(lambda x: x)
 
 
+@pytest.mark.parametrize("path", ["", "gemm_weight_panels", "winograd_f2x3_panels", "gemm"])
+@pytest.mark.parametrize("prologue", ["none", "bn", "bn_relu"])
 @pytest.mark.parametrize("activation", ["none", "relu", "leaky_relu"])
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
-def test_fused_conv_node_matches_float64(activation, residual):
+def test_fused_conv_node_matches_float64(activation, residual, prologue, path):
+    """Every epilogue and prologue on the paths that fuse them (gemm_weight_panels reads the prologue as it
+    gathers; the others get it one pass ahead, and the residual one pass after where they do not take one)."""
     from medkern.compile.fused_conv import ConvEpilogue
     g = torch.Generator().manual_seed(7)
-    x, w, b = torch.randn(2, 6, 9, 11, generator=g), torch.randn(8, 3, 3, 3, generator=g), torch.randn(8, generator=g)
+    groups = 1 if path == "winograd_f2x3_panels" else 2
+    x, w, b = torch.randn(2, 6, 9, 11, generator=g), torch.randn(8, 6 // groups, 3, 3, generator=g), torch.randn(8, generator=g)
     gamma, beta = torch.rand(8, generator=g) + 0.5, torch.randn(8, generator=g)
     mean, var = torch.randn(8, generator=g), torch.rand(8, generator=g) + 0.2
-    r = torch.randn(2, 8, 5, 6, generator=g) if residual else None
-    node = FusedConv([2, 2], [1, 1], [1, 1], 2, ConvEpilogue(1e-3, activation, 0.2))
-    got = node(x, w, b, gamma, beta, mean, var, r)
+    in_bn = [torch.rand(6, generator=g) + 0.5, torch.randn(6, generator=g), torch.randn(6, generator=g),
+             torch.rand(6, generator=g) + 0.2] if prologue != "none" else [None] * 4
+    r = torch.randn(2, 8, 9, 11, generator=g) if residual else None
+    node = FusedConv([1, 1], [1, 1], [1, 1], groups,
+                     ConvEpilogue(1e-3, activation, 0.2, 1e-5 if prologue != "none" else None, prologue == "bn_relu"))
+    with medkern.ops.force_conv_path(path):
+        got = node(x, w, b, gamma, beta, mean, var, r, *in_bn)
     d = lambda t: None if t is None else t.double()  # noqa: E731
-    want = torch.nn.functional.conv2d(d(x), d(w), d(b), 2, 1, 1, 2)
+    xin = d(x)
+    if prologue != "none":
+        xin = torch.nn.functional.batch_norm(xin, d(in_bn[2]), d(in_bn[3]), d(in_bn[0]), d(in_bn[1]), False, 0.0, 1e-5)
+        xin = xin.relu() if prologue == "bn_relu" else xin
+    want = torch.nn.functional.conv2d(xin, d(w), d(b), 1, 1, 1, groups)
     want = torch.nn.functional.batch_norm(want, d(mean), d(var), d(gamma), d(beta), False, 0.0, 1e-3)
     want = want if r is None else want + d(r)
     want = {"none": want, "relu": want.relu(), "leaky_relu": torch.nn.functional.leaky_relu(want, 0.2)}[activation]

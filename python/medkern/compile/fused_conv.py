@@ -29,11 +29,16 @@ class ConvEpilogue:
     eps: Optional[float] = None  # the folded BatchNorm's eps; None: no BatchNorm
     activation: str = "none"     # "none", "relu" or "leaky_relu" (slope >= 0), after bias and residual
     negative_slope: float = 0.0
+    # A BatchNorm (and ReLU) before the convolution, with an activation between them so that it cannot be
+    # folded: applied to the input as the kernel reads it. None: no such BatchNorm.
+    input_eps: Optional[float] = None
+    input_relu: bool = False
 
 
 class FusedConv:
-    """Callable graph node: ``(x, weight, bias, bn_weight, bn_bias, bn_mean, bn_var, residual) -> y`` for a 1-d or
-    2-d convolution (x of rank 3 or 4, NC[H]W); any of bias, the BatchNorm tensors and residual may be None."""
+    """Callable graph node: ``(x, weight, bias, bn_weight, bn_bias, bn_mean, bn_var, residual, in_weight, in_bias,
+    in_mean, in_var) -> y`` for a 1-d or 2-d convolution (x of rank 3 or 4, NC[H]W); any of bias, the BatchNorm
+    tensors (after: bn_*, before: in_*) and residual may be None."""
 
     def __init__(self, stride, padding, dilation, groups: int, epilogue: ConvEpilogue):
         rank = len(stride)
@@ -52,9 +57,9 @@ class FusedConv:
     def __repr__(self) -> str:
         return f"FusedConv(geometry={self.geometry}, {self.epilogue})"
 
-    def prepared(self, weight, bias, bn_weight, bn_bias, mean, var):
-        """(weight, bias) with the BatchNorm folded, remade (and the packings dropped) when an input tensor changed."""
-        tensors = (weight, bias, bn_weight, bn_bias, mean, var)
+    def prepared(self, *tensors):
+        """(weight, bias, input scale, input shift) with the BatchNorms folded, remade (and the packings dropped)
+        when an input tensor changed. ``tensors``: the node's arguments after x, the residual left out."""
         key = [(t, t._version) if t is not None else None for t in tensors]
         if self._key is None or not _same(self._key, key):
             with torch.inference_mode(False), torch.no_grad():
@@ -63,14 +68,20 @@ class FusedConv:
             self._key = key
         return self._prepared
 
-    def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var):
+    def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean, in_var):
         if self.epilogue.eps is not None:
             w, b = fold_batchnorm(weight, bias, bn_weight, bn_bias, mean, var, self.epilogue.eps, torch.float64)
             weight, bias = w.to(weight.dtype), b.to(weight.dtype)
+        scale = shift = None
+        if self.epilogue.input_eps is not None:
+            ones = torch.ones(in_mean.shape, dtype=torch.float64, device=in_mean.device)
+            scale, shift = fold_batchnorm(ones, None, in_weight, in_bias, in_mean, in_var, self.epilogue.input_eps,
+                                          torch.float64)
+            scale, shift = scale.to(weight.dtype), shift.to(weight.dtype)
         weight = weight.contiguous()
         if self.rank == 1:
             weight = weight.unsqueeze(2)
-        return weight, None if bias is None else bias.contiguous()
+        return weight, None if bias is None else bias.contiguous(), scale, shift
 
     def packed(self, x: Tensor, w: Tensor):
         """(packed weight, layout) for the path the planner takes for x, or (None, "") where it reads none."""
@@ -98,19 +109,24 @@ class FusedConv:
                                        (0, *padding), (1, *dilation), groups, x.dtype == torch.float64)
         return path if path in PACKED_LAYOUTS else None
 
-    def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual) -> Tensor:
-        w, b = self.prepared(weight, bias, bn_weight, bn_bias, mean, var)
+    def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual,
+                 in_weight=None, in_bias=None, in_mean=None, in_var=None) -> Tensor:
+        w, b, scale, shift = self.prepared(weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean,
+                                           in_var)
         if self.rank == 1:
             x = x.unsqueeze(2)
             residual = None if residual is None else residual.unsqueeze(2)
-        y = self._run(x.contiguous(), w, b, None if residual is None else residual.contiguous())
+        y = self._run(x.contiguous(), w, b, None if residual is None else residual.contiguous(), scale, shift)
         return y.squeeze(2) if self.rank == 1 else y
 
-    def _run(self, x, w, b, residual):
+    def _run(self, x, w, b, residual, scale, shift):
         stride, padding, dilation, groups = self.geometry
         if not x.is_cpu:
-            # The CUDA module has no fused residual or packed weights: its convolution, then torch.
+            # The CUDA module has no fused prologue, residual or packed weights: its convolution, and torch around it.
             from ..ops import conv2d
+            if scale is not None:
+                x = torch.addcmul(shift.view(-1, 1, 1), x, scale.view(-1, 1, 1))
+                x = F.relu(x) if self.epilogue.input_relu else x
             y = conv2d(x, w, b, stride, padding, dilation, groups)
             y = y if residual is None else y + residual
             return self._activate(y)
@@ -124,7 +140,8 @@ class FusedConv:
             require_cpu().conv2d_forward(
                 dl(x), dl(w), None if b is None else dl(b), dl(y), stride[0], stride[1], padding[0], padding[1],
                 dilation[0], dilation[1], groups, 0, self.code, self.epilogue.negative_slope,
-                None if residual is None else dl(residual), None if packed is None else dl(packed), layout)
+                None if residual is None else dl(residual), None if packed is None else dl(packed), layout,
+                None if scale is None else dl(scale), None if shift is None else dl(shift), self.epilogue.input_relu)
         return y
 
     def _activate(self, y):

@@ -1,6 +1,8 @@
 """Graph passes on a captured inference graph (ATen ops, as AOTAutograd hands them over): each convolution
 takes over the BatchNorm after it (folded into its weights), a residual add and a ReLU/LeakyReLU after
-that, and runs as one :class:`FusedConv` node. Everything else stays as it was, so every graph compiles."""
+that, and a BatchNorm (and ReLU) before it that nothing else reads (pre-activation networks: DenseNet),
+applied as it reads its input; it runs as one :class:`FusedConv` node. Everything else stays as it was, so
+every graph compiles."""
 from __future__ import annotations
 
 import operator
@@ -50,6 +52,20 @@ def _batch_norm_after(node: fx.Node):
     return out, (gamma, beta, mean, var), float(eps)
 
 
+def _batch_norm_before(conv: fx.Node, x: fx.Node):
+    """(nodes, input, (gamma, beta, mean, var), eps, relu) when x, the convolution's input, is relu(bn(input))
+    or bn(input) read by nothing else, else None."""
+    relu = x.target is aten.relu.default and len(x.users) == 1
+    out = x.args[0] if relu else x
+    if not isinstance(out, fx.Node) or out.target is not operator.getitem or out.args[1] != 0 or len(out.users) != 1:
+        return None
+    bn = out.args[0]
+    if bn.target is not _BATCH_NORM or len(bn.users) != 1 or (not relu and _only_user(x) is not conv):
+        return None
+    source, gamma, beta, mean, var, _momentum, eps = bn.args
+    return [bn, out] + ([x] if relu else []), source, (gamma, beta, mean, var), float(eps), relu
+
+
 def _residual_after(node: fx.Node):
     """(add node, the other operand) for ``node + other`` of node's shape and dtype, else None."""
     add = _only_user(node)
@@ -81,12 +97,18 @@ def _activation_after(node: fx.Node):
 def fuse_convolutions(gm: fx.GraphModule) -> int:
     """Rewrites gm in place; returns how many convolutions became fused nodes."""
     fused = 0
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}  # a chain's nodes are all original ones
     for node in list(gm.graph.nodes):
         conv_args = _convolution_args(node)
         if conv_args is None:
             continue
         x, weight, bias, stride, padding, dilation, groups = conv_args
         chain, tail = [node], node
+        before = _batch_norm_before(node, x)
+        in_tensors, in_eps, in_relu = (None,) * 4, None, False
+        if before:
+            nodes, x, in_tensors, in_eps, in_relu = before
+            chain += nodes
         bn_tensors, eps = (None,) * 4, None
         found = _batch_norm_after(tail)
         if found:
@@ -102,12 +124,13 @@ def fuse_convolutions(gm: fx.GraphModule) -> int:
         if found:
             tail, activation, slope = found
             chain.append(tail)
-        run = FusedConv(stride, padding, dilation, groups, ConvEpilogue(eps, activation, slope))
+        run = FusedConv(stride, padding, dilation, groups,
+                        ConvEpilogue(eps, activation, slope, in_eps, in_relu))
         with gm.graph.inserting_after(tail):
-            new = gm.graph.call_function(run, (x, weight, bias, *bn_tensors, residual))
+            new = gm.graph.call_function(run, (x, weight, bias, *bn_tensors, residual, *in_tensors))
         new.meta["val"] = _value(tail)
         tail.replace_all_uses_with(new)
-        for old in reversed(chain):
+        for old in sorted(chain, key=order.__getitem__, reverse=True):  # users before what they use
             gm.graph.erase_node(old)
         fused += 1
     gm.graph.lint()
