@@ -90,6 +90,43 @@ struct RowBlock {
   }
 };
 
+// C (rows m0.. of the batch's positions x `channels` output channels from k_first, ldc apart) to y's channel
+// planes, with bias, residual and the activation: L x L blocks transposed in registers where L rows lie in one
+// image, the rest element by element (in the same order of additions, so both give the same bits).
+template <typename T>
+void store_outputs(const ConvShape& s, const T* c, int64_t ldc, int64_t m0, int64_t rows, int64_t k_first,
+                   int64_t channels, const T* bias, const T* residual, T* y, const Epilogue<T>& ep) {
+  using V = typename Vec<T>::type;
+  constexpr int64_t L = Vec<T>::lanes;
+  const int64_t PQ = s.P * s.Q;
+  auto one = [&](int64_t r, int64_t j) {
+    const int64_t k = k_first + j, at = ((m0 + r) / PQ * s.K + k) * PQ + (m0 + r) % PQ;
+    y[at] = ep.apply(c[r * ldc + j] + (bias ? bias[k] : T(0)) + (residual ? residual[at] : T(0)));
+  };
+  int64_t r = 0;
+  for (; r + L <= rows; r += L) {
+    const int64_t n = (m0 + r) / PQ, p = (m0 + r) % PQ;
+    int64_t j = 0;
+    if (p + L <= PQ) {
+      for (; j + L <= channels; j += L) {
+        V v[L];
+        for (int64_t i = 0; i < L; ++i) v[i] = Vec<T>::load(c + (r + i) * ldc + j);
+        Vec<T>::transpose(v);  // v[l]: channel j + l over the L rows
+        for (int64_t l = 0; l < L; ++l) {
+          const int64_t k = k_first + j + l, at = (n * s.K + k) * PQ + p;
+          V o = v[l] + Vec<T>::broadcast(bias ? bias[k] : T(0));
+          if (residual) o += Vec<T>::load(residual + at);
+          Vec<T>::store(y + at, ep.apply(o));
+        }
+      }
+    }
+    for (; j < channels; ++j)
+      for (int64_t i = 0; i < L; ++i) one(r + i, j);
+  }
+  for (; r < rows; ++r)
+    for (int64_t j = 0; j < channels; ++j) one(r, j);
+}
+
 // Output positions per task: the A block (rows x KC) and the task's C block stay in L2, and the weights,
 // the streamed operand, are read once per block of rows.
 constexpr int64_t kRowsPerTask = 96;
@@ -182,21 +219,8 @@ void conv2d_forward_weight_panels(const ConvShape& s, const T* x, const T* w, co
                             nullptr, k0 > 0);
         }
       }
-      // C (positions x channels) to y's channel planes, with the epilogue.
-      const int64_t ch0 = jp0 * NR, ch1 = std::min(Kg, jp1 * NR);
-      for (int64_t j = ch0; j < ch1; ++j) {
-        const int64_t k = g * Kg + j;
-        const T b = bias ? bias[k] : T(0);
-        const T* c = c_buf.get() + (j - ch0);
-        for (int64_t r = 0; r < rows;) {
-          const int64_t n = (m0 + r) / PQ, p = (m0 + r) % PQ, run = std::min(PQ - p, rows - r);
-          const int64_t at = (n * s.K + k) * PQ + p;
-          T* out = y + at;
-          const T* add = residual ? residual + at : nullptr;
-          for (int64_t i = 0; i < run; ++i) out[i] = ep.apply(c[(r + i) * ldc] + b + (add ? add[i] : T(0)));
-          r += run;
-        }
-      }
+      const int64_t ch0 = jp0 * NR;
+      store_outputs(s, c_buf.get(), ldc, m0, rows, g * Kg + ch0, std::min(Kg, jp1 * NR) - ch0, bias, residual, y, ep);
     }
   }
 }
