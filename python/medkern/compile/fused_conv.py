@@ -48,10 +48,13 @@ class FusedConv:
         self.rank = rank
         self.epilogue = epilogue
         self.code = ACTIVATIONS[epilogue.activation]
+        stride, padding, dilation, groups = self.geometry
+        # The kernel call's arguments after the tensors, fixed at compile time.
+        self._kernel_args = (*stride, *padding, *dilation, groups, 0, self.code, epilogue.negative_slope)
         self._key = None
         self._prepared = None
-        self._packed = {}   # layout -> the prepared weight packed for it (emptied with _prepared)
-        self._layouts = {}  # (input shape, dtype) -> the layout its planned path reads, or None
+        self._packed = {}  # layout -> the prepared weight packed for it (emptied with _prepared)
+        self._shapes = {}  # (input shape, dtype) -> (output shape, the layout its planned path reads or "")
         self.__name__ = "medkern_fused_conv"  # what an FX graph's code calls the node (a target needs a name)
 
     def __repr__(self) -> str:
@@ -60,12 +63,13 @@ class FusedConv:
     def prepared(self, *tensors):
         """(weight, bias, input scale, input shift) with the BatchNorms folded, remade (and the packings dropped)
         when an input tensor changed. ``tensors``: the node's arguments after x, the residual left out."""
-        key = [(t, t._version) if t is not None else None for t in tensors]
-        if self._key is None or not _same(self._key, key):
-            with torch.inference_mode(False), torch.no_grad():
-                self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
-            self._packed.clear()
-            self._key = key
+        if self._key is not None and _unchanged(tensors, self._key):
+            return self._prepared
+        with torch.inference_mode(False), torch.no_grad():
+            self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
+        self._packed.clear()
+        # The tensors themselves (not their ids, which a new tensor may reuse) and their version counters.
+        self._key = [(t, None if t is None else t._version) for t in tensors]
         return self._prepared
 
     def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean, in_var):
@@ -83,13 +87,8 @@ class FusedConv:
             weight = weight.unsqueeze(2)
         return weight, None if bias is None else bias.contiguous(), scale, shift
 
-    def packed(self, x: Tensor, w: Tensor):
-        """(packed weight, layout) for the path the planner takes for x, or (None, "") where it reads none."""
-        layout = self._layouts.get((x.shape, x.dtype), False)
-        if layout is False:
-            layout = self._layouts[(x.shape, x.dtype)] = self._layout_for(x, w)
-        if layout is None:
-            return None, ""
+    def packed(self, w: Tensor, layout: str):
+        """The prepared weight packed for ``layout``, made once per preparation."""
         packed = self._packed.get(layout)
         if packed is None:
             C, groups = require_cpu(), self.geometry[3]
@@ -97,17 +96,18 @@ class FusedConv:
                 packed = torch.empty(C.conv2d_packed_weight_numel(dl(w), groups, layout), dtype=w.dtype)
                 C.conv2d_pack_weight(dl(w), dl(packed), groups, layout)
             self._packed[layout] = packed
-        return packed, layout
+        return packed
 
-    def _layout_for(self, x, w):
+    def _shape_facts(self, x, w):
+        """(output shape, layout) for this input: the packed layout the planner's path reads, or ""."""
         stride, padding, dilation, groups = self.geometry
         N, C, H, W = x.shape
         K, Cg, R, S = w.shape
-        out = (1, conv_out_size(H, R, stride[0], 2 * padding[0], dilation[0]),
-               conv_out_size(W, S, stride[1], 2 * padding[1], dilation[1]))
-        path = require_cpu().conv_plan("forward", (N, C, 1, H, W), (K, Cg, 1, R, S), out, (1, *stride),
+        P = conv_out_size(H, R, stride[0], 2 * padding[0], dilation[0])
+        Q = conv_out_size(W, S, stride[1], 2 * padding[1], dilation[1])
+        path = require_cpu().conv_plan("forward", (N, C, 1, H, W), (K, Cg, 1, R, S), (1, P, Q), (1, *stride),
                                        (0, *padding), (1, *dilation), groups, x.dtype == torch.float64)
-        return path if path in PACKED_LAYOUTS else None
+        return (N, K, P, Q), path if path in PACKED_LAYOUTS else ""
 
     def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual,
                  in_weight=None, in_bias=None, in_mean=None, in_var=None) -> Tensor:
@@ -130,17 +130,16 @@ class FusedConv:
             y = conv2d(x, w, b, stride, padding, dilation, groups)
             y = y if residual is None else y + residual
             return self._activate(y)
-        N, _, H, W = x.shape
-        K, _, R, S = w.shape
-        P = conv_out_size(H, R, stride[0], 2 * padding[0], dilation[0])
-        Q = conv_out_size(W, S, stride[1], 2 * padding[1], dilation[1])
-        y = _alloc.empty((N, K, P, Q), x)
+        facts = self._shapes.get((x.shape, x.dtype))
+        if facts is None:
+            facts = self._shapes[(x.shape, x.dtype)] = self._shape_facts(x, w)
+        out_shape, layout = facts
+        y = _alloc.empty(out_shape, x)
         if y.numel():
-            packed, layout = self.packed(x, w)
+            packed = dl(self.packed(w, layout)) if layout else None
             require_cpu().conv2d_forward(
-                dl(x), dl(w), None if b is None else dl(b), dl(y), stride[0], stride[1], padding[0], padding[1],
-                dilation[0], dilation[1], groups, 0, self.code, self.epilogue.negative_slope,
-                None if residual is None else dl(residual), None if packed is None else dl(packed), layout,
+                dl(x), dl(w), None if b is None else dl(b), dl(y), *self._kernel_args,
+                None if residual is None else dl(residual), packed, layout,
                 None if scale is None else dl(scale), None if shift is None else dl(shift), self.epilogue.input_relu)
         return y
 
@@ -152,6 +151,8 @@ class FusedConv:
         return y
 
 
-def _same(a, b) -> bool:
-    return all((p is None and q is None) or (p is not None and q is not None and p[0] is q[0] and p[1] == q[1])
-               for p, q in zip(a, b))
+def _unchanged(tensors, key) -> bool:
+    for t, (u, version) in zip(tensors, key):
+        if t is not u or (t is not None and t._version != version):
+            return False
+    return True
