@@ -199,3 +199,23 @@ def test_pooling_runs_on_medkern_kernels(pool, monkeypatch):
     want = copy.deepcopy(net).double()(x.double())
     assert _max_rel(medkern.optimize(net)(x), want) <= 1e-5
     assert counts == [1]
+
+
+def test_concurrent_calls_give_the_single_thread_answer():
+    """A server's threads share one compiled model: after a parameter change, their first calls prepare the
+    weights again, once, and every call gets the answer one thread gets."""
+    from concurrent.futures import ThreadPoolExecutor
+    torch._dynamo.reset()
+    net = RandomNetwork(6).eval()
+    compiled = medkern.optimize(net)
+    inputs = [_input(2, n=2, seed=s) for s in range(16)]
+    compiled(inputs[0])
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(1.1)  # every fused node prepares again, in whichever thread calls it first
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(compiled, inputs))
+    reference = copy.deepcopy(net).double()
+    for x, y in zip(inputs, got):
+        assert torch.equal(y, compiled(x))
+        assert _max_rel(y, reference(x.double())) <= 1e-4

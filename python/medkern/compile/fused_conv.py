@@ -5,6 +5,7 @@ any tensor they come from changes (its version counter, or a new tensor in its p
 or a loaded state_dict after compiling is never answered from stale weights."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Optional
 
@@ -53,7 +54,7 @@ class FusedConv:
         self._kernel_args = (*stride, *padding, *dilation, groups, 0, self.code, epilogue.negative_slope)
         self._key = None
         self._prepared = None
-        self._packed = {}  # layout -> the prepared weight packed for it (emptied with _prepared)
+        self._lock = threading.Lock()
         self._shapes = {}  # (input shape, dtype) -> (output shape, the layout its planned path reads or "")
         self.__name__ = "medkern_fused_conv"  # what an FX graph's code calls the node (a target needs a name)
 
@@ -61,16 +62,17 @@ class FusedConv:
         return f"FusedConv(geometry={self.geometry}, {self.epilogue})"
 
     def prepared(self, *tensors):
-        """(weight, bias, input scale, input shift) with the BatchNorms folded, remade (and the packings dropped)
-        when an input tensor changed. ``tensors``: the node's arguments after x, the residual left out."""
+        """(weight, bias, input scale, input shift, packings) with the BatchNorms folded, remade when an input
+        tensor changed; packings (layout -> that weight packed for it) belong to this preparation. ``tensors``: the node's arguments after x, the residual left out."""
         if self._key is not None and _unchanged(tensors, self._key):
             return self._prepared
-        with torch.inference_mode(False), torch.no_grad():
-            self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
-        self._packed.clear()
-        # The tensors themselves (not their ids, which a new tensor may reuse) and their version counters.
-        self._key = [(t, None if t is None else t._version) for t in tensors]
-        return self._prepared
+        with self._lock:  # concurrent first calls (a server's threads) prepare once, and never see half of it
+            if self._key is None or not _unchanged(tensors, self._key):
+                with torch.inference_mode(False), torch.no_grad():
+                    self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
+                # The tensors themselves (not their ids, which a new tensor may reuse) and their version counters.
+                self._key = [(t, None if t is None else t._version) for t in tensors]
+            return self._prepared
 
     def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean, in_var):
         if self.epilogue.eps is not None:
@@ -85,17 +87,17 @@ class FusedConv:
         weight = weight.contiguous()
         if self.rank == 1:
             weight = weight.unsqueeze(2)
-        return weight, None if bias is None else bias.contiguous(), scale, shift
+        return weight, None if bias is None else bias.contiguous(), scale, shift, {}
 
-    def packed(self, w: Tensor, layout: str):
-        """The prepared weight packed for ``layout``, made once per preparation."""
-        packed = self._packed.get(layout)
+    def packed(self, w: Tensor, packings: dict, layout: str):
+        """The prepared weight w packed for ``layout``, made once per preparation (``packings``: its own)."""
+        packed = packings.get(layout)
         if packed is None:
             C, groups = require_cpu(), self.geometry[3]
             with torch.inference_mode(False), torch.no_grad():
                 packed = torch.empty(C.conv2d_packed_weight_numel(dl(w), groups, layout), dtype=w.dtype)
                 C.conv2d_pack_weight(dl(w), dl(packed), groups, layout)
-            self._packed[layout] = packed
+            packings[layout] = packed
         return packed
 
     def _shape_facts(self, x, w):
@@ -111,15 +113,15 @@ class FusedConv:
 
     def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual,
                  in_weight=None, in_bias=None, in_mean=None, in_var=None) -> Tensor:
-        w, b, scale, shift = self.prepared(weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean,
-                                           in_var)
+        w, b, scale, shift, packings = self.prepared(weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias,
+                                                     in_mean, in_var)
         if self.rank == 1:
             x = x.unsqueeze(2)
             residual = None if residual is None else residual.unsqueeze(2)
-        y = self._run(x.contiguous(), w, b, None if residual is None else residual.contiguous(), scale, shift)
+        y = self._run(x.contiguous(), w, b, None if residual is None else residual.contiguous(), scale, shift, packings)
         return y.squeeze(2) if self.rank == 1 else y
 
-    def _run(self, x, w, b, residual, scale, shift):
+    def _run(self, x, w, b, residual, scale, shift, packings):
         stride, padding, dilation, groups = self.geometry
         if not x.is_cpu:
             # The CUDA module has no fused prologue, residual or packed weights: its convolution, and torch around it.
@@ -136,7 +138,7 @@ class FusedConv:
         out_shape, layout = facts
         y = _alloc.empty(out_shape, x)
         if y.numel():
-            packed = dl(self.packed(w, layout)) if layout else None
+            packed = dl(self.packed(w, packings, layout)) if layout else None
             require_cpu().conv2d_forward(
                 dl(x), dl(w), None if b is None else dl(b), dl(y), *self._kernel_args,
                 None if residual is None else dl(residual), packed, layout,
