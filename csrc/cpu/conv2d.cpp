@@ -154,6 +154,7 @@ void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, cons
     case ConvPath::winograd_f2x3_panels:
       return conv2d_forward_winograd_panels(s, x, w, packed, bias, residual, y, ep);
     case ConvPath::winograd_f2x3:
+    case ConvPath::winograd_f4x3:
     case ConvPath::winograd_f4x4_phases:
     case ConvPath::winograd_f2x2_phases: return conv2d_forward_winograd(path, s, x, w, bias, y, ep);
     case ConvPath::few_outputs: return conv2d_forward_few_outputs(s, x, w, bias, y, ep);

@@ -416,6 +416,7 @@ void conv2d_forward_winograd(ConvPath scheme, const ConvShape& s, const T* x, co
                              const Epilogue<T>& ep) {
   switch (scheme) {
     case ConvPath::winograd_f2x3: return forward<T, F2x3>(s, x, w, bias, y, ep);
+    case ConvPath::winograd_f4x3: return forward<T, F4x3>(s, x, w, bias, y, ep);
     case ConvPath::winograd_f2x2_phases: return forward<T, F2x2>(s, x, w, bias, y, ep);
     case ConvPath::winograd_f4x4_phases: return forward<T, F4x4>(s, x, w, bias, y, ep);
     default: throw std::logic_error("conv2d_forward_winograd: not a Winograd path");

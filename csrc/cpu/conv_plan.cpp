@@ -26,6 +26,11 @@ constexpr int64_t kWinogradF2x3MinPositions = 36;
 constexpr int64_t kWinogradF2x2MinInputs = 32, kWinogradF2x2MinOutputs = 64;
 // F(4x4, 4x4) reduces over 4 phase planes per channel, so even an RGB stem has enough; few outputs do not.
 constexpr int64_t kWinogradF4x4MinOutputs = 16;
+// F(4x4, 3x3)'s 6x6 transforms cost more per tile than F(2x2, 3x3)'s 4x4 ones: it runs where it needs at most this
+// share of F(2x2, 3x3)'s products (batch 32: 0.57 of them at 64x28x28, 1.4x faster; batch 1 at 28x28: 0.9, 7%
+// slower), and with 64 channels or more on each side (32 at 28x28, batch 8: 6% slower).
+constexpr double kWinogradF4x3MaxShareOfF2x3 = 0.8;
+constexpr int64_t kWinogradF4x3MinChannels = 64;
 // The transforms cost too: Winograd runs where it needs at most this share of direct convolution's products.
 constexpr double kWinogradMaxProductShare = 0.75;
 // The direct few-output loop needs a reduction of this length to beat packing a GEMM ...
@@ -70,11 +75,14 @@ int64_t panel_columns(bool double_precision) {
 
 // Winograd's products, a*a per tile and phase plane over whole column panels (at batch 1 a small map leaves
 // most of its one panel empty), against direct convolution's R*S per output and input channel.
-bool fewer_products(const WinogradTile& f, const ConvShape& s, bool double_precision) {
+double winograd_products(const WinogradTile& f, const ConvShape& s, bool double_precision) {
   const int64_t nr = panel_columns(double_precision);
   const int64_t tiles = s.N * ceil_div(s.P, int64_t(f.m)) * ceil_div(s.Q, int64_t(f.m));
-  const double winograd = double(f.a * f.a * f.stride * f.stride) * double(ceil_div(tiles, nr) * nr);
-  return winograd <= kWinogradMaxProductShare * double(s.R * s.S) * double(s.N * s.P * s.Q);
+  return double(f.a * f.a * f.stride * f.stride) * double(ceil_div(tiles, nr) * nr);
+}
+
+bool fewer_products(const WinogradTile& f, const ConvShape& s, bool double_precision) {
+  return winograd_products(f, s, double_precision) <= kWinogradMaxProductShare * double(s.R * s.S) * double(s.N * s.P * s.Q);
 }
 
 bool wants_columns_across_images(const ConvShape& s) {
@@ -133,6 +141,7 @@ bool applies(ConvPath p, const ConvShape& s) {
   if (!s.planar()) return false;  // no CPU kernel for volumes yet
   switch (p) {
     case ConvPath::winograd_f2x3_panels:
+    case ConvPath::winograd_f4x3:
     case ConvPath::winograd_f2x3:
       return plain(s) && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1;
     case ConvPath::winograd_f4x4_phases:
@@ -163,6 +172,7 @@ bool applies(ConvPath p, const ConvShape& s) {
 const char* requirement(ConvPath p) {
   switch (p) {
     case ConvPath::winograd_f2x3_panels:
+    case ConvPath::winograd_f4x3:
     case ConvPath::winograd_f2x3: return "a 3x3 kernel, stride 1, dilation 1 and one group";
     case ConvPath::winograd_f4x4_phases: return "a 7x7 or 8x8 kernel, stride 2, dilation 1 and one group";
     case ConvPath::winograd_f2x2_phases: return "a 4x4 kernel, stride 2, dilation 1 and one group";
@@ -180,6 +190,11 @@ const char* requirement(ConvPath p) {
 bool preferred(ConvPath p, const ConvShape& s, bool double_precision) {
   switch (p) {
     case ConvPath::winograd_f2x3_panels: return wants_winograd_panels(s, double_precision);
+    case ConvPath::winograd_f4x3:
+      return s.C >= kWinogradF4x3MinChannels && s.K >= kWinogradF4x3MinChannels &&
+             s.P * s.Q >= kWinogradF2x3MinPositions && fewer_products(kWinogradF4x3, s, double_precision) &&
+             winograd_products(kWinogradF4x3, s, double_precision) <=
+                 kWinogradF4x3MaxShareOfF2x3 * winograd_products(kWinogradF2x3, s, double_precision);
     case ConvPath::winograd_f2x3:
       return s.C >= kWinogradF2x3MinChannels && s.K >= kWinogradF2x3MinChannels &&
              s.P * s.Q >= kWinogradF2x3MinPositions && fewer_products(kWinogradF2x3, s, double_precision);
@@ -216,6 +231,7 @@ struct PathInfo {
 // In each direction's planning order.
 constexpr PathInfo kPaths[] = {
     {ConvPath::winograd_f2x3_panels, ConvDirection::forward, "winograd_f2x3_panels"},
+    {ConvPath::winograd_f4x3, ConvDirection::forward, "winograd_f4x3"},
     {ConvPath::winograd_f2x3, ConvDirection::forward, "winograd_f2x3"},
     {ConvPath::winograd_f4x4_phases, ConvDirection::forward, "winograd_f4x4_phases"},
     {ConvPath::winograd_f2x2_phases, ConvDirection::forward, "winograd_f2x2_phases"},

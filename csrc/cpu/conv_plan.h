@@ -6,6 +6,7 @@
 // Paths, by direction (a name is what Python's medkern.ops.conv_plan returns and MEDKERN_CONV_PATH takes):
 //   forward      winograd_f2x3_panels   F(2x2, 3x3) with output channels as GEMM columns, for few tiles
 //                                       (conv2d_winograd_panels.cpp); its transformed kernels can be prepacked
+//                winograd_f4x3          F(4x4, 3x3) for 3x3 stride-1 layers on larger maps (conv2d_winograd.cpp)
 //                winograd_f2x3          F(2x2, 3x3) for 3x3 stride-1 layers (conv2d_winograd.cpp)
 //                winograd_f4x4_phases   F(4x4, 4x4) on the stride phases of 7x7/8x8 stride-2 layers
 //                winograd_f2x2_phases   F(2x2, 2x2) on the stride phases of 4x4 stride-2 layers
@@ -42,7 +43,7 @@ enum class ConvDirection : int { forward, grad_input, grad_weight };
 enum class ConvPath : int {
   none,
   // forward
-  winograd_f2x3_panels, winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, few_outputs, forward_grid, forward_weight_panels,
+  winograd_f2x3_panels, winograd_f4x3, winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, few_outputs, forward_grid, forward_weight_panels,
   forward_gemm_across_images,
   forward_gemm,
   // grad-input
@@ -84,7 +85,7 @@ std::string forced_conv_path();
 struct WinogradTile {
   int m, a, stride;  // outputs per tile side, transformed tile side, layer stride
 };
-constexpr WinogradTile kWinogradF2x3{2, 4, 1}, kWinogradF4x4{4, 7, 2}, kWinogradF2x2{2, 3, 2};
+constexpr WinogradTile kWinogradF2x3{2, 4, 1}, kWinogradF4x3{4, 6, 1}, kWinogradF4x4{4, 7, 2}, kWinogradF2x2{2, 3, 2};
 
 // The shapes a grad-input's sub-plans run over, shared by the planner and the executor.
 // as_forward: dx[c, i] = sum_{k, r} dy[k, i + pad - r*dil] * w[k, c, r], a convolution of dy with the kernel

@@ -55,7 +55,7 @@ def test_every_path_is_the_plan_of_some_named_case():
                   for c in CASES for d in DIRECTIONS for p in _planner().conv_plans(d, *c.planner_args())}
     assert applicable == planned
     assert {p for d, p in planned if d == "forward"} == {
-        "winograd_f2x3_panels", "winograd_f2x3", "winograd_f4x4_phases", "winograd_f2x2_phases", "few_outputs", "grid", "gemm_weight_panels",
+        "winograd_f2x3_panels", "winograd_f4x3", "winograd_f2x3", "winograd_f4x4_phases", "winograd_f2x2_phases", "few_outputs", "grid", "gemm_weight_panels",
         "gemm_across_images", "gemm"}
     assert {p for d, p in planned if d == "grad_input"} == {"grid", "as_forward", "phases", "gemm_col2im"}
     assert {p for d, p in planned if d == "grad_weight"} == {"grid", "gemm_across_images", "gemm"}
@@ -93,8 +93,8 @@ def test_phases_need_every_sub_kernel_within_reach():
 
 
 def test_conv_plan_takes_torch_arguments_for_1d_2d_and_unbatched_calls():
-    assert conv_plan((1, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd_f2x3"
-    assert conv_plan((64, 56, 56), (64, 64, 3, 3), padding="same") == "winograd_f2x3"  # unbatched
+    assert conv_plan((1, 64, 56, 56), (64, 64, 3, 3), padding=1) == "winograd_f4x3"
+    assert conv_plan((64, 56, 56), (64, 64, 3, 3), padding="same") == "winograd_f4x3"  # unbatched
     assert conv_plan((1, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3) == "winograd_f4x4_phases"
     assert conv_plan((1, 3, 224, 224), (64, 3, 7, 7), stride=(2, 2), padding=(3, 3), dtype=torch.float64) == \
         "winograd_f4x4_phases"
@@ -103,7 +103,7 @@ def test_conv_plan_takes_torch_arguments_for_1d_2d_and_unbatched_calls():
                                                                            padding=(0, 3))
     assert conv_plan((64, 32, 1000), (32, 32, 7), padding=3, direction="grad_input").startswith("as_forward>")
     # A 3-d call of depth 1 is a 2-d one.
-    assert conv_plan((1, 64, 1, 56, 56), (64, 64, 1, 3, 3), padding=(0, 1, 1)) == "winograd_f2x3"
+    assert conv_plan((1, 64, 1, 56, 56), (64, 64, 1, 3, 3), padding=(0, 1, 1)) == "winograd_f4x3"
     assert "gemm" in conv_paths((2, 8, 9, 9), (16, 8, 3, 3), direction="grad_weight")
 
 
