@@ -26,11 +26,13 @@ constexpr int64_t kWinogradF2x3MinPositions = 36;
 constexpr int64_t kWinogradF2x2MinInputs = 32, kWinogradF2x2MinOutputs = 64;
 // F(4x4, 4x4) reduces over 4 phase planes per channel, so even an RGB stem has enough; few outputs do not.
 constexpr int64_t kWinogradF4x4MinOutputs = 16;
-// F(4x4, 3x3)'s 6x6 transforms cost more per tile than F(2x2, 3x3)'s 4x4 ones: it runs where it needs at most this
-// share of F(2x2, 3x3)'s products (batch 32: 0.57 of them at 64x28x28, 1.4x faster; batch 1 at 28x28: 0.9, 7%
-// slower), and with 64 channels or more on each side (32 at 28x28, batch 8: 6% slower).
+// F(4x4, 3x3)'s 6x6 transforms cost more per tile than F(2x2, 3x3)'s 4x4 ones, and its transformed kernels are
+// 36/16 as large: it runs where it needs at most this share of F(2x2, 3x3)'s products (batch 32: 0.57 of them at
+// 64x28x28, 1.3-1.4x faster; batch 1 at 28x28: 0.9, 7% slower), with 64 channels or more on each side (32 at
+// 28x28, batch 8: 6% slower), on maps of 28x28 or more (batch 32 at 128x14x14 and 256x7x7 ran 10-15% slower
+// although it needed 0.75 and 0.61 of the products).
 constexpr double kWinogradF4x3MaxShareOfF2x3 = 0.8;
-constexpr int64_t kWinogradF4x3MinChannels = 64;
+constexpr int64_t kWinogradF4x3MinChannels = 64, kWinogradF4x3MinPositions = 28 * 28;
 // The transforms cost too: Winograd runs where it needs at most this share of direct convolution's products.
 constexpr double kWinogradMaxProductShare = 0.75;
 // The direct few-output loop needs a reduction of this length to beat packing a GEMM ...
@@ -192,7 +194,7 @@ bool preferred(ConvPath p, const ConvShape& s, bool double_precision) {
     case ConvPath::winograd_f2x3_panels: return wants_winograd_panels(s, double_precision);
     case ConvPath::winograd_f4x3:
       return s.C >= kWinogradF4x3MinChannels && s.K >= kWinogradF4x3MinChannels &&
-             s.P * s.Q >= kWinogradF2x3MinPositions && fewer_products(kWinogradF4x3, s, double_precision) &&
+             s.P * s.Q >= kWinogradF4x3MinPositions && fewer_products(kWinogradF4x3, s, double_precision) &&
              winograd_products(kWinogradF4x3, s, double_precision) <=
                  kWinogradF4x3MaxShareOfF2x3 * winograd_products(kWinogradF2x3, s, double_precision);
     case ConvPath::winograd_f2x3:

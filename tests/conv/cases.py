@@ -116,8 +116,8 @@ HAND_PICKED = [
          plans=("gemm_across_images", "grid", "gemm_across_images")),
     Case(1, 32, 7, 7, 40, 3, 3, padding=(1, 1), name="batch1_small_map",  # the threads split the output channels
          plans=("gemm_weight_panels", "as_forward>grid", "grid")),
-    # 64 channels on a 16x16 map, a batch of 2: F(4x4, 3x3) needs 3/4 of F(2x2, 3x3)'s products.
-    Case(2, 64, 16, 16, 64, 3, 3, padding=(1, 1), name="winograd_4x4_tiles",
+    # 64 channels on a 28x28 map, a batch of 2: F(4x4, 3x3) needs 3/4 of F(2x2, 3x3)'s products.
+    Case(2, 64, 28, 28, 64, 3, 3, padding=(1, 1), name="winograd_4x4_tiles",
          plans=("winograd_f4x3", "as_forward>winograd_f4x3", "grid")),
     # Batch-1 inference's deep 3x3 layers: 16 Winograd tiles, output channels in the vector lanes.
     Case(1, 64, 7, 7, 96, 3, 3, padding=(1, 1), name="batch1_7x7_winograd_channels",
