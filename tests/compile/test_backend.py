@@ -219,3 +219,25 @@ def test_concurrent_calls_give_the_single_thread_answer():
     for x, y in zip(inputs, got):
         assert torch.equal(y, compiled(x))
         assert _max_rel(y, reference(x.double())) <= 1e-4
+
+
+def test_parameter_only_work_is_done_once_and_redone_after_a_change(monkeypatch):
+    """A bidirectional GRU's traced form concatenates and stacks its weights, a Linear transposes its weight:
+    done once into a cache, and again after an optimiser-like in-place update."""
+    from medkern.models.networks import RecurrentNet
+    from medkern.models.sequence import SequenceClassifier
+    hoisted = []
+    original = backend_module.hoist_parameter_work
+    monkeypatch.setattr(backend_module, "hoist_parameter_work",
+                        lambda gm, w: hoisted.append(original(gm, w)) or hoisted[-1])
+    torch._dynamo.reset()
+    torch.manual_seed(1)
+    net = RecurrentNet(1, 2, **SequenceClassifier.ARCH).eval()
+    compiled = medkern.optimize(net)
+    x = torch.randn(3, 1, 40)
+    assert _max_rel(compiled(x), copy.deepcopy(net).double()(x.double())) <= 1e-4
+    assert hoisted and hoisted[0] >= 3  # the GRU's weights, its biases, the head's transposed weight
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert _max_rel(compiled(x), copy.deepcopy(net).double()(x.double())) <= 1e-4

@@ -3,11 +3,14 @@ and an inference graph (no gradient wanted) goes through medkern's passes (passe
 its forward and backward as captured, which is correct but not faster: training fusions are not built yet."""
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 
 from ..nn import patch
+from .hoist import hoist_parameter_work
 from .passes import fuse_convolutions
 from .pooling import use_medkern_pooling
 
@@ -15,9 +18,10 @@ _RECURRENT = (torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell, torch.nn.GRUCell)
 
 
 # AOTAutograd calls what a compiler returns with one list of arguments ("boxed"), which it can free early.
-def _inference(gm: torch.fx.GraphModule, example_inputs):
+def _inference(gm: torch.fx.GraphModule, example_inputs, weight_positions):
     fuse_convolutions(gm)
     use_medkern_pooling(gm)
+    hoist_parameter_work(gm, weight_positions)
     return make_boxed_func(gm)
 
 
@@ -25,12 +29,18 @@ def _as_captured(gm: torch.fx.GraphModule, example_inputs):
     return make_boxed_func(gm)
 
 
-_aot = aot_autograd(fw_compiler=_as_captured, bw_compiler=_as_captured, inference_compiler=_inference)
+def _weight_positions(gm: torch.fx.GraphModule, example_inputs) -> list[bool]:
+    """Which graph inputs are the model's parameters and buffers (Dynamo names a buffer input ..._buffers_...);
+    AOTAutograd's inference graph takes the same inputs in the same order."""
+    names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+    return [isinstance(t, torch.nn.Parameter) or "_buffers_" in name for t, name in zip(example_inputs, names)]
 
 
 def medkern_backend(gm: torch.fx.GraphModule, example_inputs, **kwargs):
     """The ``torch_dynamo_backends`` entry point named ``medkern``."""
-    return _aot(gm, example_inputs, **kwargs)
+    inference = functools.partial(_inference, weight_positions=_weight_positions(gm, example_inputs))
+    aot = aot_autograd(fw_compiler=_as_captured, bw_compiler=_as_captured, inference_compiler=inference)
+    return aot(gm, example_inputs, **kwargs)
 
 
 def _tracing_options():
@@ -57,7 +67,8 @@ class Optimized(torch.nn.Module):
 
 def optimize(model: torch.nn.Module, *, dynamic=None, fullgraph: bool = False) -> Optimized:
     """``model`` (put in eval mode) compiled for inference with ``backend="medkern"``: BatchNorm folded into the
-    convolutions before it, residual adds and ReLU/LeakyReLU fused into their output pass, weights packed once;
+    convolutions before it, residual adds and ReLU/LeakyReLU fused into their output pass, weights packed once,
+    other computations from the parameters alone (a transposed Linear weight, a GRU's stacked weights) done once;
     torch's LSTM/GRU (and cells) swapped for medkern's in place, and those captured in the graph. ``dynamic`` and ``fullgraph`` are ``torch.compile``'s (dynamic
     None: a new batch size recompiles once, then shapes are dynamic; fullgraph: an error instead of a graph
     break)."""
