@@ -241,3 +241,17 @@ def test_parameter_only_work_is_done_once_and_redone_after_a_change(monkeypatch)
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
     assert _max_rel(compiled(x), copy.deepcopy(net).double()(x.double())) <= 1e-4
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_patched_model_compiles_to_the_same_fused_graph(seed, fused_counts):
+    """medkern.patch's layers (medkern's conv op, its own BatchNorm folding and activation fusion) are fused
+    as torch's are: every convolution one node, the folding done once."""
+    torch._dynamo.reset()
+    net = RandomNetwork(seed).eval()
+    x = _input(2, seed=seed)
+    want = copy.deepcopy(net).double()(x.double())
+    patched = medkern.patch(copy.deepcopy(net))
+    got = medkern.optimize(patched)(x)
+    assert _max_rel(got, want) <= 1e-4
+    assert sum(fused_counts) == _convolutions(net)

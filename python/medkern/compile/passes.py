@@ -10,9 +10,11 @@ import operator
 import torch
 from torch import fx
 
+from .._geometry import ACTIVATIONS
 from .fused_conv import ConvEpilogue, FusedConv
 
 aten = torch.ops.aten
+_MEDKERN_CONV = torch.ops.medkern.conv2d.default
 _BATCH_NORM = aten._native_batch_norm_legit_no_training.default
 _FLOATS = (torch.float32, torch.float64)
 
@@ -26,17 +28,26 @@ def _only_user(node: fx.Node):
 
 
 def _convolution_args(node: fx.Node):
-    """(x, weight, bias, stride, padding, dilation, groups) of a convolution the fused node serves, else None:
-    1-d and 2-d, not transposed, float32/float64 (the kernels' types), a known device."""
-    if node.target is not aten.convolution.default:
+    """(x, weight, bias, stride, padding, dilation, groups, (activation, slope) already fused or None) of a
+    convolution the fused node serves, else None: ATen's (1-d and 2-d, not transposed) and medkern's own (a
+    model with medkern's layers: ``medkern.patch``), float32/float64 (the kernels' types)."""
+    if node.target is aten.convolution.default:
+        x, weight, bias, stride, padding, dilation, transposed, _output_padding, groups = node.args
+        fused = None
+    elif node.target is _MEDKERN_CONV:
+        x, weight, bias, stride, pads, dilation, groups, code, slope = (list(node.args) + [0, 0.0])[:9]
+        if pads[0] != pads[2] or pads[1] != pads[3]:
+            return None  # asymmetric padding ('same' with an even kernel): the fused node pads symmetrically
+        transposed, padding = False, pads[:2]
+        fused = None if code == 0 else ({v: k for k, v in ACTIVATIONS.items()}[code], float(slope))
+    else:
         return None
-    x, weight, bias, stride, padding, dilation, transposed, _output_padding, groups = node.args
     val = _value(node)
     if transposed or val is None or val.dtype not in _FLOATS or val.dim() not in (3, 4):
         return None
     if not all(isinstance(v, int) for v in (*stride, *padding, *dilation, groups)):
         return None  # symbolic geometry: leave it to torch
-    return x, weight, bias, stride, padding, dilation, groups
+    return x, weight, bias, stride, padding, dilation, groups, fused
 
 
 def _batch_norm_after(node: fx.Node):
@@ -102,28 +113,28 @@ def fuse_convolutions(gm: fx.GraphModule) -> int:
         conv_args = _convolution_args(node)
         if conv_args is None:
             continue
-        x, weight, bias, stride, padding, dilation, groups = conv_args
+        x, weight, bias, stride, padding, dilation, groups, fused_activation = conv_args
         chain, tail = [node], node
         before = _batch_norm_before(node, x)
         in_tensors, in_eps, in_relu = (None,) * 4, None, False
         if before:
             nodes, x, in_tensors, in_eps, in_relu = before
             chain += nodes
-        bn_tensors, eps = (None,) * 4, None
-        found = _batch_norm_after(tail)
-        if found:
-            tail, bn_tensors, eps = found
-            chain += [tail.args[0], tail]
-        residual = None
-        found = _residual_after(tail)
-        if found:
-            tail, residual = found
-            chain.append(tail)
-        activation, slope = "none", 0.0
-        found = _activation_after(tail)
-        if found:
-            tail, activation, slope = found
-            chain.append(tail)
+        bn_tensors, eps, residual = (None,) * 4, None, None
+        activation, slope = fused_activation or ("none", 0.0)
+        if fused_activation is None:  # an activation already applied ends what can follow
+            found = _batch_norm_after(tail)
+            if found:
+                tail, bn_tensors, eps = found
+                chain += [tail.args[0], tail]
+            found = _residual_after(tail)
+            if found:
+                tail, residual = found
+                chain.append(tail)
+            found = _activation_after(tail)
+            if found:
+                tail, activation, slope = found
+                chain.append(tail)
         run = FusedConv(stride, padding, dilation, groups,
                         ConvEpilogue(eps, activation, slope, in_eps, in_relu))
         with gm.graph.inserting_after(tail):
