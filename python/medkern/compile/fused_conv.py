@@ -71,7 +71,7 @@ class FusedConv:
                 with torch.inference_mode(False), torch.no_grad():
                     self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
                 # The tensors themselves (not their ids, which a new tensor may reuse) and their version counters.
-                self._key = [(t, None if t is None else t._version) for t in tensors]
+                self._key = [(t, None if t is None else version_of(t)) for t in tensors]
             return self._prepared
 
     def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean, in_var):
@@ -153,8 +153,14 @@ class FusedConv:
         return y
 
 
+def version_of(t: Tensor) -> int:
+    """t's version counter; -1 for an inference tensor, which has none (made under inference_mode, it can only be
+    changed in place there, where torch itself does not track it)."""
+    return -1 if t.is_inference() else t._version
+
+
 def _unchanged(tensors, key) -> bool:
     for t, (u, version) in zip(tensors, key):
-        if t is not u or (t is not None and t._version != version):
+        if t is not u or (t is not None and version_of(t) != version):
             return False
     return True
