@@ -255,3 +255,13 @@ def test_a_patched_model_compiles_to_the_same_fused_graph(seed, fused_counts):
     got = medkern.optimize(patched)(x)
     assert _max_rel(got, want) <= 1e-4
     assert sum(fused_counts) == _convolutions(net)
+
+
+def test_a_model_made_under_inference_mode_compiles():
+    """Its parameters are inference tensors, which have no version counter: prepared once."""
+    torch._dynamo.reset()
+    with torch.inference_mode():
+        net = RandomNetwork(7).eval()
+        x = _input(2)
+        want = copy.deepcopy(net).double()(x.double())
+        assert _max_rel(medkern.optimize(net)(x), want) <= 1e-4

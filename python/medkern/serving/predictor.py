@@ -61,10 +61,7 @@ def _load_model(source, layers: str | None):
 
 class Predictor:
     """A trained model, prepared for inference once (eval mode, no autograd, medkern's layers swapped in
-    unless ``layers="torch"``) and warmed up, whose ``predict`` is safe to call from many threads. With
-    medkern's layers and ``optimize`` (the default) the batches run through ``medkern.optimize``'s compiled
-    graph (BatchNorm folded, epilogues fused, weights packed once); warm-up compiles it for batch 1 and for
-    any batch size (dynamic shapes).
+    unless ``layers="torch"``) and warmed up, whose ``predict`` is safe to call from many threads.
 
     ``source`` is a run folder (as ``medkern train`` writes it), a saved model file, or a trained
     ``medkern.models.Model``. Calls are gathered by one worker thread into micro-batches of at most
@@ -79,7 +76,7 @@ class Predictor:
     """
 
     def __init__(self, source, *, max_batch: int = 32, max_wait_ms: float = 2.0, layers: str | None = None,
-                 warmup: bool = True, on_batch=None, optimize: bool = True):
+                 warmup: bool = True, on_batch=None):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive integer, got {max_batch!r}")
         if not (isinstance(max_wait_ms, (int, float)) and math.isfinite(max_wait_ms) and max_wait_ms >= 0):
@@ -94,11 +91,8 @@ class Predictor:
         network = self.model._require_network().eval()
         for p in network.parameters():
             p.requires_grad_(False)
-        self.network = network  # the eager network: predict_unbatched's reference
+        self.network = network
         self.device = next(network.parameters()).device
-        from .. import optimize as _optimize
-        # The compiled graph for medkern's layers; torch's layers stay eager (what a torch user would serve).
-        self._batched = _optimize(network) if optimize and self.layers == "medkern" else network
         self._outputs = self.model._objective(None, None).outputs  # softmax, or the forecast as is
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._carry: collections.deque = collections.deque()  # a call taken from the queue that did not fit
@@ -274,7 +268,7 @@ class Predictor:
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            outs = [self._outputs(self._batched(x[i:i + self.max_batch].to(self.device))).cpu()
+            outs = [self._outputs(self.network(x[i:i + self.max_batch].to(self.device))).cpu()
                     for i in range(0, len(x), self.max_batch)]
         return torch.cat(outs).numpy()
 
