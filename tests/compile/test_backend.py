@@ -265,3 +265,19 @@ def test_a_model_made_under_inference_mode_compiles():
         x = _input(2)
         want = copy.deepcopy(net).double()(x.double())
         assert _max_rel(medkern.optimize(net)(x), want) <= 1e-4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("seed", range(3))
+def test_cuda_network_runs_on_medkern_cuda_kernels(seed, fused_counts):
+    """On a GPU the fused node runs medkern's CUDA convolution, with the prologue, residual and activation in
+    torch: the same answers as float64 eager."""
+    torch._dynamo.reset()
+    net = RandomNetwork(seed).eval()
+    x = _input(2, seed=seed)
+    want = copy.deepcopy(net).double()(x.double())
+    got = medkern.optimize(net.cuda())(x.cuda())
+    assert got.is_cuda
+    assert _max_rel(got.cpu(), want) <= 1e-4
+    assert sum(fused_counts) == _convolutions(net)
