@@ -31,12 +31,12 @@ inline void bind_conv_plan(py::module_& m) {
   m.def(
       "conv_plan",
       [=](const std::string& direction, const Ext5& x, const Ext5& w, const Ext3& out, const Ext3& stride,
-          const Ext3& pad, const Ext3& dil, int64_t groups, bool double_precision) {
+          const Ext3& pad, const Ext3& dil, int64_t groups, bool double_precision, bool weights_packed) {
         const ConvShape s = shape(x, w, out, stride, pad, dil, groups);
-        return cpu::plan_name(cpu::plan_conv(direction_named(direction), s, double_precision));
+        return cpu::plan_name(cpu::plan_conv(direction_named(direction), s, double_precision, weights_packed));
       },
       arg("direction"), arg("input"), arg("weight"), arg("output"), arg("stride"), arg("padding"), arg("dilation"),
-      arg("groups"), arg("double_precision"),
+      arg("groups"), arg("double_precision"), arg("weights_packed") = false,
       "The CPU path a convolution takes: input (N, C, D, H, W), weight (K, C/groups, T, R, S), output extents "
       "(O, P, Q), per-axis stride, leading padding and dilation (depth, height, width).");
   m.def(

@@ -409,7 +409,7 @@ void grad_weight_gemm(const ConvArgs<T>& a, bool across) {
 
 template <typename T>
 void conv2d_forward(const ConvArgs<T>& a) {
-  const ConvPlan plan = plan_forward(a.s, is_double<T>);
+  const ConvPlan plan = plan_forward(a.s, is_double<T>, a.packed_w != nullptr);
   // Stream outputs past several MiB: they leave the caches anyway, and streaming saves the memory
   // read that a normal store does first (a third of the stem convolution's traffic).
   const bool streaming = a.s.N * a.s.K * a.s.P * a.s.Q * int64_t(sizeof(T)) >= (int64_t(8) << 20);

@@ -189,9 +189,9 @@ const char* requirement(ConvPath p) {
   }
 }
 
-bool preferred(ConvPath p, const ConvShape& s, bool double_precision) {
+bool preferred(ConvPath p, const ConvShape& s, bool double_precision, bool weights_packed) {
   switch (p) {
-    case ConvPath::winograd_f2x3_panels: return wants_winograd_panels(s, double_precision);
+    case ConvPath::winograd_f2x3_panels: return weights_packed && wants_winograd_panels(s, double_precision);
     case ConvPath::winograd_f4x3:
       return s.C >= kWinogradF4x3MinChannels && s.K >= kWinogradF4x3MinChannels &&
              s.P * s.Q >= kWinogradF4x3MinPositions && fewer_products(kWinogradF4x3, s, double_precision) &&
@@ -209,7 +209,7 @@ bool preferred(ConvPath p, const ConvShape& s, bool double_precision) {
     case ConvPath::forward_grid:
       return (s.R * s.S >= kGridMinTaps || (s.k_per_group() <= kGridMaxOutputsPerGroup && s.R * s.S > 1)) &&
              grid_waste_at_most(s, kGridWasteNum, kGridWasteDen);
-    case ConvPath::forward_weight_panels: return wants_weight_panels(s, double_precision);
+    case ConvPath::forward_weight_panels: return weights_packed && wants_weight_panels(s, double_precision);
     case ConvPath::forward_gemm_across_images:
     case ConvPath::grad_weight_gemm_across_images: return wants_columns_across_images(s);
     case ConvPath::grad_input_grid:
@@ -331,11 +331,11 @@ void require_planar(const ConvShape& s) {
 }
 
 // The free choice: the first applicable, preferred path of the direction.
-ConvPath choose(ConvDirection d, const ConvShape& s, bool double_precision) {
+ConvPath choose(ConvDirection d, const ConvShape& s, bool double_precision, bool weights_packed = false) {
   ConvPath last = ConvPath::none;
   for (const auto& i : kPaths) {
     if (i.direction != d || !applies(i.path, s)) continue;
-    if (preferred(i.path, s, double_precision)) return i.path;
+    if (preferred(i.path, s, double_precision, weights_packed)) return i.path;
     last = i.path;
   }
   return last;  // the direction's GEMM fallback, which always applies
@@ -362,11 +362,12 @@ uint32_t plan_subs(ConvPath p, const ConvShape& s, bool double_precision, const 
   return subs;
 }
 
-ConvPlan plan_with(ConvDirection d, const ConvShape& s, bool double_precision, const ForcedSpec& spec) {
+ConvPlan plan_with(ConvDirection d, const ConvShape& s, bool double_precision, const ForcedSpec& spec,
+                   bool weights_packed) {
   require_planar(s);
   ConvPath p = path_named(spec.top, d);
   if (p == ConvPath::none) {
-    p = choose(d, s, double_precision);
+    p = choose(d, s, double_precision, weights_packed);
   } else if (!applies(p, s)) {
     fail_forced(p, d, spec.top);
   }
@@ -421,10 +422,12 @@ ConvPlan plan_phase(const ConvPlan& grad_input, const ConvShape& phase, bool dou
   return plan_forward_of(phase, double_precision, forced ? spec.sub : std::string());
 }
 
-ConvPlan plan_conv(ConvDirection d, const ConvShape& s, bool double_precision) {
-  return plan_with(d, s, double_precision, current_spec());
+ConvPlan plan_conv(ConvDirection d, const ConvShape& s, bool double_precision, bool weights_packed) {
+  return plan_with(d, s, double_precision, current_spec(), weights_packed);
 }
-ConvPlan plan_forward(const ConvShape& s, bool dp) { return plan_conv(ConvDirection::forward, s, dp); }
+ConvPlan plan_forward(const ConvShape& s, bool dp, bool weights_packed) {
+  return plan_conv(ConvDirection::forward, s, dp, weights_packed);
+}
 ConvPlan plan_grad_input(const ConvShape& s, bool dp) { return plan_conv(ConvDirection::grad_input, s, dp); }
 ConvPlan plan_grad_weight(const ConvShape& s, bool dp) { return plan_conv(ConvDirection::grad_weight, s, dp); }
 

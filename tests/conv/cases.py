@@ -30,6 +30,7 @@ class Case:
     bias: bool = True
     name: str = ""
     plans: tuple = ()  # (forward, grad_input, grad_weight) as medkern.ops.conv_plan names them; () for random cases
+    packed_plan: str = ""  # the forward plan with the weights packed ahead (a compiled network), where it differs
 
     @property
     def params(self) -> Conv2dParams:
@@ -85,7 +86,7 @@ HAND_PICKED = [
     Case(2, 6, 9, 8, 4, 2, 2, dilation=(2, 2), groups=2, name="even_kernel_dilated",
          plans=("gemm_across_images", "as_forward>grid", "gemm_across_images")),
     Case(1, 3, 5, 5, 40, 1, 1, name="pointwise_40_outputs",  # K not a multiple of the register tile
-         plans=("gemm_weight_panels", "as_forward>gemm_across_images", "grid")),
+         plans=("gemm_across_images", "as_forward>gemm_across_images", "grid"), packed_plan="gemm_weight_panels"),
     Case(2, 8, 17, 19, 36, 5, 5, stride=(3, 3), padding=(2, 2), dilation=(2, 2), groups=4, name="k5_s3_d2_g4",
          plans=("gemm_across_images", "gemm_col2im", "gemm_across_images")),
     Case(2, 5, 10, 7, 3, 4, 2, padding=(1, 0), extra=(1, 1), name="same_even_kernel",  # torch's 'same', even kernel
@@ -115,13 +116,13 @@ HAND_PICKED = [
     Case(2, 3, 12, 11, 16, 4, 4, stride=(2, 2), padding=(1, 1), name="dcgan_k4s2_few_inputs",
          plans=("gemm_across_images", "grid", "gemm_across_images")),
     Case(1, 32, 7, 7, 40, 3, 3, padding=(1, 1), name="batch1_small_map",  # the threads split the output channels
-         plans=("gemm_weight_panels", "as_forward>grid", "grid")),
+         plans=("gemm_across_images", "as_forward>grid", "grid"), packed_plan="gemm_weight_panels"),
     # 64 channels on a 28x28 map, a batch of 2: F(4x4, 3x3) needs 3/4 of F(2x2, 3x3)'s products.
     Case(2, 64, 28, 28, 64, 3, 3, padding=(1, 1), name="winograd_4x4_tiles",
          plans=("winograd_f4x3", "as_forward>winograd_f4x3", "grid")),
     # Batch-1 inference's deep 3x3 layers: 16 Winograd tiles, output channels in the vector lanes.
     Case(1, 64, 7, 7, 96, 3, 3, padding=(1, 1), name="batch1_7x7_winograd_channels",
-         plans=("winograd_f2x3_panels", "as_forward>winograd_f2x3_panels", "grid")),
+         plans=("gemm_across_images", "as_forward>gemm_across_images", "grid"), packed_plan="winograd_f2x3_panels"),
     # A batch of small maps with 64 outputs: position panels (3 of 48 for 144) waste less than channel
     # panels (2 of 48 for 64).
     Case(4, 16, 11, 11, 64, 3, 3, stride=(2, 2), padding=(1, 1), name="batch_small_maps_64_outputs",

@@ -46,11 +46,14 @@ def _run(direction, case, x, w, b, dy, dtype):
 def test_named_case_takes_its_planned_path(case):
     got = tuple(_planner().conv_plan(d, *case.planner_args()) for d in DIRECTIONS)
     assert got == case.plans
+    packed = _planner().conv_plan("forward", *case.planner_args(), True)
+    assert packed == (case.packed_plan or case.plans[0])
 
 
 def test_every_path_is_the_plan_of_some_named_case():
     """So that a threshold change which starves a path shows here, not as a silent loss of coverage."""
     planned = {(d, p.split(">")[0]) for c in HAND_PICKED for d, p in zip(DIRECTIONS, c.plans)}
+    planned |= {("forward", c.packed_plan) for c in HAND_PICKED if c.packed_plan}
     applicable = {(d, p.split(">")[0])
                   for c in CASES for d in DIRECTIONS for p in _planner().conv_plans(d, *c.planner_args())}
     assert applicable == planned

@@ -108,7 +108,7 @@ class FusedConv:
         P = conv_out_size(H, R, stride[0], 2 * padding[0], dilation[0])
         Q = conv_out_size(W, S, stride[1], 2 * padding[1], dilation[1])
         path = require_cpu().conv_plan("forward", (N, C, 1, H, W), (K, Cg, 1, R, S), (1, P, Q), (1, *stride),
-                                       (0, *padding), (1, *dilation), groups, x.dtype == torch.float64)
+                                       (0, *padding), (1, *dilation), groups, x.dtype == torch.float64, True)
         return (N, K, P, Q), path if path in PACKED_LAYOUTS else ""
 
     def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual,

@@ -46,14 +46,17 @@ def _planner_args(input_shape, weight_shape, stride, padding, dilation, groups, 
 
 
 def conv_plan(input_shape: Sequence[int], weight_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
-              groups: int = 1, direction: str = "forward", dtype: torch.dtype = torch.float32) -> str:
+              groups: int = 1, direction: str = "forward", dtype: torch.dtype = torch.float32,
+              weights_packed: bool = False) -> str:
     """The name of the CPU path a convolution takes, e.g. ``"winograd_f2x3"``, or ``"as_forward>gemm"`` for
     a grad-input run as a forward convolution by the forward path after ``>`` (``phases>F1+F2``: the
     stride phases' forward paths). Arguments as ``torch.nn.functional.conv1d/2d`` take them, shapes only;
-    ``direction`` is ``"forward"``, ``"grad_input"`` or ``"grad_weight"``. A forced path is reported
-    as it will run (and raises ``ValueError`` here if it does not apply)."""
+    ``direction`` is ``"forward"``, ``"grad_input"`` or ``"grad_weight"``. ``weights_packed``: the call
+    brings its weights packed ahead, as a compiled network's do (``medkern.optimize``), which the paths
+    ``gemm_weight_panels`` and ``winograd_f2x3_panels`` need to be chosen. A forced path is reported as it
+    will run (and raises ``ValueError`` here if it does not apply)."""
     args = _planner_args(input_shape, weight_shape, stride, padding, dilation, groups, direction, dtype)
-    return _native.require_cpu().conv_plan(*args)
+    return _native.require_cpu().conv_plan(*args, bool(weights_packed))
 
 
 def conv_paths(input_shape: Sequence[int], weight_shape: Sequence[int], *, stride=1, padding=0, dilation=1,
