@@ -146,10 +146,12 @@ void forward_gemm(const ConvShape& s, const T* x, const T* w, const T* bias, T* 
 }
 
 // Runs a forward plan (plans have no sub-plans in this direction). `packed`: the weights prepacked for this
-// path, or nullptr; `residual` is added before the activation by the paths that take one (reads_residual).
+// path, or nullptr; `residual` is added before the activation by the paths that take one (reads_residual), `pro`
+// applied to x by the one that gathers its input (gemm_weight_panels).
 template <typename T>
 void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
-                 const Epilogue<T>& ep = {}, const T* packed = nullptr, const T* residual = nullptr) {
+                 const Epilogue<T>& ep = {}, const T* packed = nullptr, const T* residual = nullptr,
+                 const InputPrologue<T>& pro = {}) {
   switch (path) {
     case ConvPath::winograd_f2x3_panels:
       return conv2d_forward_winograd_panels(s, x, w, packed, bias, residual, y, ep);
@@ -159,7 +161,8 @@ void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, cons
     case ConvPath::winograd_f2x2_phases: return conv2d_forward_winograd(path, s, x, w, bias, y, ep);
     case ConvPath::few_outputs: return conv2d_forward_few_outputs(s, x, w, bias, y, ep);
     case ConvPath::forward_grid: return conv2d_forward_shifted(s, x, w, bias, y, ep);
-    case ConvPath::forward_weight_panels: return conv2d_forward_weight_panels(s, x, w, packed, bias, residual, y, ep);
+    case ConvPath::forward_weight_panels:
+      return conv2d_forward_weight_panels(s, x, w, packed, bias, residual, y, ep, pro);
     case ConvPath::forward_gemm_across_images: return forward_across_images(s, x, w, bias, y, ep);
     case ConvPath::forward_gemm: return forward_gemm(s, x, w, bias, y, ep);
     default: throw std::logic_error("run_forward: not a forward path");
@@ -415,31 +418,28 @@ void conv2d_forward(const ConvArgs<T>& a) {
   const bool streaming = a.s.N * a.s.K * a.s.P * a.s.Q * int64_t(sizeof(T)) >= (int64_t(8) << 20);
   const Epilogue<T> ep{a.act, a.slope, streaming};
   const T* packed = a.packed_w && a.packed_layout == static_cast<int>(plan.path) ? a.packed_w : nullptr;
-  const InputPrologue<T> pro{a.in_scale, a.in_shift, a.in_relu};
-  if (plan.path == ConvPath::forward_weight_panels) {
-    conv2d_forward_weight_panels(a.s, a.x, a.w, packed, a.bias, a.residual, a.y, ep, pro);
-  } else {
-    // The other paths read x as it is: the prologue's input, one pass ahead.
-    Buffer<T> prepared;
-    const T* x = a.x;
-    if (pro.scale) {
-      const int64_t planes = a.s.N * a.s.C, HW = a.s.H * a.s.W;
-      prepared = alloc_buffer<T>(planes * HW);
+  InputPrologue<T> pro{a.in_scale, a.in_shift, a.in_relu};
+  // The paths that do not gather their input read it as it is: the prologue runs one pass ahead.
+  Buffer<T> prepared;
+  const T* x = a.x;
+  if (pro.scale && plan.path != ConvPath::forward_weight_panels) {
+    const int64_t planes = a.s.N * a.s.C, HW = a.s.H * a.s.W;
+    prepared = alloc_buffer<T>(planes * HW);
 #pragma omp parallel for schedule(static) num_threads(threads_for(planes * HW * 16))
-      for (int64_t p = 0; p < planes; ++p)
-        for (int64_t i = 0; i < HW; ++i) prepared[p * HW + i] = pro.apply(a.x[p * HW + i], p % a.s.C);
-      x = prepared.get();
-    }
-    if (!a.residual || reads_residual(plan.path)) {
-      run_forward<T>(plan.path, a.s, x, a.w, a.bias, a.y, ep, packed, a.residual);
-    } else {
-      // The other paths' epilogues take no residual: it and the activation follow in one pass over y.
-      run_forward<T>(plan.path, a.s, x, a.w, a.bias, a.y, Epilogue<T>{}, packed);
-      const int64_t n = a.s.N * a.s.K * a.s.P * a.s.Q;
-      const Epilogue<T> act{a.act, a.slope, false};
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t i = 0; i < HW; ++i) prepared[p * HW + i] = pro.apply(a.x[p * HW + i], p % a.s.C);
+    x = prepared.get();
+    pro = {};
+  }
+  if (!a.residual || reads_residual(plan.path)) {
+    run_forward<T>(plan.path, a.s, x, a.w, a.bias, a.y, ep, packed, a.residual, pro);
+  } else {
+    // The other paths' epilogues take no residual: it and the activation follow in one pass over y.
+    run_forward<T>(plan.path, a.s, x, a.w, a.bias, a.y, Epilogue<T>{}, packed);
+    const int64_t n = a.s.N * a.s.K * a.s.P * a.s.Q;
+    const Epilogue<T> act{a.act, a.slope, false};
 #pragma omp parallel for schedule(static) num_threads(threads_for(n * 16))
-      for (int64_t i = 0; i < n; ++i) a.y[i] = act.apply(a.y[i] + a.residual[i]);
-    }
+    for (int64_t i = 0; i < n; ++i) a.y[i] = act.apply(a.y[i] + a.residual[i]);
   }
   if (streaming) std::atomic_thread_fence(std::memory_order_seq_cst);  // order the streaming stores
 }

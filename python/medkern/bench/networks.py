@@ -7,7 +7,6 @@ then timed interleaved (``timing.compare``, median of rounds), so a shared machi
 from __future__ import annotations
 
 import copy
-import csv
 import io
 import warnings
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import medkern
 
 from .. import _native
 from . import machine
+from .results import append_csv
 from .timing import compare
 
 SEED = 0
@@ -285,22 +285,6 @@ def _ratio(results: dict, other: str) -> str:
     return f"{_ms(theirs) / _ms(ours):.2f}x"
 
 
-def _append_csv(path: Path, rows: list[dict]) -> None:
-    new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        with path.open(newline="") as f:
-            header = next(csv.reader(f), [])
-        if header != CSV_FIELDS:
-            raise ValueError(f"{path} holds other columns than the networks benchmark writes (another family's "
-                             f"results?); pass another --csv")
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        if new:
-            writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-
-
 def plot(rows: list[dict], path: Path, title: str) -> bool:
     """A bar chart of each variant's speed-up over torch eager, grouped by network and batch, at ``path``; False
     when matplotlib is not installed."""
@@ -377,7 +361,7 @@ def run(*, device: str = "cpu", select: str = "", repeats: int = 7, min_round_s:
         print_fn(f"FAILED ({len(failed)}): {', '.join(failed)}")
     if csv_path and rows:
         path = Path(csv_path)
-        _append_csv(path, rows)
+        append_csv(path, CSV_FIELDS, rows, ".6g")
         chart = path.with_suffix(".png")
         if plot(rows, chart, f"{facts['device_name']}, {threads} threads, commit {facts['commit']}"):
             print_fn(f"speed-ups over torch eager plotted in {chart}")

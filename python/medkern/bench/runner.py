@@ -1,7 +1,6 @@
 """Runs benchmark cases, prints the table and appends CSV rows."""
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import torch
 
 from .. import _native, backends
 from . import conv, gan_loss, machine, networks, pool, rnn
+from .results import append_csv
 from .timing import compare
 
 CSV_FIELDS = ["op", "case", "backend", "device", "shape", "dtype", "medkern_ms", "torch_ms", "ratio",
@@ -74,14 +74,7 @@ def run(*, device: str = "cpu", backend: str | None = None, select: str = "", fa
                 and backend == "native" and threads > 1):
             rows.append(_thread_scaling(dtype, repeats, min_round_s, threads, commit, print_fn))
     if csv_path:
-        path = Path(csv_path)
-        new = not path.exists() or path.stat().st_size == 0
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            if new:
-                writer.writeheader()
-            for row in rows:
-                writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+        append_csv(Path(csv_path), CSV_FIELDS, rows, ".4f")
     return rows
 
 

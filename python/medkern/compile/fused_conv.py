@@ -48,10 +48,10 @@ class FusedConv:
                          (1,) * (2 - rank) + tuple(dilation), groups)
         self.rank = rank
         self.epilogue = epilogue
-        self.code = ACTIVATIONS[epilogue.activation]
         stride, padding, dilation, groups = self.geometry
         # The kernel call's arguments after the tensors, fixed at compile time.
-        self._kernel_args = (*stride, *padding, *dilation, groups, 0, self.code, epilogue.negative_slope)
+        self._kernel_args = (*stride, *padding, *dilation, groups, 0, ACTIVATIONS[epilogue.activation],
+                             epilogue.negative_slope)
         self._key = None
         self._prepared = None
         self._lock = threading.Lock()

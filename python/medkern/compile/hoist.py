@@ -33,10 +33,6 @@ class ParameterCache:
             return values
 
 
-def _is_weight_placeholder(node: fx.Node, weights: set) -> bool:
-    return node.op == "placeholder" and node in weights
-
-
 def hoist_parameter_work(gm: fx.GraphModule, weight_positions: list[bool]) -> int:
     """Moves the parameter-only computations of gm into one cached node; ``weight_positions[i]``: whether
     placeholder i is a parameter or buffer. Returns how many values the cache provides."""
