@@ -1,6 +1,6 @@
 """Geometry shared by every layer of the engine: the normalised parameters of one convolution call.
 
-The ops layer builds a :class:`Conv2dParams` after validating the user's arguments; backends receive it
+The ops layer builds a :class:`ConvParams` after validating the user's arguments; backends receive it
 unchanged. Padding here is the *leading* padding only: the trailing padding is implied by the output
 size (the shape of the output tensor), which is how ``padding='same'`` with an even kernel pads one
 more on the bottom/right, exactly as torch does.
@@ -14,10 +14,11 @@ from typing import NamedTuple
 ACTIVATIONS = {"none": 0, "relu": 1, "leaky_relu": 2}
 
 
-class Conv2dParams(NamedTuple):
-    stride: tuple[int, int]
-    padding: tuple[int, int]  # leading (top, left)
-    dilation: tuple[int, int]
+class ConvParams(NamedTuple):
+    """Per spatial axis, outermost first: (height, width) for a 2-d call, (depth, height, width) for 3-d."""
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]  # leading (top, left) / (front, top, left)
+    dilation: tuple[int, ...]
     groups: int
     activation: int = 0  # forward only: ACTIVATIONS code applied to conv + bias as it is stored
     negative_slope: float = 0.0  # leaky_relu's, >= 0
@@ -27,11 +28,12 @@ def conv_out_size(size: int, kernel: int, stride: int, pad_total: int, dilation:
     return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
 
 
-class Pool2dParams(NamedTuple):
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    dilation: tuple[int, int]  # (1, 1) for average pooling
+class PoolParams(NamedTuple):
+    """Per spatial axis, outermost first: 2 entries for 2-d pooling, 3 for 3-d."""
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]  # all 1 for average pooling
 
 
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:

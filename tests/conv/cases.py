@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from medkern._geometry import Conv2dParams, conv_out_size
+from medkern._geometry import ConvParams, conv_out_size
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,8 @@ class Case:
     packed_plan: str = ""  # the forward plan with the weights packed ahead (a compiled network), where it differs
 
     @property
-    def params(self) -> Conv2dParams:
-        return Conv2dParams(self.stride, self.padding, self.dilation, self.groups)
+    def params(self) -> ConvParams:
+        return ConvParams(self.stride, self.padding, self.dilation, self.groups)
 
     @property
     def out_hw(self):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from medkern._geometry import Pool2dParams, pool_out_size
+from medkern._geometry import PoolParams, pool_out_size
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class PoolCase:
     ceil_mode: bool = False
 
     @property
-    def params(self) -> Pool2dParams:
-        return Pool2dParams(self.kernel, self.stride, self.padding, self.dilation)
+    def params(self) -> PoolParams:
+        return PoolParams(self.kernel, self.stride, self.padding, self.dilation)
 
     @property
     def out_hw(self):

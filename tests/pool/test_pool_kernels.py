@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import medkern
-from medkern._geometry import Pool2dParams
+from medkern._geometry import PoolParams
 from conftest import TOL, backend_devices, rel_err
 
 from .cases import ADAPTIVE, CASES
@@ -103,7 +103,7 @@ def test_an_infinity_stays_in_its_own_windows(kernels):
     x = torch.ones(1, 2, 6, 6, dtype=torch.float64, device=device)
     x[:, :, 0, 0] = float("inf")
     out = nan_full((1, 2, 3, 3), torch.float64, device)
-    k.avg_pool2d_forward(x, out, Pool2dParams((2, 2), (2, 2), (0, 0), (1, 1)), True, None)
+    k.avg_pool2d_forward(x, out, PoolParams((2, 2), (2, 2), (0, 0), (1, 1)), True, None)
     assert torch.isinf(out[:, :, 0, 0]).all() and (out.flatten(2)[:, :, 1:] == 1).all()
     out = nan_full((1, 2, 2, 3), torch.float64, device)
     k.adaptive_avg_pool2d_forward(x, out)
@@ -111,5 +111,5 @@ def test_an_infinity_stays_in_its_own_windows(kernels):
     dy = torch.ones(1, 2, 3, 3, dtype=torch.float64, device=device)
     dy[:, :, 2, 2] = float("inf")
     dx = nan_full(x.shape, torch.float64, device)
-    k.avg_pool2d_backward(dy, dx, Pool2dParams((2, 2), (2, 2), (0, 0), (1, 1)), True, None)
+    k.avg_pool2d_backward(dy, dx, PoolParams((2, 2), (2, 2), (0, 0), (1, 1)), True, None)
     assert torch.isinf(dx[:, :, 4:, 4:]).all() and (dx[:, :, :4, :4] == 0.25).all()

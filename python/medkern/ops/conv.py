@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .. import backends
-from .._geometry import ACTIVATIONS, Conv2dParams, conv_out_size
+from .._geometry import ACTIVATIONS, ConvParams, conv_out_size
 from . import _alloc, _validate as v
 from ._conv_geometry import conv_geometry
 from ._dispatch import grad_wanted, route
@@ -70,8 +70,8 @@ def _normalise_activation(activation, negative_slope) -> tuple[int, float]:
     return ACTIVATIONS["leaky_relu"], float(negative_slope)
 
 
-def _params(stride, padding, dilation, groups, activation=0, negative_slope=0.0) -> Conv2dParams:
-    return Conv2dParams(tuple(stride), (padding[0], padding[1]), tuple(dilation), groups, activation, negative_slope)
+def _params(stride, padding, dilation, groups, activation=0, negative_slope=0.0) -> ConvParams:
+    return ConvParams(tuple(stride), (padding[0], padding[1]), tuple(dilation), groups, activation, negative_slope)
 
 
 def _kernels(t: Tensor):

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .. import backends
-from .._geometry import Pool2dParams, pool_out_size
+from .._geometry import PoolParams, pool_out_size
 from . import _alloc, _validate as v
 from ._dispatch import route
 
@@ -27,8 +27,8 @@ def _kernels(t: Tensor):
     return backends.for_tensor("pool", t)
 
 
-def _params(kernel, stride, padding, dilation=(1, 1)) -> Pool2dParams:
-    return Pool2dParams(tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
+def _params(kernel, stride, padding, dilation=(1, 1)) -> PoolParams:
+    return PoolParams(tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
 
 
 def _out_hw(shape, kernel, stride, padding, dilation, ceil_mode):
