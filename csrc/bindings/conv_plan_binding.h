@@ -9,7 +9,7 @@
 #include <string>
 
 #include "../cpu/conv_plan.h"
-#include "conv2d_args.h"
+#include "conv_args.h"
 
 namespace medkern {
 

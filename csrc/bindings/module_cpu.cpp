@@ -9,7 +9,7 @@
 #include "../cpu/pool2d.h"
 #include "../cpu/rnn.h"
 #include "../cpu/simd.h"
-#include "conv2d_binding.h"
+#include "conv_binding.h"
 #include "conv_plan_binding.h"
 #include "gan_loss_binding.h"
 #include "host_cache.h"
@@ -24,6 +24,7 @@ struct CpuConv2d {
   template <class T> static void grad_input(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_input(a); }
   template <class T> static void grad_weight(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_weight(a); }
   template <class T> static void grad_bias(const ConvArgs<T>& a, intptr_t) { cpu::conv2d_grad_bias(a); }
+  static constexpr bool volumes = true;
   static constexpr bool prepacks = true;
   static int layout_code(const std::string& name) { return static_cast<int>(cpu::forward_path_named(name)); }
   template <class T> static int64_t packed_weight_size(int layout, const ConvShape& s) {
@@ -82,7 +83,7 @@ struct CpuGanLoss {
 PYBIND11_MODULE(_C, m) {
   namespace py = pybind11;
   m.doc() = "medkern CPU kernels";
-  medkern::bind_conv2d<medkern::CpuConv2d>(m);
+  medkern::bind_conv<medkern::CpuConv2d>(m);
   medkern::bind_conv_plan(m);
   medkern::bind_pool2d<medkern::CpuPool2d>(m);
   medkern::bind_rnn<medkern::CpuRnn>(m);

@@ -10,7 +10,7 @@
 #include "../cuda/gan_loss.cuh"
 #include "../cuda/pool2d.h"
 #include "../cuda/rnn.h"
-#include "conv2d_binding.h"
+#include "conv_binding.h"
 #include "gan_loss_binding.h"
 #include "pool2d_binding.h"
 #include "rnn_binding.h"
@@ -19,6 +19,7 @@ namespace medkern {
 
 struct CudaConv2d {
   static constexpr DeviceKind device = DeviceKind::cuda;
+  static constexpr bool volumes = false;  // its implicit GEMM indexes planes only
   static constexpr bool prepacks = false;
   template <class T> static void forward(const ConvArgs<T>& a, intptr_t stream) { cuda::conv2d_forward(a, stream); }
   template <class T> static void grad_input(const ConvArgs<T>& a, intptr_t stream) {
@@ -80,7 +81,7 @@ struct CudaGanLoss {
 PYBIND11_MODULE(_C_cuda, m) {
   namespace py = pybind11;
   m.doc() = "medkern CUDA kernels";
-  medkern::bind_conv2d<medkern::CudaConv2d>(m);
+  medkern::bind_conv<medkern::CudaConv2d>(m);
   medkern::bind_pool2d<medkern::CudaPool2d>(m);
   medkern::bind_rnn<medkern::CudaRnn>(m);
   medkern::bind_gan_loss<medkern::CudaGanLoss>(m);

@@ -24,8 +24,12 @@ struct ConvShape {
 
   MEDKERN_HD int64_t c_per_group() const { return C / groups; }
   MEDKERN_HD int64_t k_per_group() const { return K / groups; }
+  // Kernel taps per channel pair, input elements per channel of one image, output positions per image.
+  MEDKERN_HD int64_t taps() const { return T * R * S; }
+  MEDKERN_HD int64_t in_volume() const { return D * H * W; }
+  MEDKERN_HD int64_t out_volume() const { return O * P * Q; }
   // Length of the reduction of one output element: Cin/groups * T * R * S.
-  MEDKERN_HD int64_t crs() const { return c_per_group() * T * R * S; }
+  MEDKERN_HD int64_t crs() const { return c_per_group() * taps(); }
   // Whether the depth axis is trivial: the 2-d kernels serve exactly these shapes.
   MEDKERN_HD bool planar() const { return D == 1 && T == 1 && O == 1 && pad_d == 0; }
 };

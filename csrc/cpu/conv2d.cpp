@@ -1,5 +1,7 @@
-// conv2d on the CPU as implicit GEMM: im2col rows are produced while packing B panels, so no im2col
-// tensor is ever materialised, and the register-blocked micro-kernel of gemm.h does the arithmetic.
+// Convolution on the CPU as implicit GEMM: im2col rows are produced while packing B panels, so no im2col
+// tensor is ever materialised, and the register-blocked micro-kernel of gemm.h does the arithmetic. The GEMM
+// paths walk the N-d geometry (PQ below is every output position of an image, O*P*Q for a volume, and RS
+// every kernel tap), so they serve 3-d convolutions as well; the other paths are 2-d only.
 //   forward      y[n,g]  (Kg x PQ)  = W[g] (Kg x CRS) * col(x[n,g]) (CRS x PQ)          + bias
 //   grad-input   stride 1: a forward conv of dy with the flipped, transposed kernel; larger strides
 //                (dilation 1): one such conv per stride phase with a sub-kernel; otherwise
@@ -66,8 +68,8 @@ template <typename T>
 void forward_across_images(const ConvShape& s, const T* x, const T* w, const T* bias, T* y,
                            const Epilogue<T>& ep) {
   constexpr int64_t NR = GemmTile<T>::NR, MR = GemmTile<T>::MR;
-  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
-  const int64_t RS = s.R * s.S, cols = s.N * PQ;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.out_volume(), HW = s.in_volume();
+  const int64_t RS = s.taps(), cols = s.N * PQ;
   const int threads = threads_for(s.N * s.K * PQ * CRS);
   const int64_t nc = column_block<T>(cols, s.groups, 512);
   const int64_t col_blocks = ceil_div(cols, nc), blocks = s.groups * col_blocks;
@@ -122,7 +124,7 @@ void forward_across_images(const ConvShape& s, const T* x, const T* w, const T* 
 
 template <typename T>
 void forward_gemm(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
-  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.out_volume(), HW = s.in_volume();
   const int64_t a_size = packed_a_size<T>(Kg, CRS);
   const Buffer<T> a_packed = alloc_buffer<T>(s.groups * a_size);
   const int64_t nc = column_block<T>(PQ, s.N * s.groups, 512);
@@ -199,7 +201,7 @@ constexpr bool is_double = sizeof(T) == sizeof(double);
 template <typename T>
 void grad_input_as_forward(const ConvPlan& plan, const ConvArgs<T>& a) {
   const ConvShape& s = a.s;
-  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), RS = s.R * s.S;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), RS = s.taps();
   std::vector<T> wt(s.K * Cg * RS);
   for (int64_t g = 0; g < s.groups; ++g)
     for (int64_t k = 0; k < Kg; ++k)
@@ -260,7 +262,7 @@ void grad_input_by_phases(const ConvPlan& plan, const ConvArgs<T>& a) {
 template <typename T>
 void grad_input_gemm_col2im(const ConvArgs<T>& a) {
   const ConvShape& s = a.s;
-  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.out_volume(), HW = s.in_volume();
   const int64_t a_size = packed_a_size<T>(CRS, Kg);
   // A = W[g]^T: element (crs, k) sits at w[(g*Kg + k)*CRS + crs].
   const Buffer<T> a_packed = alloc_buffer<T>(s.groups * a_size);
@@ -321,7 +323,7 @@ void grad_weight_gemm(const ConvArgs<T>& a, bool across) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;  // NR is a whole number of vectors
   const ConvShape& s = a.s;
-  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.P * s.Q, HW = s.H * s.W;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), CRS = s.crs(), PQ = s.out_volume(), HW = s.in_volume();
   const int threads = threads_for(s.N * s.K * PQ * CRS);
   // The reduction runs over each image's output positions, or, for small maps (see forward_across_images),
   // over the positions of the whole batch (j = n*PQ + p) in chunks that span images, enough for every thread.
@@ -331,7 +333,7 @@ void grad_weight_gemm(const ConvArgs<T>& a, bool across) {
   const int64_t rounds = ceil_div(ceil_div(span, 4 * G::KC), threads);
   const int64_t chunk = across ? std::max<int64_t>(G::NR, ceil_div(span, rounds * threads)) : 4 * G::KC;
   const int64_t chunks = ceil_div(span, chunk), tasks = sequences * s.groups * chunks;
-  const int64_t dw_size = s.K * CRS, RS = s.R * s.S;
+  const int64_t dw_size = s.K * CRS, RS = s.taps();
   const TapIndex taps = across ? TapIndex(s) : TapIndex();
   // Each thread sums its tasks into a private copy (its first task of a group writes without adding, so
   // nothing needs zeroing first); copies are added in thread order, so the result is deterministic for a
@@ -415,7 +417,7 @@ void conv2d_forward(const ConvArgs<T>& a) {
   const ConvPlan plan = plan_forward(a.s, is_double<T>, a.packed_w != nullptr);
   // Stream outputs past several MiB: they leave the caches anyway, and streaming saves the memory
   // read that a normal store does first (a third of the stem convolution's traffic).
-  const bool streaming = a.s.N * a.s.K * a.s.P * a.s.Q * int64_t(sizeof(T)) >= (int64_t(8) << 20);
+  const bool streaming = a.s.N * a.s.K * a.s.out_volume() * int64_t(sizeof(T)) >= (int64_t(8) << 20);
   const Epilogue<T> ep{a.act, a.slope, streaming};
   const T* packed = a.packed_w && a.packed_layout == static_cast<int>(plan.path) ? a.packed_w : nullptr;
   InputPrologue<T> pro{a.in_scale, a.in_shift, a.in_relu};
@@ -423,7 +425,7 @@ void conv2d_forward(const ConvArgs<T>& a) {
   Buffer<T> prepared;
   const T* x = a.x;
   if (pro.scale && plan.path != ConvPath::forward_weight_panels) {
-    const int64_t planes = a.s.N * a.s.C, HW = a.s.H * a.s.W;
+    const int64_t planes = a.s.N * a.s.C, HW = a.s.in_volume();
     prepared = alloc_buffer<T>(planes * HW);
 #pragma omp parallel for schedule(static) num_threads(threads_for(planes * HW * 16))
     for (int64_t p = 0; p < planes; ++p)
@@ -436,7 +438,7 @@ void conv2d_forward(const ConvArgs<T>& a) {
   } else {
     // The other paths' epilogues take no residual: it and the activation follow in one pass over y.
     run_forward<T>(plan.path, a.s, x, a.w, a.bias, a.y, Epilogue<T>{}, packed);
-    const int64_t n = a.s.N * a.s.K * a.s.P * a.s.Q;
+    const int64_t n = a.s.N * a.s.K * a.s.out_volume();
     const Epilogue<T> act{a.act, a.slope, false};
 #pragma omp parallel for schedule(static) num_threads(threads_for(n * 16))
     for (int64_t i = 0; i < n; ++i) a.y[i] = act.apply(a.y[i] + a.residual[i]);
@@ -484,7 +486,7 @@ void conv2d_grad_bias(const ConvArgs<T>& a) {
   using V = typename Vec<T>::type;
   constexpr int L = Vec<T>::lanes;
   const ConvShape& s = a.s;
-  const int64_t PQ = s.P * s.Q;
+  const int64_t PQ = s.out_volume();
 #pragma omp parallel for schedule(static) num_threads(threads_for(s.N * s.K * PQ))
   for (int64_t k = 0; k < s.K; ++k) {
     V acc = V{};

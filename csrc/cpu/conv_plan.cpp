@@ -67,7 +67,7 @@ constexpr int64_t kPhasesMaxOutputsPerInput = 2;
 // --- facts about the paths ------------------------------------------------------------------------------
 
 // The gather offsets of the across-images GEMM are int32.
-bool offsets_fit(const ConvShape& s) { return s.N * s.C * s.H * s.W < (int64_t(1) << 31); }
+bool offsets_fit(const ConvShape& s) { return s.N * s.C * s.in_volume() < (int64_t(1) << 31); }
 
 bool plain(const ConvShape& s) { return s.dil_h == 1 && s.dil_w == 1 && s.groups == 1; }
 
@@ -88,7 +88,7 @@ bool fewer_products(const WinogradTile& f, const ConvShape& s, bool double_preci
 }
 
 bool wants_columns_across_images(const ConvShape& s) {
-  return s.P * s.Q < kAcrossImagesMaxPositions || (s.N > 1 && s.Q < kAcrossImagesMaxRow);
+  return s.out_volume() < kAcrossImagesMaxPositions || (s.N > 1 && s.Q < kAcrossImagesMaxRow);
 }
 
 // Channel panels waste less than the position panels would: both GEMMs stream the same products, so the
@@ -139,8 +139,21 @@ void for_each_phase_shape(const ConvShape& s, Fn&& f) {
 
 // --- which paths apply, and which are preferred ---------------------------------------------------------
 
+// The paths whose kernels walk the N-d geometry (im2col over depth too); the others are 2-d only.
+bool volumetric(ConvPath p) {
+  switch (p) {
+    case ConvPath::forward_gemm:
+    case ConvPath::forward_gemm_across_images:
+    case ConvPath::as_forward:
+    case ConvPath::gemm_col2im:
+    case ConvPath::grad_weight_gemm:
+    case ConvPath::grad_weight_gemm_across_images: return true;
+    default: return false;
+  }
+}
+
 bool applies(ConvPath p, const ConvShape& s) {
-  if (!s.planar()) return false;  // no CPU kernel for volumes yet
+  if (!s.planar() && !volumetric(p)) return false;
   switch (p) {
     case ConvPath::winograd_f2x3_panels:
     case ConvPath::winograd_f4x3:
@@ -155,7 +168,8 @@ bool applies(ConvPath p, const ConvShape& s) {
     case ConvPath::forward_gemm_across_images:
     case ConvPath::grad_weight_gemm_across_images: return offsets_fit(s);
     case ConvPath::as_forward:
-      return s.stride_h == 1 && s.stride_w == 1 && s.dil_h * (s.R - 1) >= s.pad_h && s.dil_w * (s.S - 1) >= s.pad_w;
+      return s.stride_d == 1 && s.stride_h == 1 && s.stride_w == 1 && s.dil_d * (s.T - 1) >= s.pad_d &&
+             s.dil_h * (s.R - 1) >= s.pad_h && s.dil_w * (s.S - 1) >= s.pad_w;
     case ConvPath::phases:
       return (s.stride_h > 1 || s.stride_w > 1) && s.dil_h == 1 && s.dil_w == 1 &&
              phases_fit(axis_phases(s.stride_h, s.pad_h, s.R, s.H)) &&
@@ -170,8 +184,9 @@ bool applies(ConvPath p, const ConvShape& s) {
   }
 }
 
-// Why a path does not apply, for the error a forced path raises.
-const char* requirement(ConvPath p) {
+// Why a path does not apply to shape s, for the error a forced path raises.
+const char* requirement(ConvPath p, const ConvShape& s) {
+  if (!s.planar() && !volumetric(p)) return "a 2-d shape (it has no kernel for volumes)";
   switch (p) {
     case ConvPath::winograd_f2x3_panels:
     case ConvPath::winograd_f4x3:
@@ -320,14 +335,10 @@ ForcedSpec current_spec() {
   return spec.empty() ? ForcedSpec{} : parse_spec(spec);
 }
 
-[[noreturn]] void fail_forced(ConvPath p, ConvDirection d, const std::string& what) {
+[[noreturn]] void fail_forced(ConvPath p, ConvDirection d, const std::string& what, const ConvShape& s) {
   throw std::invalid_argument("forced convolution path '" + what + "' (MEDKERN_CONV_PATH) does not apply to this " +
                               kDirectionNames[static_cast<int>(d)] + " convolution: " + name_of(p) + " needs " +
-                              requirement(p));
-}
-
-void require_planar(const ConvShape& s) {
-  if (!s.planar()) throw std::invalid_argument("convolution: no CPU kernel for a depth above 1 (3-d) yet");
+                              requirement(p, s));
 }
 
 // The free choice: the first applicable, preferred path of the direction.
@@ -346,7 +357,7 @@ uint32_t bit(ConvPath p) { return 1u << static_cast<int>(p); }
 ConvPlan plan_forward_of(const ConvShape& s, bool double_precision, const std::string& forced) {
   if (forced.empty()) return {choose(ConvDirection::forward, s, double_precision), 0};
   const ConvPath p = path_named(forced, ConvDirection::forward);
-  if (!applies(p, s)) fail_forced(p, ConvDirection::forward, forced);
+  if (!applies(p, s)) fail_forced(p, ConvDirection::forward, forced, s);
   return {p, 0};
 }
 
@@ -364,19 +375,18 @@ uint32_t plan_subs(ConvPath p, const ConvShape& s, bool double_precision, const 
 
 ConvPlan plan_with(ConvDirection d, const ConvShape& s, bool double_precision, const ForcedSpec& spec,
                    bool weights_packed) {
-  require_planar(s);
   ConvPath p = path_named(spec.top, d);
   if (p == ConvPath::none) {
     p = choose(d, s, double_precision, weights_packed);
   } else if (!applies(p, s)) {
-    fail_forced(p, d, spec.top);
+    fail_forced(p, d, spec.top, s);
   }
   ConvPlan plan{p, 0};
   if (has_subs(p)) {
     try {
       plan.subs = plan_subs(p, s, double_precision, path_named(spec.top, d) == p ? spec.sub : std::string());
     } catch (const std::invalid_argument&) {
-      fail_forced(path_named(spec.sub, ConvDirection::forward), d, spec.top + ">" + spec.sub);
+      fail_forced(path_named(spec.sub, ConvDirection::forward), d, spec.top + ">" + spec.sub, s);
     }
   }
   return plan;
@@ -396,8 +406,9 @@ StridePhase stride_phase(int64_t phase, int64_t stride, int64_t pad, int64_t tap
 
 ConvShape as_forward_shape(const ConvShape& s) {
   ConvShape t = s;
-  t.C = s.K; t.H = s.P; t.W = s.Q;
-  t.K = s.C; t.P = s.H; t.Q = s.W;
+  t.C = s.K; t.D = s.O; t.H = s.P; t.W = s.Q;
+  t.K = s.C; t.O = s.D; t.P = s.H; t.Q = s.W;
+  t.pad_d = s.dil_d * (s.T - 1) - s.pad_d;
   t.pad_h = s.dil_h * (s.R - 1) - s.pad_h;
   t.pad_w = s.dil_w * (s.S - 1) - s.pad_w;
   return t;
@@ -440,7 +451,6 @@ std::string plan_name(const ConvPlan& p) {
 }
 
 std::vector<std::string> applicable_plans(ConvDirection d, const ConvShape& s, bool double_precision) {
-  require_planar(s);
   std::vector<std::string> out;
   for (const auto& top : kPaths) {
     if (top.direction != d || !applies(top.path, s)) continue;

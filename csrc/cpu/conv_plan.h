@@ -60,7 +60,8 @@ struct ConvPlan {
 };
 
 // The planners. `double_precision` selects the element type the GEMM panels are counted in. They throw
-// std::invalid_argument for a shape no CPU path serves (depth > 1) and for a forced path that does not apply.
+// std::invalid_argument for a forced path that does not apply. Volumes (depth > 1) take the paths that walk
+// the N-d geometry: the GEMMs and as_forward.
 // `weights_packed`: the caller holds the weights packed ahead (a compiled network); the paths that read packed
 // weights are chosen only then, as packing them on every call costs more than they save (512x512 3x3 weights,
 // 9.4 MB: 2.5 ms a call at batch 1 against 1.4 ms on gemm_across_images and 0.45 ms packed once).

@@ -142,13 +142,13 @@ def test_eager_calls_skip_the_dispatcher_and_tracers_get_the_custom_op(monkeypat
 
     calls = []
     real = conv_mod.conv2d_op
-    monkeypatch.setattr(conv_mod, "conv2d_op", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setitem(conv_mod._CUSTOM, 2, conv_mod._CUSTOM[2]._replace(forward=lambda *a: calls.append(1) or real(*a)))
     x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3, requires_grad=True)
     with torch.no_grad():
         y_fast = medkern.ops.conv2d(x, w)
     y_eager = medkern.ops.conv2d(x, w)
     assert calls == [] and y_eager.requires_grad
-    assert type(y_eager.grad_fn).__name__.startswith("_Conv2dFunction")
+    assert type(y_eager.grad_fn).__name__.startswith("_ConvFunction")
     with route_context("custom_op"):
         y_op = medkern.ops.conv2d(x, w)
     assert calls == [1] and y_op.requires_grad

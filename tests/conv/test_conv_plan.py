@@ -129,8 +129,15 @@ def test_conv_plan_bad_shapes():
         conv_plan((8, 9), (16, 8, 3, 3))
     with pytest.raises(ValueError, match="smaller than the dilated kernel"):
         conv_plan((2, 8, 2, 2), (16, 8, 3, 3))
-    with pytest.raises(NotImplementedError, match="3-d"):
-        conv_plan((1, 4, 8, 8, 8), (4, 4, 3, 3, 3))
+
+
+def test_volumes_take_the_paths_that_walk_the_nd_geometry():
+    assert conv_plan((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), padding=1) == "gemm"
+    assert set(conv_paths((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), padding=1, direction="grad_input")) == {
+        "as_forward>gemm_across_images", "as_forward>gemm", "gemm_col2im"}
+    with pytest.raises(ValueError, match="grid needs a 2-d shape"):
+        with force_conv_path("grid"):
+            conv_plan((1, 4, 8, 8, 8), (4, 4, 3, 3, 3))
 
 
 def test_forcing_an_unknown_path_names_the_valid_ones():

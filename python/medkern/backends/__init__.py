@@ -138,6 +138,18 @@ def family(family_name: str, device_type: str, name: str | None = None) -> Modul
     return mod
 
 
+def entry(family_name: str, t, entry_name: str):
+    """The required entry ``entry_name`` of ``family_name`` for ``t``'s device in the current backend.
+    A backend that does not have it yet (a family's newer entries, such as its 3-d ones) raises
+    ``BackendUnavailableError`` naming the backend and the entry, rather than an AttributeError."""
+    mod = for_tensor(family_name, t)
+    fn = getattr(mod, entry_name, None)
+    if fn is None:
+        raise BackendUnavailableError(f"backend {current()!r} has no {entry_name} kernel (for {family_name}); "
+                                      f"select another with medkern.backends.use(...)")
+    return fn
+
+
 _NO_OPTIONAL: dict[str, frozenset[str]] = {}
 
 

@@ -1,6 +1,6 @@
-"""BatchNorm folded into the convolution before it, for inference: ``medkern.patch`` pairs a ``Conv2d``
-(``Conv1d``) with the ``BatchNorm2d`` (``BatchNorm1d``) after it, and the ReLU/LeakyReLU after that, inside an
-``nn.Sequential``. While the statistics
+"""BatchNorm folded into the convolution before it, for inference: ``medkern.patch`` pairs a ``Conv1d/2d/3d``
+with the ``BatchNorm1d/2d/3d`` after it, and the ReLU/LeakyReLU after that, inside an ``nn.Sequential``. While
+the statistics
 are fixed (eval mode with running statistics) the convolution computes ``act(bn(conv(x)))`` in one pass, with
 its weights and bias scaled by the normalisation, and the BatchNorm passes its input through; while they are
 not (training, or no running statistics) both layers compute what they did before the fusion. Weights are
@@ -49,8 +49,13 @@ class FoldedBatchNorm2d(_Folded, torch.nn.BatchNorm2d):
     __doc__ = _Folded.__doc__
 
 
+class FoldedBatchNorm3d(_Folded, torch.nn.BatchNorm3d):
+    __doc__ = _Folded.__doc__
+
+
 # The BatchNorm each convolution folds, and what it becomes.
-FOLDED = {torch.nn.BatchNorm1d: FoldedBatchNorm1d, torch.nn.BatchNorm2d: FoldedBatchNorm2d}
+FOLDED = {torch.nn.BatchNorm1d: FoldedBatchNorm1d, torch.nn.BatchNorm2d: FoldedBatchNorm2d,
+          torch.nn.BatchNorm3d: FoldedBatchNorm3d}
 
 
 def fold_batchnorm(weight, bias, gamma, beta, mean, var, eps: float, dtype):

@@ -28,9 +28,9 @@ def patch(model: torch.nn.Module, fuse: bool = True, only: tuple[type, ...] | No
     its weights, and returns ``model``. Layers in dtypes medkern does not compute are left alone; with
     ``only`` (torch layer classes), so are layers of other classes.
 
-    With ``fuse``, inside an ``nn.Sequential``: a ``Conv2d`` directly followed by a ``ReLU`` or ``LeakyReLU``
-    computes the activation in its output pass; a ``Conv2d`` (``Conv1d``) followed by a ``BatchNorm2d``
-    (``BatchNorm1d``), and optionally the activation, computes in eval mode the normalisation too, folded
+    With ``fuse``, inside an ``nn.Sequential``: a ``Conv1d/2d/3d`` directly followed by a ``ReLU`` or
+    ``LeakyReLU`` computes the activation in its output pass; followed by the ``BatchNorm1d/2d/3d`` of its rank,
+    and optionally the activation, it computes in eval mode the normalisation too, folded
     into its weights (``medkern.nn.batchnorm``). The activation's slot becomes an ``nn.Identity`` (see
     :func:`_fuse_sequences` for when fusion is done)."""
     if not isinstance(model, torch.nn.Module):
@@ -66,10 +66,10 @@ def _fuse_sequences(model: torch.nn.Module) -> None:
     outputs or calls). ReLU/LeakyReLU hold no state and the BatchNorm stays where it was, so state_dict
     keys stay."""
     from .batchnorm import FOLDED
-    from .conv import Conv1d, Conv2d
+    from .conv import Conv1d, Conv2d, Conv3d
 
     # A convolution and the BatchNorm that can follow it.
-    norm_of = {Conv1d: torch.nn.BatchNorm1d, Conv2d: torch.nn.BatchNorm2d}
+    norm_of = {Conv1d: torch.nn.BatchNorm1d, Conv2d: torch.nn.BatchNorm2d, Conv3d: torch.nn.BatchNorm3d}
 
     uses: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
@@ -102,7 +102,7 @@ def _fuse_sequences(model: torch.nn.Module) -> None:
                 i += 1
                 continue
             form = _fused_form(nxt)
-            if type(conv) is Conv2d and form is not None and free(conv) and not _has_hooks(nxt):
+            if form is not None and free(conv) and not _has_hooks(nxt):
                 conv.fused_activation, conv.negative_slope = form
                 seq._modules[names[i]] = torch.nn.Identity()
                 i += 1

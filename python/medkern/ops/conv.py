@@ -1,5 +1,8 @@
 """Convolution ops: validation, the ``torch.library`` custom ops with fake kernels and autograd, and the
-no-grad fast path. Kernels come from the selected backend (``medkern.backends``).
+no-grad fast path, for 1-, 2- and 3-d convolutions and their transposes. Kernels come from the selected
+backend (``medkern.backends``). One implementation serves every rank: a 1-d convolution is a 2-d one of
+height 1, and the 2-d and 3-d ones differ only in the backend entry their tensors' rank selects
+(``conv2d_*`` / ``conv3d_*``) and in the custom ops that name them for tracers.
 
 Every backward piece is itself a custom op with registered autograd, so gradients of gradients
 compose (``gradgradcheck``; a WGAN-GP gradient penalty through a medkern discriminator).
@@ -18,11 +21,12 @@ from . import _alloc, _validate as v
 from ._conv_geometry import conv_geometry
 from ._dispatch import grad_wanted, route
 
-__all__ = ["conv1d", "conv2d", "conv2d_output_shape", "conv_transpose2d"]
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose2d", "conv_transpose3d"]
 
 
-def _normalise_conv2d(input, weight, bias, stride, padding, dilation, groups):
-    """Validates a conv2d call; returns (stride, padding as (top, left, bottom, right), dilation, groups).
+def _normalise_conv(input, weight, bias, stride, padding, dilation, groups):
+    """Validates a convolution call; returns (stride, padding as leading then trailing per axis (2-d: top,
+    left, bottom, right), dilation, groups).
 
     The answer depends on the shapes and the geometry arguments only, and a model asks the same few
     questions every step: answers are remembered (a third of a small convolution's 18 us of Python) when
@@ -46,12 +50,12 @@ def _normalise_shapes(input_shape, weight_shape, bias_shape, stride, padding, di
     return g.stride, g.padding, g.dilation, g.groups
 
 
-def conv2d_output_shape(input_shape, weight_shape, stride, padding, dilation):
-    """(N, K, P, Q) for normalised geometry (padding as (top, left, bottom, right))."""
-    N, _, H, W = input_shape
-    K, _, R, S = weight_shape
-    return (N, K, conv_out_size(H, R, stride[0], padding[0] + padding[2], dilation[0]),
-            conv_out_size(W, S, stride[1], padding[1] + padding[3], dilation[1]))
+def _output_shape(input_shape, weight_shape, stride, padding, dilation):
+    """(N, K, *spatial) for normalised geometry (padding: leading then trailing per axis)."""
+    d = len(stride)
+    return (input_shape[0], weight_shape[0],
+            *(conv_out_size(n, k, s_, padding[i] + padding[d + i], dl)
+              for i, (n, k, s_, dl) in enumerate(zip(input_shape[2:], weight_shape[2:], stride, dilation))))
 
 
 def _normalise_activation(activation, negative_slope) -> tuple[int, float]:
@@ -71,29 +75,30 @@ def _normalise_activation(activation, negative_slope) -> tuple[int, float]:
 
 
 def _params(stride, padding, dilation, groups, activation=0, negative_slope=0.0) -> ConvParams:
-    return ConvParams(tuple(stride), (padding[0], padding[1]), tuple(dilation), groups, activation, negative_slope)
+    return ConvParams(tuple(stride), tuple(padding[:len(stride)]), tuple(dilation), groups, activation,
+                      negative_slope)
 
 
-def _kernels(t: Tensor):
-    return backends.for_tensor("conv", t)
+def _kernel(t: Tensor, map_name: str):
+    """The backend's entry for a call on tensors like ``t``: conv2d_<map> for 4-d tensors, conv3d_<map> for 5-d."""
+    return backends.entry("conv", t, f"conv{t.dim() - 2}d_{map_name}")
 
 
 # --- implementations (shared by the fast path and the custom ops) -------------------------------------
 
 def _forward(input, weight, bias, stride, padding, dilation, groups, activation=0, negative_slope=0.0):
-    out = _alloc.empty(conv2d_output_shape(input.shape, weight.shape, stride, padding, dilation), input)
+    out = _alloc.empty(_output_shape(input.shape, weight.shape, stride, padding, dilation), input)
     if out.numel():
-        _kernels(input).conv2d_forward(input.contiguous(), weight.contiguous(),
-                                       None if bias is None else bias.contiguous(), out,
-                                       _params(stride, padding, dilation, groups, activation, negative_slope))
+        _kernel(input, "forward")(input.contiguous(), weight.contiguous(), None if bias is None else bias.contiguous(),
+                                  out, _params(stride, padding, dilation, groups, activation, negative_slope))
     return out
 
 
 def _grad_input(grad_output, weight, input_size, stride, padding, dilation, groups):
     grad_x = _alloc.empty(input_size, grad_output)
     if grad_x.numel():
-        _kernels(grad_output).conv2d_grad_input(grad_output.contiguous(), weight.contiguous(), grad_x,
-                                                _params(stride, padding, dilation, groups))
+        _kernel(grad_output, "grad_input")(grad_output.contiguous(), weight.contiguous(), grad_x,
+                                           _params(stride, padding, dilation, groups))
     return grad_x
 
 
@@ -101,64 +106,73 @@ def _grad_weight(grad_output, input, weight_size, stride, padding, dilation, gro
     if input.shape[0] == 0:
         return grad_output.new_zeros(weight_size)
     grad_w = _alloc.empty(weight_size, grad_output)
-    _kernels(input).conv2d_grad_weight(grad_output.contiguous(), input.contiguous(), grad_w,
-                                       _params(stride, padding, dilation, groups))
+    _kernel(input, "grad_weight")(grad_output.contiguous(), input.contiguous(), grad_w,
+                                  _params(stride, padding, dilation, groups))
     return grad_w
 
 
 def _grad_bias(grad_output):
-    if grad_output.shape[0] == 0:
-        return grad_output.new_zeros(grad_output.shape[1])
-    grad_b = _alloc.empty((grad_output.shape[1],), grad_output)
-    _kernels(grad_output).conv2d_grad_bias(grad_output.contiguous(), grad_b)
+    """Sums over every axis but the channels; a volume's gradient is seen as (N, K, O*P, Q) (one kernel)."""
+    N, K = grad_output.shape[:2]
+    if N == 0:
+        return grad_output.new_zeros(K)
+    grad_b = _alloc.empty((K,), grad_output)
+    dy = grad_output.contiguous()
+    backends.entry("conv", dy, "conv2d_grad_bias")(dy.view(N, K, -1, dy.shape[-1]), grad_b)
     return grad_b
 
 
-# --- custom ops ---------------------------------------------------------------------------------------
+# --- custom ops: one set per rank (medkern::conv2d*, medkern::conv3d*), over the same implementations; the bias
+# gradient's op serves both ---------------------------------------------------------------------------------
 
-@torch.library.custom_op("medkern::conv2d", mutates_args=())
-def conv2d_op(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
-              dilation: list[int], groups: int, activation: int = 0, negative_slope: float = 0.0) -> Tensor:
-    """Normalised conv2d: padding is (top, left, bottom, right); activation an ACTIVATIONS code fused
-    into the output pass."""
+def _conv_body(input: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
+               dilation: list[int], groups: int, activation: int = 0, negative_slope: float = 0.0) -> Tensor:
+    """Normalised convolution: padding is leading then trailing per axis (2-d: top, left, bottom, right);
+    activation an ACTIVATIONS code fused into the output pass."""
     return _forward(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope)
 
 
-@torch.library.custom_op("medkern::conv2d_grad_input", mutates_args=())
-def conv2d_grad_input_op(grad_output: Tensor, weight: Tensor, input_size: list[int], stride: list[int],
-                         padding: list[int], dilation: list[int], groups: int) -> Tensor:
+def _grad_input_body(grad_output: Tensor, weight: Tensor, input_size: list[int], stride: list[int],
+                     padding: list[int], dilation: list[int], groups: int) -> Tensor:
     return _grad_input(grad_output, weight, input_size, stride, padding, dilation, groups)
 
 
-@torch.library.custom_op("medkern::conv2d_grad_weight", mutates_args=())
-def conv2d_grad_weight_op(grad_output: Tensor, input: Tensor, weight_size: list[int], stride: list[int],
-                          padding: list[int], dilation: list[int], groups: int) -> Tensor:
+def _grad_weight_body(grad_output: Tensor, input: Tensor, weight_size: list[int], stride: list[int],
+                      padding: list[int], dilation: list[int], groups: int) -> Tensor:
     return _grad_weight(grad_output, input, weight_size, stride, padding, dilation, groups)
 
 
-@torch.library.custom_op("medkern::conv2d_grad_bias", mutates_args=())
-def conv2d_grad_bias_op(grad_output: Tensor) -> Tensor:
+def _grad_bias_body(grad_output: Tensor) -> Tensor:
     return _grad_bias(grad_output)
 
 
-@conv2d_op.register_fake
-def _(input, weight, bias, stride, padding, dilation, groups, activation=0, negative_slope=0.0):
-    return input.new_empty(conv2d_output_shape(input.shape, weight.shape, stride, padding, dilation))
+def _fake_forward(input, weight, bias, stride, padding, dilation, groups, activation=0, negative_slope=0.0):
+    return input.new_empty(_output_shape(input.shape, weight.shape, stride, padding, dilation))
 
 
-@conv2d_grad_input_op.register_fake
-def _(grad_output, weight, input_size, stride, padding, dilation, groups):
+def _fake_grad_input(grad_output, weight, input_size, stride, padding, dilation, groups):
     return grad_output.new_empty(input_size)
 
 
-@conv2d_grad_weight_op.register_fake
-def _(grad_output, input, weight_size, stride, padding, dilation, groups):
+def _fake_grad_weight(grad_output, input, weight_size, stride, padding, dilation, groups):
     return grad_output.new_empty(weight_size)
 
 
-@conv2d_grad_bias_op.register_fake
-def _(grad_output):
-    return grad_output.new_empty(grad_output.shape[1])
+def _custom_op(name, body, fake):
+    op = torch.library.custom_op(f"medkern::{name}", body, mutates_args=())
+    op.register_fake(fake)
+    return op
+
+
+conv2d_op = _custom_op("conv2d", _conv_body, _fake_forward)
+conv2d_grad_input_op = _custom_op("conv2d_grad_input", _grad_input_body, _fake_grad_input)
+conv2d_grad_weight_op = _custom_op("conv2d_grad_weight", _grad_weight_body, _fake_grad_weight)
+conv3d_op = _custom_op("conv3d", _conv_body, _fake_forward)
+conv3d_grad_input_op = _custom_op("conv3d_grad_input", _grad_input_body, _fake_grad_input)
+conv3d_grad_weight_op = _custom_op("conv3d_grad_weight", _grad_weight_body, _fake_grad_weight)
+# Sums over every axis but the channels, whatever the rank.
+conv_grad_bias_op = _custom_op("conv2d_grad_bias", _grad_bias_body, lambda grad_output: grad_output.new_empty(
+    grad_output.shape[1]))
 
 
 # --- autograd: each backward is made of the custom ops above, so it is differentiable again ----------
@@ -169,7 +183,7 @@ def _save_geometry(ctx, stride, padding, dilation, groups):
     ctx.geometry = (stride, padding, dilation, groups)
 
 
-def _conv2d_setup(ctx, inputs, output):
+def _conv_setup(ctx, inputs, output):
     input, weight, bias, stride, padding, dilation, groups, activation, negative_slope = inputs
     ctx.activation, ctx.negative_slope = activation, negative_slope
     ctx.save_for_backward(input, weight, output if activation else None)
@@ -185,8 +199,13 @@ def _activation_grad(grad_output, output, activation, negative_slope):
     return torch.where(output > 0, grad_output, grad_output * negative_slope)
 
 
-def _conv2d_backward(ctx, grad_output, ops=None):
-    ops = ops or _CUSTOM
+def _rank(ctx) -> int:
+    """The spatial rank of the convolution a backward belongs to (2 or 3): its stride's length."""
+    return len(ctx.geometry[0])
+
+
+def _conv_backward(ctx, grad_output, ops=None):
+    ops = ops or _CUSTOM[_rank(ctx)]
     input, weight, output = ctx.saved_tensors
     g = ctx.geometry
     if ctx.activation:
@@ -206,7 +225,7 @@ def _grad_map_setup(ctx, inputs, output):
 
 
 def _grad_input_backward(ctx, gg, ops=None):
-    ops = ops or _CUSTOM
+    ops = ops or _CUSTOM[_rank(ctx)]
     grad_output, weight = ctx.saved_tensors
     g = ctx.geometry
     d_grad_output = ops.forward(gg, weight, None, *g, 0, 0.0) if grad_wanted(ctx, 0, grad_output) else None
@@ -215,7 +234,7 @@ def _grad_input_backward(ctx, gg, ops=None):
 
 
 def _grad_weight_backward(ctx, gg, ops=None):
-    ops = ops or _CUSTOM
+    ops = ops or _CUSTOM[_rank(ctx)]
     grad_output, input = ctx.saved_tensors
     g = ctx.geometry
     d_grad_output = ops.forward(input, gg, None, *g, 0, 0.0) if grad_wanted(ctx, 0, grad_output) else None
@@ -228,18 +247,21 @@ def _grad_bias_setup(ctx, inputs, output):
 
 
 def _grad_bias_backward(ctx, gg):
-    return gg.view(1, -1, 1, 1).expand(ctx.grad_output_shape)
+    shape = ctx.grad_output_shape
+    return gg.view(1, -1, *(1,) * (len(shape) - 2)).expand(shape)
 
 
 class _ConvOps(NamedTuple):
-    """The four conv2d maps a backward is built from: the custom ops, or their eager twins below."""
+    """The four maps a backward is built from: the custom ops, or their eager twins below."""
     forward: Callable
     grad_input: Callable
     grad_weight: Callable
     grad_bias: Callable
 
 
-_CUSTOM = _ConvOps(conv2d_op, conv2d_grad_input_op, conv2d_grad_weight_op, conv2d_grad_bias_op)
+# spatial rank -> the custom ops of that rank
+_CUSTOM = {2: _ConvOps(conv2d_op, conv2d_grad_input_op, conv2d_grad_weight_op, conv_grad_bias_op),
+           3: _ConvOps(conv3d_op, conv3d_grad_input_op, conv3d_grad_weight_op, conv_grad_bias_op)}
 
 
 # --- eager autograd: in a plain eager call the same graph is built from autograd.Functions, which skip the
@@ -254,8 +276,13 @@ def _autograd_function(name, kernel, setup, backward):
         return out
     return type(name, (torch.autograd.Function,), {
         "forward": staticmethod(forward),
-        "backward": staticmethod(lambda ctx, g: backward(ctx, g, _EAGER)),
+        "backward": staticmethod(backward),
     })
+
+
+def _with_eager_maps(backward):
+    """A backward that builds its graph of the eager twins of its rank."""
+    return lambda ctx, g: backward(ctx, g, _EAGER[_rank(ctx)])
 
 
 def _eager(kernel, function, op, tensors: int):
@@ -268,38 +295,51 @@ def _eager(kernel, function, op, tensors: int):
     return call
 
 
-_Conv2dFunction = _autograd_function("_Conv2dFunction", _forward, _conv2d_setup, _conv2d_backward)
-_GradInputFunction = _autograd_function("_GradInputFunction", _grad_input, _grad_map_setup, _grad_input_backward)
+_ConvFunction = _autograd_function("_ConvFunction", _forward, _conv_setup, _with_eager_maps(_conv_backward))
+_GradInputFunction = _autograd_function("_GradInputFunction", _grad_input, _grad_map_setup,
+                                        _with_eager_maps(_grad_input_backward))
 _GradWeightFunction = _autograd_function("_GradWeightFunction", _grad_weight, _grad_map_setup,
-                                         _grad_weight_backward)
-_GradBiasFunction = _autograd_function("_GradBiasFunction", _grad_bias, _grad_bias_setup,
-                                       lambda ctx, g, ops: _grad_bias_backward(ctx, g))
+                                         _with_eager_maps(_grad_weight_backward))
+_GradBiasFunction = _autograd_function("_GradBiasFunction", _grad_bias, _grad_bias_setup, _grad_bias_backward)
 # The twins' apply, looked up once (each `Function.apply` look-up makes a new bound method: 75 ns).
-_conv2d_twin, _grad_input_twin = _Conv2dFunction.apply, _GradInputFunction.apply
-_EAGER = _ConvOps(_eager(_forward, _Conv2dFunction, conv2d_op, 3),
-                  _eager(_grad_input, _GradInputFunction, conv2d_grad_input_op, 2),
-                  _eager(_grad_weight, _GradWeightFunction, conv2d_grad_weight_op, 2),
-                  _eager(_grad_bias, _GradBiasFunction, conv2d_grad_bias_op, 1))
+_conv_twin, _grad_input_twin = _ConvFunction.apply, _GradInputFunction.apply
 
 
-torch.library.register_autograd("medkern::conv2d", _conv2d_backward, setup_context=_conv2d_setup)
-torch.library.register_autograd("medkern::conv2d_grad_input", _grad_input_backward, setup_context=_grad_map_setup)
-torch.library.register_autograd("medkern::conv2d_grad_weight", _grad_weight_backward,
-                                setup_context=_grad_map_setup)
-torch.library.register_autograd("medkern::conv2d_grad_bias", _grad_bias_backward, setup_context=_grad_bias_setup)
+def _eager_ops(custom: _ConvOps) -> _ConvOps:
+    return _ConvOps(_eager(_forward, _ConvFunction, custom.forward, 3),
+                    _eager(_grad_input, _GradInputFunction, custom.grad_input, 2),
+                    _eager(_grad_weight, _GradWeightFunction, custom.grad_weight, 2),
+                    _eager(_grad_bias, _GradBiasFunction, custom.grad_bias, 1))
+
+
+_EAGER = {rank: _eager_ops(custom) for rank, custom in _CUSTOM.items()}
+
+for _custom in _CUSTOM.values():
+    torch.library.register_autograd(_custom.forward, _conv_backward, setup_context=_conv_setup)
+    torch.library.register_autograd(_custom.grad_input, _grad_input_backward, setup_context=_grad_map_setup)
+    torch.library.register_autograd(_custom.grad_weight, _grad_weight_backward, setup_context=_grad_map_setup)
+torch.library.register_autograd(conv_grad_bias_op, _grad_bias_backward, setup_context=_grad_bias_setup)
 
 
 # --- public entry points ----------------------------------------------------------------------------
 
-def _checked_batch(input, weight, bias):
-    """Type checks shared by the 2-D ops; returns (input as a batch, whether it was unbatched)."""
-    v.tensor(input, "input", (3, 4))
-    v.tensor(weight, "weight", (4,))
+def _checked_batch(input, weight, bias, d: int):
+    """Type checks shared by the ops of spatial rank d; returns (input as a batch, whether it was unbatched)."""
+    v.tensor(input, "input", (d + 1, d + 2))
+    v.tensor(weight, "weight", (d + 2,))
     if bias is not None:
         v.tensor(bias, "bias", (1,))
     v.same_device_dtype(input, "input", weight=weight, bias=bias)
-    unbatched = input.dim() == 3
+    unbatched = input.dim() == d + 1
     return (input.unsqueeze(0) if unbatched else input), unbatched
+
+
+def _conv(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, d: int):
+    act = _normalise_activation(activation, negative_slope)
+    x, unbatched = _checked_batch(input, weight, bias, d)
+    geometry = _normalise_conv(x, weight, bias, stride, padding, dilation, groups)
+    y = route(_forward, _conv_twin, _CUSTOM[d].forward, x, weight, bias)(x, weight, bias, *geometry, *act)
+    return y.squeeze(0) if unbatched else y
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
@@ -312,11 +352,17 @@ def conv2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
     ``F.relu(F.conv2d(...))`` / ``F.leaky_relu(..., negative_slope)`` without a second pass over the output.
     Differentiable to any order. Outputs are contiguous NCHW.
     """
-    act = _normalise_activation(activation, negative_slope)
-    x, unbatched = _checked_batch(input, weight, bias)
-    geometry = _normalise_conv2d(x, weight, bias, stride, padding, dilation, groups)
-    y = route(_forward, _conv2d_twin, conv2d_op, x, weight, bias)(x, weight, bias, *geometry, *act)
-    return y.squeeze(0) if unbatched else y
+    return _conv(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, 2)
+
+
+def conv3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
+           groups: int = 1, activation: Optional[str] = None, negative_slope: float = 0.01) -> Tensor:
+    """3-D convolution with the signature and semantics of ``torch.nn.functional.conv3d`` (plus the fused
+    ``activation`` of :func:`conv2d`): ``input`` (N, C, D, H, W) or unbatched (C, D, H, W), weight
+    (K, C/groups, T, R, S); padding an int, a triple, ``'same'`` or ``'valid'``. channels_last_3d inputs are
+    accepted (read as a contiguous copy). Differentiable to any order. Outputs are contiguous NCDHW.
+    """
+    return _conv(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, 3)
 
 
 def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0, dilation=1,
@@ -337,19 +383,20 @@ def conv1d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=
     return y.squeeze(-2)
 
 
-def _normalise_conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups, dilation):
-    """Validates a conv_transpose2d call; returns (output size, stride, padding, dilation, groups) of the
-    convolution whose input gradient it is."""
-    Cin, Cout_g, R, S = weight.shape
-    N, C, H, W = x.shape
-    stride = v.int_tuple(stride, "stride", 2, minimum=1)
-    dilation = v.int_tuple(dilation, "dilation", 2, minimum=1)
-    padding = v.int_tuple(padding, "padding", 2, minimum=0)
-    output_padding = v.int_tuple(output_padding, "output_padding", 2, minimum=0)
+def _normalise_conv_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation):
+    """Validates a transposed convolution call of any rank; returns (output size, stride, padding, dilation,
+    groups) of the convolution whose input gradient it is."""
+    d = x.dim() - 2
+    Cin, Cout_g, *kernel = weight.shape
+    N, C, *size = x.shape
+    stride = v.int_tuple(stride, "stride", d, minimum=1)
+    dilation = v.int_tuple(dilation, "dilation", d, minimum=1)
+    padding = v.int_tuple(padding, "padding", d, minimum=0)
+    output_padding = v.int_tuple(output_padding, "output_padding", d, minimum=0)
     groups = v.integer(groups, "groups", minimum=1)
-    if min(Cin, Cout_g, R, S) < 1:
+    if min(Cin, Cout_g, *kernel) < 1:
         raise ValueError(f"weight: every size must be positive, got shape {tuple(weight.shape)}")
-    if min(C, H, W) < 1:
+    if min(C, *size) < 1:
         raise ValueError(f"input: channel and spatial sizes must be positive, got shape {tuple(x.shape)}")
     if C != Cin:
         raise ValueError(f"weight: expected {C} input channels in dim 0 (input has {C} channels), got weight of "
@@ -358,19 +405,33 @@ def _normalise_conv_transpose2d(x, weight, bias, stride, padding, output_padding
         raise ValueError(f"groups: {groups} must divide the input channels ({Cin})")
     if bias is not None and tuple(bias.shape) != (Cout_g * groups,):
         raise ValueError(f"bias: expected shape ({Cout_g * groups},), got {tuple(bias.shape)}")
-    for op, s_, d in zip(output_padding, stride, dilation):
-        if op >= max(s_, d):
+    for op, s_, dl in zip(output_padding, stride, dilation):
+        if op >= max(s_, dl):
             raise ValueError(f"output_padding: {output_padding} must be smaller than either stride {stride} or "
                              f"dilation {dilation}")
-    out_hw = [(n - 1) * s_ - 2 * p + d * (k - 1) + op + 1
-              for n, s_, p, d, k, op in zip((H, W), stride, padding, dilation, (R, S), output_padding)]
-    if min(out_hw) < 1:
-        raise ValueError(f"input: output size {tuple(out_hw)} of the transposed convolution is not positive "
+    out_size = [(n - 1) * s_ - 2 * p + dl * (k - 1) + op + 1
+                for n, s_, p, dl, k, op in zip(size, stride, padding, dilation, kernel, output_padding)]
+    if min(out_size) < 1:
+        raise ValueError(f"input: output size {tuple(out_size)} of the transposed convolution is not positive "
                          f"(padding {padding} too large)")
-    # The transposed convolution maps out_hw back to (H, W): its trailing padding is padding - output_padding
-    # (negative: it crops), which makes its derivatives (conv2d_op of the output size) agree in shape.
-    pads = [padding[0], padding[1], padding[0] - output_padding[0], padding[1] - output_padding[1]]
-    return [N, Cout_g * groups, *out_hw], list(stride), pads, list(dilation), groups
+    # The transposed convolution maps out_size back to the input's size: its trailing padding is padding -
+    # output_padding (negative: it crops), which makes its derivatives (a convolution of the output size) agree
+    # in shape.
+    pads = [*padding, *(p - op for p, op in zip(padding, output_padding))]
+    return [N, Cout_g * groups, *out_size], list(stride), pads, list(dilation), groups
+
+
+def _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, d: int):
+    x, unbatched = _checked_batch(input, weight, bias, d)
+    out_size, *geometry = _normalise_conv_transpose(x, weight, bias, stride, padding, output_padding, groups,
+                                                    dilation)
+    run = route(_grad_input, _grad_input_twin, _CUSTOM[d].grad_input, x, weight, bias)
+    y = run(x, weight, out_size, *geometry)
+    if bias is not None:
+        # In place where no graph records it: the kernel's own output, on the fast path.
+        b = bias.view(1, -1, *(1,) * d)
+        y = y.add_(b) if run is _grad_input else y + b
+    return y.squeeze(0) if unbatched else y
 
 
 def conv_transpose2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0,
@@ -381,12 +442,12 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = Non
     It is the input gradient of the convolution it transposes, so it runs the ``conv2d_grad_input`` kernels
     and custom op; its own derivatives (a forward convolution, a weight gradient) and their derivatives come
     from that op's registered autograd."""
-    x, unbatched = _checked_batch(input, weight, bias)
-    out_size, *geometry = _normalise_conv_transpose2d(x, weight, bias, stride, padding, output_padding, groups,
-                                                      dilation)
-    run = route(_grad_input, _grad_input_twin, conv2d_grad_input_op, x, weight, bias)
-    y = run(x, weight, out_size, *geometry)
-    if bias is not None:
-        # In place where no graph records it: the kernel's own output, on the fast path.
-        y = y.add_(bias.view(1, -1, 1, 1)) if run is _grad_input else y + bias.view(1, -1, 1, 1)
-    return y.squeeze(0) if unbatched else y
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2)
+
+
+def conv_transpose3d(input: Tensor, weight: Tensor, bias: Optional[Tensor] = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """Transposed 3-D convolution with the signature and semantics of ``torch.nn.functional.conv_transpose3d``:
+    ``input`` (N, Cin, D, H, W) or unbatched, weight (Cin, Cout/groups, T, R, S); built as
+    :func:`conv_transpose2d` is, on the ``conv3d_grad_input`` kernels and custom op."""
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 3)

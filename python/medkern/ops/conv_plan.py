@@ -37,8 +37,6 @@ def _planner_args(input_shape, weight_shape, stride, padding, dilation, groups, 
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype: expected torch.float32 or torch.float64, got {dtype}")
     g = conv_geometry(input_shape, weight_shape, None, stride, padding, dilation, groups)
-    if d == 3 and (input_shape[2] > 1 or weight_shape[2] > 1 or g.output[0] > 1 or g.padding[0] > 0):
-        raise NotImplementedError("conv_plan: medkern has no 3-d convolution kernels yet")
     unit = (1,) * (3 - d)
     return (direction, (*input_shape[:2], *unit, *input_shape[2:]), (*weight_shape[:2], *unit, *weight_shape[2:]),
             (*unit, *g.output), (*unit, *g.stride), (*((0,) * (3 - d)), *g.padding[:d]), (*unit, *g.dilation),
@@ -50,7 +48,7 @@ def conv_plan(input_shape: Sequence[int], weight_shape: Sequence[int], *, stride
               weights_packed: bool = False) -> str:
     """The name of the CPU path a convolution takes, e.g. ``"winograd_f2x3"``, or ``"as_forward>gemm"`` for
     a grad-input run as a forward convolution by the forward path after ``>`` (``phases>F1+F2``: the
-    stride phases' forward paths). Arguments as ``torch.nn.functional.conv1d/2d`` take them, shapes only;
+    stride phases' forward paths). Arguments as ``torch.nn.functional.conv1d/2d/3d`` take them, shapes only;
     ``direction`` is ``"forward"``, ``"grad_input"`` or ``"grad_weight"``. ``weights_packed``: the call
     brings its weights packed ahead, as a compiled network's do (``medkern.optimize``), which the paths
     ``gemm_weight_panels`` and ``winograd_f2x3_panels`` need to be chosen. A forced path is reported as it

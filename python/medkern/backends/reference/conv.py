@@ -1,4 +1,5 @@
-"""conv2d family in plain torch (see backends/CONTRACT.md). Slow and obviously right.
+"""conv2d and conv3d families in plain torch (see backends/CONTRACT.md). Slow and obviously right; one
+function per map serves both ranks.
 
 The asymmetric padding of the contract becomes an explicit pad (negative trailing padding crops), after
 which torch's own convolution and its backward run with padding 0. No autograd graph is built: these
@@ -9,18 +10,20 @@ import torch
 import torch.nn.functional as F
 
 
-def _pads(p, weight_shape, in_hw, out_hw):
-    """F.pad amounts (left, right, top, bottom) that make a padding-0 convolution produce out_hw."""
-    (sh, sw), (ph, pw), (dh, dw) = p.stride, p.padding, p.dilation
-    R, S = weight_shape[2:]
-    trail_h = (out_hw[0] - 1) * sh + dh * (R - 1) + 1 - in_hw[0] - ph
-    trail_w = (out_hw[1] - 1) * sw + dw * (S - 1) + 1 - in_hw[1] - pw
-    return (pw, trail_w, ph, trail_h)
+def _pads(p, weight_shape, in_size, out_size):
+    """F.pad amounts (last axis first: leading, trailing per axis) that make a padding-0 convolution produce
+    out_size."""
+    pads = []
+    for s_, lead, dl, k, n, o in reversed(list(zip(p.stride, p.padding, p.dilation, weight_shape[2:], in_size,
+                                                   out_size))):
+        pads += [lead, (o - 1) * s_ + dl * (k - 1) + 1 - n - lead]
+    return tuple(pads)
 
 
 def _backward(grad_out, x_padded, weight, p, mask):
-    return torch.ops.aten.convolution_backward(grad_out, x_padded, weight, None, list(p.stride), [0, 0],
-                                               list(p.dilation), False, [0, 0], p.groups, mask)
+    zeros = [0] * len(p.stride)
+    return torch.ops.aten.convolution_backward(grad_out, x_padded, weight, None, list(p.stride), zeros,
+                                               list(p.dilation), False, zeros, p.groups, mask)
 
 
 def _activate(y, p):
@@ -33,7 +36,8 @@ def _activate(y, p):
 
 def conv2d_forward(x, weight, bias, out, p):
     pads = _pads(p, weight.shape, x.shape[2:], out.shape[2:])
-    out.copy_(_activate(F.conv2d(F.pad(x, pads), weight, bias, p.stride, 0, p.dilation, p.groups), p))
+    conv = F.conv2d if x.dim() == 4 else F.conv3d
+    out.copy_(_activate(conv(F.pad(x, pads), weight, bias, p.stride, 0, p.dilation, p.groups), p))
 
 
 def conv2d_grad_input(grad_out, weight, grad_x, p):
@@ -51,3 +55,6 @@ def conv2d_grad_weight(grad_out, x, grad_w, p):
 
 def conv2d_grad_bias(grad_out, grad_b):
     grad_b.copy_(grad_out.sum((0, 2, 3)))
+
+
+conv3d_forward, conv3d_grad_input, conv3d_grad_weight = conv2d_forward, conv2d_grad_input, conv2d_grad_weight

@@ -70,15 +70,30 @@ inline ConvShape make_conv_shape(const std::array<int64_t, 5>& x, const std::arr
   return s;
 }
 
-// The 2-d kernels' views: x N x C x H x W, w K x C/groups x R x S, spatial output P x Q.
-inline ConvShape make_conv2d_shape(const TensorView& x, const TensorView& w, int64_t P, int64_t Q,
-                                   const ConvGeometry& g, const char* x_name = "input",
-                                   const char* w_name = "weight") {
-  expect_rank(x, 4, x_name);
-  expect_rank(w, 4, w_name);
+// A call's tensors are of rank 4 (a 2-d convolution: N, C, H, W) or 5 (3-d: N, C, D, H, W); a 2-d call is seen as
+// a volume of depth 1. x and w (K x C/groups x [T x] R x S) must have that rank; the output extents are the
+// spatial sizes of `out` (the output, or its gradient).
+inline ConvShape make_conv_shape_of(const TensorView& x, const TensorView& w, const TensorView& out, int rank,
+                                    const ConvGeometry& g, const char* x_name, const char* w_name,
+                                    const char* out_name) {
+  expect_rank(x, rank, x_name);
+  expect_rank(w, rank, w_name);
+  expect_rank(out, rank, out_name);
   expect_same(w, x, w_name);
-  return make_conv_shape({x.shape[0], x.shape[1], 1, x.shape[2], x.shape[3]},
-                         {w.shape[0], w.shape[1], 1, w.shape[2], w.shape[3]}, {1, P, Q}, g, x_name, w_name);
+  const auto& a = x.shape;
+  const auto& b = w.shape;
+  const auto& o = out.shape;
+  if (rank == 4)
+    return make_conv_shape({a[0], a[1], 1, a[2], a[3]}, {b[0], b[1], 1, b[2], b[3]}, {1, o[2], o[3]}, g, x_name,
+                           w_name);
+  return make_conv_shape({a[0], a[1], a[2], a[3], a[4]}, {b[0], b[1], b[2], b[3], b[4]}, {o[2], o[3], o[4]}, g,
+                         x_name, w_name);
+}
+
+// `v` has the shape of the output (or its gradient) of the convolution s describes, at `rank`.
+inline void expect_conv_output_shape(const TensorView& v, const ConvShape& s, int rank, const char* name) {
+  if (rank == 4) expect_shape(v, {s.N, s.K, s.P, s.Q}, name);
+  else expect_shape(v, {s.N, s.K, s.O, s.P, s.Q}, name);
 }
 
 }  // namespace medkern
