@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import medkern
-from medkern.bench import networks, runner
+from medkern.bench import networks, runner, training
 
 
 def _tiny():
@@ -92,3 +92,27 @@ def test_slow_rows_only_when_named_and_networks_only_in_float32():
         "monai_resnet18_28_b1", "monai_resnet18_28_b32"]
     with pytest.raises(ValueError, match="float32"):
         runner.run(family=runner.NETWORKS, dtype=torch.float64)
+
+
+def _tiny_volume():
+    return nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.MaxPool3d(2),
+                         nn.Conv3d(4, 4, 3), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))
+
+
+TINY_TRAINING = training.TrainingCase(networks.NetworkCase("tiny3d", _tiny_volume, (1, 8, 8, 8)), 2)
+
+
+def test_training_steps_are_checked_then_timed(tmp_path, monkeypatch):
+    variants = {"eager": training.VARIANTS["eager"], "medkern": training.VARIANTS["medkern"],
+                "wrong": lambda model: (lambda x: model(x) * 1.01)}
+    monkeypatch.setattr(training, "VARIANTS", variants)
+    out = tmp_path / "training.csv"
+    printed = []
+    rows = training.run(cases=[TINY_TRAINING], repeats=1, min_round_s=1e-4, csv_path=out, print_fn=printed.append)
+    status = {r["variant"]: r["status"] for r in rows}
+    assert status == {"eager": "ok", "medkern": "ok", "wrong": "mismatch"}
+    assert all(math.isnan(r["ms_per_step"]) == (r["status"] != "ok") for r in rows)
+    assert any("wrong MISMATCH" in line for line in printed)
+    with out.open() as f:
+        assert len(list(csv.DictReader(f))) == 3
+    assert [c.name for c in training.CASES if not c.opt_in] == ["monai_resnet18_3d_28_b8"]

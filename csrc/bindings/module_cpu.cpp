@@ -14,6 +14,7 @@
 #include "gan_loss_binding.h"
 #include "host_cache.h"
 #include "pool2d_binding.h"
+#include "pool3d_binding.h"
 #include "rnn_binding.h"
 
 namespace medkern {
@@ -86,6 +87,7 @@ PYBIND11_MODULE(_C, m) {
   medkern::bind_conv<medkern::CpuConv2d>(m);
   medkern::bind_conv_plan(m);
   medkern::bind_pool2d<medkern::CpuPool2d>(m);
+  medkern::bind_pool3d(m);
   medkern::bind_rnn<medkern::CpuRnn>(m);
   medkern::bind_gan_loss<medkern::CpuGanLoss>(m);
   medkern::bind_host_cache(m);

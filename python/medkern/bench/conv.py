@@ -1,4 +1,5 @@
-"""conv2d benchmark cases: the shapes of the issue's targets plus the per-call overhead case."""
+"""Convolution benchmark cases: the shapes of the issues' targets (2-d, 1-d, transposed and 3-d) plus the
+per-call overhead case."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from .. import ops
 class ConvCase:
     """One convolution benchmark. ``variant``: "conv2d"; "relu" (the fused epilogue against torch's conv2d
     followed by relu); "transpose" (conv_transpose2d, C -> K channels, H the input size); "conv1d" (H is
-    the length L)."""
+    the length L); "conv3d" (an H x H x H volume, an R x R x R kernel)."""
     name: str
     N: int
     C: int
@@ -27,12 +28,13 @@ class ConvCase:
 
     @property
     def op(self) -> str:
-        base = {"conv2d": "conv2d", "relu": "conv2d_relu", "transpose": "conv_transpose2d", "conv1d": "conv1d"}
+        base = {"conv2d": "conv2d", "relu": "conv2d_relu", "transpose": "conv_transpose2d", "conv1d": "conv1d",
+                "conv3d": "conv3d"}
         return base[self.variant] + ("_fwd_bwd" if self.backward else "")
 
     @property
     def spatial(self) -> int:
-        return 1 if self.variant == "conv1d" else 2
+        return {"conv1d": 1, "conv3d": 3}.get(self.variant, 2)
 
     @property
     def shape(self) -> str:
@@ -69,6 +71,8 @@ class ConvCase:
                     lambda x, w, b: F.conv_transpose2d(x, w, b, s, p))
         if self.variant == "conv1d":
             return lambda x, w, b: ops.conv1d(x, w, b, s, p), lambda x, w, b: F.conv1d(x, w, b, s, p)
+        if self.variant == "conv3d":
+            return lambda x, w, b: ops.conv3d(x, w, b, s, p), lambda x, w, b: F.conv3d(x, w, b, s, p)
         return lambda x, w, b: ops.conv2d(x, w, b, s, p), lambda x, w, b: F.conv2d(x, w, b, s, p)
 
     def build(self, device: str, dtype: torch.dtype):
@@ -111,6 +115,11 @@ CASES = [
     ConvCase("ecg_conv1d_k7_fwd_bwd", 64, 32, 1000, 32, 7, padding=3, backward=True, variant="conv1d"),
     ConvCase("dcgan_up_64to32", 32, 64, 16, 32, 4, stride=2, padding=1, variant="transpose"),
     ConvCase("dcgan_up_64to32_fwd_bwd", 32, 64, 16, 32, 4, stride=2, padding=1, backward=True, variant="transpose"),
+    # MONAI's 3-d ResNet-18 on 28^3 volumes (stride-1 stem): its first and third stages, batch 8 and batch 1.
+    ConvCase("conv3d_3x3x3_64_28", 8, 64, 28, 64, 3, variant="conv3d"),
+    ConvCase("conv3d_3x3x3_64_28_fwd_bwd", 8, 64, 28, 64, 3, backward=True, variant="conv3d"),
+    ConvCase("conv3d_3x3x3_256_7", 8, 256, 7, 256, 3, variant="conv3d"),
+    ConvCase("latency_conv3d_3x3x3_64_28", 1, 64, 28, 64, 3, variant="conv3d"),
 ]
 # A shape so small that the call overhead dominates: what the no-grad fast path is for.
 OVERHEAD_CASE = ConvCase("overhead_tiny", 1, 4, 8, 4, 3)

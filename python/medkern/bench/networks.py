@@ -111,6 +111,14 @@ def _monai_densenet121() -> nn.Module:
     return DenseNet121(spatial_dims=2, in_channels=3, out_channels=2)
 
 
+def _monai_resnet18_3d_28() -> nn.Module:
+    from monai.networks.nets import resnet18
+
+    # MedMNIST 3-D's variant: a 3x3x3 stride-1 stem and no max pool on 28^3 volumes.
+    return resnet18(spatial_dims=3, n_input_channels=1, conv1_t_size=3, conv1_t_stride=1, no_max_pool=True,
+                    num_classes=2)
+
+
 CASES = [
     NetworkCase("image_resnet", _image_resnet, (1, 28, 28)),
     NetworkCase("ecg_conv_gru", _ecg_recurrent, (1, 187)),
@@ -118,6 +126,7 @@ CASES = [
     NetworkCase("monai_resnet18_28", _monai_resnet18_28, (1, 28, 28)),
     NetworkCase("monai_resnet18_224", _monai_resnet18_224, (3, 224, 224), opt_in_batches=(32,)),
     NetworkCase("monai_densenet121_64", _monai_densenet121, (3, 64, 64)),
+    NetworkCase("monai_resnet18_3d_28", _monai_resnet18_3d_28, (1, 28, 28, 28), opt_in_batches=(32,)),
 ]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from .. import _native, backends
-from . import conv, gan_loss, machine, networks, pool, rnn
+from . import conv, gan_loss, machine, networks, pool, rnn, training
 from .results import append_csv
 from .timing import compare
 
@@ -23,6 +23,8 @@ FAMILIES = {"conv": conv.CASES, "pool": pool.CASES, "gan_loss": gan_loss.CASES, 
 # Whole-network inference against torch.compile and ONNX Runtime: minutes of compiling and exporting, so it is not
 # part of the default (all layer families) run and runs only when named.
 NETWORKS = "networks"
+# Whole-network training steps against torch eager and torch.compile: likewise only when named.
+TRAINING = "training"
 
 
 def _floor_ms(amount: float, rate: float) -> float:
@@ -39,6 +41,12 @@ def run(*, device: str = "cpu", backend: str | None = None, select: str = "", fa
         with backends.use(backend):
             return networks.run(device=device, select=select, repeats=repeats, min_round_s=min_round_s,
                                 csv_path=csv_path, backend=backend, print_fn=print_fn)
+    if family == TRAINING:
+        if dtype != torch.float32:
+            raise ValueError(f"the {TRAINING} family runs float32 only (its variants are checked against float64)")
+        with backends.use(backend):
+            return training.run(device=device, select=select, repeats=repeats, min_round_s=min_round_s,
+                                csv_path=csv_path, print_fn=print_fn)
     cases = [c for name, cs in FAMILIES.items() if family in ("", name) for c in cs if select in c.name]
     threads = _threads(device)
     peak, bandwidth = machine.cpu_floors(threads) if device == "cpu" else (float("nan"), float("nan"))

@@ -1,0 +1,193 @@
+// Pooling over volumes on the CPU. Each axis's windows are tabulated once per call (first in-range coordinate,
+// step, in-range taps), so the loops over a window run over in-range taps only, with no bounds checks; rows are
+// contiguous in the input, so the innermost loop reads unit-stride where the dilation is 1.
+#include "pool3d.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "threading.h"
+
+namespace medkern::cpu {
+namespace {
+
+// The in-range taps of one output's window along one axis: coordinates first, first + step, ...
+struct AxisWindow {
+  int64_t first, step, count;
+  int64_t divisor_count;  // avg pooling's per-axis count (torch's rule), or the window size (adaptive)
+};
+
+// Fixed windows: taps t in [0, k) read start + t*d with start = o*s - p. Like torch, `first` is the first tap
+// at or past 0, even where no tap is in range (then count is 0).
+std::vector<AxisWindow> fixed_windows(const Pool3dShape& s, int axis) {
+  const int64_t n = s.in[axis], k = s.k[axis], st = s.s[axis], pad = s.p[axis], dil = s.d[axis];
+  std::vector<AxisWindow> w(s.out[axis]);
+  for (int64_t o = 0; o < s.out[axis]; ++o) {
+    const int64_t start = o * st - pad;
+    const int64_t t_lo = start < 0 ? (-start + dil - 1) / dil : 0;
+    const int64_t first = start + t_lo * dil;
+    const int64_t t_hi = first >= n ? t_lo : std::min(k, (n - 1 - start) / dil + 1);
+    w[o] = {first, dil, std::max<int64_t>(0, t_hi - t_lo),
+            avg_pool_axis_count(o, n, k, st, pad, s.count_include_pad)};
+  }
+  return w;
+}
+
+std::vector<AxisWindow> adaptive_windows(const Pool3dShape& s, int axis) {
+  std::vector<AxisWindow> w(s.out[axis]);
+  for (int64_t o = 0; o < s.out[axis]; ++o) {
+    const int64_t a = adaptive_start(o, s.in[axis], s.out[axis]), b = adaptive_end(o, s.in[axis], s.out[axis]);
+    w[o] = {a, 1, b - a, b - a};
+  }
+  return w;
+}
+
+struct Windows {
+  std::vector<AxisWindow> axis[3];
+};
+
+Windows fixed(const Pool3dShape& s) { return {{fixed_windows(s, 0), fixed_windows(s, 1), fixed_windows(s, 2)}}; }
+Windows adaptive(const Pool3dShape& s) {
+  return {{adaptive_windows(s, 0), adaptive_windows(s, 1), adaptive_windows(s, 2)}};
+}
+
+// Calls fn(volume, output offset within the volume, wd, wh, ww) for every output, threads over (volume, depth).
+template <class Fn>
+void for_each_output(const Pool3dShape& s, const Windows& w, int64_t work_per_output, Fn&& fn) {
+  const int64_t O = s.out[0], P = s.out[1], Q = s.out[2];
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.volumes * s.out_volume() * work_per_output))
+  for (int64_t vo = 0; vo < s.volumes * O; ++vo) {
+    const int64_t v = vo / O, od = vo % O;
+    for (int64_t oh = 0; oh < P; ++oh)
+      for (int64_t ow = 0; ow < Q; ++ow)
+        fn(v, (od * P + oh) * Q + ow, w.axis[0][od], w.axis[1][oh], w.axis[2][ow]);
+  }
+}
+
+// Calls fn(i) with each in-range input offset of the window (d, h, w), depth outermost: torch's scan order.
+template <class Fn>
+inline void for_each_tap(const Pool3dShape& s, const AxisWindow& wd, const AxisWindow& wh, const AxisWindow& ww,
+                         Fn&& fn) {
+  const int64_t H = s.in[1], W = s.in[2];
+  for (int64_t a = 0; a < wd.count; ++a) {
+    const int64_t id = wd.first + a * wd.step;
+    for (int64_t b = 0; b < wh.count; ++b) {
+      const int64_t row = (id * H + wh.first + b * wh.step) * W + ww.first;
+      for (int64_t c = 0; c < ww.count; ++c) fn(row + c * ww.step);
+    }
+  }
+}
+
+int64_t taps(const Pool3dShape& s) { return s.k[0] * s.k[1] * s.k[2]; }
+
+// torch's rule: a larger value, or any NaN, replaces the running maximum; the index starts at the window's
+// first position (in range or not, as torch's).
+template <typename T>
+void max_over_windows(const Pool3dArgs<T>& a, const Windows& w, int64_t work) {
+  const Pool3dShape& s = a.s;
+  const int64_t H = s.in[1], W = s.in[2], DHW = s.in_volume(), OPQ = s.out_volume();
+  for_each_output(s, w, work, [&](int64_t v, int64_t o, const AxisWindow& wd, const AxisWindow& wh,
+                                  const AxisWindow& ww) {
+    const T* x = a.x + v * DHW;
+    T m = -std::numeric_limits<T>::infinity();
+    int64_t at = (wd.first * H + wh.first) * W + ww.first;
+    for_each_tap(s, wd, wh, ww, [&](int64_t i) {
+      const T value = x[i];
+      if (value > m || value != value) m = value, at = i;
+    });
+    a.y[v * OPQ + o] = m;
+    if (a.indices) a.indices[v * OPQ + o] = at;
+  });
+}
+
+template <typename T>
+void average_over_windows(const Pool3dArgs<T>& a, const Windows& w, bool use_override, int64_t work) {
+  const Pool3dShape& s = a.s;
+  const int64_t DHW = s.in_volume(), OPQ = s.out_volume();
+  for_each_output(s, w, work, [&](int64_t v, int64_t o, const AxisWindow& wd, const AxisWindow& wh,
+                                  const AxisWindow& ww) {
+    const T* x = a.x + v * DHW;
+    T sum = T(0);
+    for_each_tap(s, wd, wh, ww, [&](int64_t i) { sum += x[i]; });
+    const int64_t divisor =
+        use_override ? s.divisor_override : wd.divisor_count * wh.divisor_count * ww.divisor_count;
+    a.y[v * OPQ + o] = sum / T(divisor);
+  });
+}
+
+// The adjoint of average_over_windows: windows overlap, so a thread owns whole volumes of dx.
+template <typename T>
+void average_backward_over_windows(const Pool3dArgs<T>& a, const Windows& w, bool use_override) {
+  const Pool3dShape& s = a.s;
+  const int64_t DHW = s.in_volume(), O = s.out[0], P = s.out[1], Q = s.out[2], OPQ = s.out_volume();
+#pragma omp parallel for schedule(static) num_threads(threads_for(s.volumes * (DHW + OPQ * taps(s))))
+  for (int64_t v = 0; v < s.volumes; ++v) {
+    T* dx = a.dx + v * DHW;
+    const T* dy = a.dy + v * OPQ;
+    std::fill(dx, dx + DHW, T(0));
+    for (int64_t od = 0; od < O; ++od)
+      for (int64_t oh = 0; oh < P; ++oh)
+        for (int64_t ow = 0; ow < Q; ++ow) {
+          const AxisWindow &wd = w.axis[0][od], &wh = w.axis[1][oh], &ww = w.axis[2][ow];
+          const int64_t divisor =
+              use_override ? s.divisor_override : wd.divisor_count * wh.divisor_count * ww.divisor_count;
+          const T g = dy[(od * P + oh) * Q + ow] / T(divisor);
+          for_each_tap(s, wd, wh, ww, [&](int64_t i) { dx[i] += g; });
+        }
+  }
+}
+
+// Adaptive windows hold about in/out elements per axis.
+int64_t adaptive_work(const Pool3dShape& s) {
+  int64_t work = 1;
+  for (int i = 0; i < 3; ++i) work *= (s.in[i] + s.out[i] - 1) / s.out[i] + 1;
+  return work;
+}
+
+}  // namespace
+
+template <typename T>
+void max_pool3d_forward(const Pool3dArgs<T>& a) {
+  max_over_windows(a, fixed(a.s), taps(a.s));
+}
+
+template <typename T>
+void avg_pool3d_forward(const Pool3dArgs<T>& a) {
+  average_over_windows(a, fixed(a.s), a.s.divisor_override != 0, taps(a.s));
+}
+
+template <typename T>
+void avg_pool3d_backward(const Pool3dArgs<T>& a) {
+  average_backward_over_windows(a, fixed(a.s), a.s.divisor_override != 0);
+}
+
+template <typename T>
+void adaptive_avg_pool3d_forward(const Pool3dArgs<T>& a) {
+  average_over_windows(a, adaptive(a.s), false, adaptive_work(a.s));
+}
+
+template <typename T>
+void adaptive_avg_pool3d_backward(const Pool3dArgs<T>& a) {
+  average_backward_over_windows(a, adaptive(a.s), false);
+}
+
+template <typename T>
+void adaptive_max_pool3d_forward(const Pool3dArgs<T>& a) {
+  max_over_windows(a, adaptive(a.s), adaptive_work(a.s));
+}
+
+#define MEDKERN_INSTANTIATE(T)                                          \
+  template void max_pool3d_forward<T>(const Pool3dArgs<T>&);           \
+  template void avg_pool3d_forward<T>(const Pool3dArgs<T>&);           \
+  template void avg_pool3d_backward<T>(const Pool3dArgs<T>&);          \
+  template void adaptive_avg_pool3d_forward<T>(const Pool3dArgs<T>&);  \
+  template void adaptive_avg_pool3d_backward<T>(const Pool3dArgs<T>&); \
+  template void adaptive_max_pool3d_forward<T>(const Pool3dArgs<T>&);
+MEDKERN_INSTANTIATE(float)
+MEDKERN_INSTANTIATE(double)
+#undef MEDKERN_INSTANTIATE
+
+}  // namespace medkern::cpu
