@@ -24,6 +24,7 @@
 #include "conv2d_weight_panels.h"
 #include "conv2d_winograd_panels.h"
 #include "conv2d_winograd.h"
+#include "conv3d_winograd.h"
 #include "conv_plan.h"
 #include "gemm.h"
 #include "im2col.h"
@@ -161,6 +162,7 @@ void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, cons
     case ConvPath::winograd_f4x3:
     case ConvPath::winograd_f4x4_phases:
     case ConvPath::winograd_f2x2_phases: return conv2d_forward_winograd(path, s, x, w, bias, y, ep);
+    case ConvPath::winograd3d_f2x3: return conv3d_forward_winograd(s, x, w, bias, y, ep);
     case ConvPath::few_outputs: return conv2d_forward_few_outputs(s, x, w, bias, y, ep);
     case ConvPath::forward_grid: return conv2d_forward_shifted(s, x, w, bias, y, ep);
     case ConvPath::forward_weight_panels:

@@ -33,6 +33,10 @@ constexpr int64_t kWinogradF4x4MinOutputs = 16;
 // although it needed 0.75 and 0.61 of the products).
 constexpr double kWinogradF4x3MaxShareOfF2x3 = 0.8;
 constexpr int64_t kWinogradF4x3MinChannels = 64, kWinogradF4x3MinPositions = 28 * 28;
+// F(2x2x2, 3x3x3) on volumes of fewer output positions (7^3, 256 channels, batch 8) ran 1.2x slower than
+// gemm_across_images although it needed 0.43 of the products: its per-tile transforms and the short GEMM rows of a
+// small block; at 14^3 (128 channels) and 28^3 (64) it ran 1.3x and 1.5x faster than the GEMMs.
+constexpr int64_t kWinograd3dMinPositions = 1000;
 // The transforms cost too: Winograd runs where it needs at most this share of direct convolution's products.
 constexpr double kWinogradMaxProductShare = 0.75;
 // The direct few-output loop needs a reduction of this length to beat packing a GEMM ...
@@ -87,6 +91,13 @@ bool fewer_products(const WinogradTile& f, const ConvShape& s, bool double_preci
   return winograd_products(f, s, double_precision) <= kWinogradMaxProductShare * double(s.R * s.S) * double(s.N * s.P * s.Q);
 }
 
+// F(2x2x2, 3x3x3): 64 products per 2x2x2 tile over whole column panels, against 27 per output direct.
+bool fewer_products_3d(const ConvShape& s, bool double_precision) {
+  const int64_t nr = panel_columns(double_precision);
+  const int64_t tiles = s.N * ceil_div(s.O, int64_t(2)) * ceil_div(s.P, int64_t(2)) * ceil_div(s.Q, int64_t(2));
+  return 64.0 * double(ceil_div(tiles, nr) * nr) <= kWinogradMaxProductShare * 27.0 * double(s.N * s.out_volume());
+}
+
 bool wants_columns_across_images(const ConvShape& s) {
   return s.out_volume() < kAcrossImagesMaxPositions || (s.N > 1 && s.Q < kAcrossImagesMaxRow);
 }
@@ -139,9 +150,11 @@ void for_each_phase_shape(const ConvShape& s, Fn&& f) {
 
 // --- which paths apply, and which are preferred ---------------------------------------------------------
 
-// The paths whose kernels walk the N-d geometry (im2col over depth too); the others are 2-d only.
+// The paths whose kernels walk the N-d geometry (im2col over depth too) or are made for volumes; the others
+// are 2-d only.
 bool volumetric(ConvPath p) {
   switch (p) {
+    case ConvPath::winograd3d_f2x3:
     case ConvPath::forward_gemm:
     case ConvPath::forward_gemm_across_images:
     case ConvPath::as_forward:
@@ -163,6 +176,9 @@ bool applies(ConvPath p, const ConvShape& s) {
       return plain(s) && (s.R == 7 || s.R == 8) && (s.S == 7 || s.S == 8) && s.stride_h == 2 && s.stride_w == 2;
     case ConvPath::winograd_f2x2_phases:
       return plain(s) && s.R == 4 && s.S == 4 && s.stride_h == 2 && s.stride_w == 2;
+    case ConvPath::winograd3d_f2x3:
+      return !s.planar() && plain(s) && s.dil_d == 1 && s.T == 3 && s.R == 3 && s.S == 3 && s.stride_d == 1 &&
+             s.stride_h == 1 && s.stride_w == 1;
     case ConvPath::few_outputs: return s.k_per_group() <= 4;
     case ConvPath::forward_weight_panels:
     case ConvPath::forward_gemm_across_images:
@@ -193,6 +209,7 @@ const char* requirement(ConvPath p, const ConvShape& s) {
     case ConvPath::winograd_f2x3: return "a 3x3 kernel, stride 1, dilation 1 and one group";
     case ConvPath::winograd_f4x4_phases: return "a 7x7 or 8x8 kernel, stride 2, dilation 1 and one group";
     case ConvPath::winograd_f2x2_phases: return "a 4x4 kernel, stride 2, dilation 1 and one group";
+    case ConvPath::winograd3d_f2x3: return "a volume, a 3x3x3 kernel, stride 1, dilation 1 and one group";
     case ConvPath::few_outputs: return "at most 4 output channels per group";
     case ConvPath::forward_weight_panels:
     case ConvPath::forward_gemm_across_images:
@@ -220,6 +237,9 @@ bool preferred(ConvPath p, const ConvShape& s, bool double_precision, bool weigh
     case ConvPath::winograd_f2x2_phases:
       return s.C >= kWinogradF2x2MinInputs && s.K >= kWinogradF2x2MinOutputs &&
              fewer_products(kWinogradF2x2, s, double_precision);
+    case ConvPath::winograd3d_f2x3:
+      return s.C >= kWinogradF2x3MinChannels && s.K >= kWinogradF2x3MinChannels &&
+             s.out_volume() >= kWinograd3dMinPositions && fewer_products_3d(s, double_precision);
     case ConvPath::few_outputs: return s.crs() >= kFewOutputsMinReduction && s.Q >= kFewOutputsMinRow;
     case ConvPath::forward_grid:
       return (s.R * s.S >= kGridMinTaps || (s.k_per_group() <= kGridMaxOutputsPerGroup && s.R * s.S > 1)) &&
@@ -252,6 +272,7 @@ constexpr PathInfo kPaths[] = {
     {ConvPath::winograd_f2x3, ConvDirection::forward, "winograd_f2x3"},
     {ConvPath::winograd_f4x4_phases, ConvDirection::forward, "winograd_f4x4_phases"},
     {ConvPath::winograd_f2x2_phases, ConvDirection::forward, "winograd_f2x2_phases"},
+    {ConvPath::winograd3d_f2x3, ConvDirection::forward, "winograd3d_f2x3"},
     {ConvPath::few_outputs, ConvDirection::forward, "few_outputs"},
     {ConvPath::forward_grid, ConvDirection::forward, "grid"},
     {ConvPath::forward_weight_panels, ConvDirection::forward, "gemm_weight_panels"},

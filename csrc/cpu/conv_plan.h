@@ -10,6 +10,7 @@
 //                winograd_f2x3          F(2x2, 3x3) for 3x3 stride-1 layers (conv2d_winograd.cpp)
 //                winograd_f4x4_phases   F(4x4, 4x4) on the stride phases of 7x7/8x8 stride-2 layers
 //                winograd_f2x2_phases   F(2x2, 2x2) on the stride phases of 4x4 stride-2 layers
+//                winograd3d_f2x3        F(2x2x2, 3x3x3) for 3x3x3 stride-1 layers of volumes (conv3d_winograd.cpp)
 //                few_outputs            direct loop for at most 4 outputs per group (conv2d_few_outputs.cpp)
 //                grid                   implicit GEMM over the padded grid, B not packed (conv2d_forward_shifted.cpp)
 //                gemm_weight_panels     implicit GEMM with positions as rows and the weights as (prepackable) B
@@ -43,7 +44,8 @@ enum class ConvDirection : int { forward, grad_input, grad_weight };
 enum class ConvPath : int {
   none,
   // forward
-  winograd_f2x3_panels, winograd_f4x3, winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, few_outputs, forward_grid, forward_weight_panels,
+  winograd_f2x3_panels, winograd_f4x3, winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, winograd3d_f2x3,
+  few_outputs, forward_grid, forward_weight_panels,
   forward_gemm_across_images,
   forward_gemm,
   // grad-input

@@ -52,7 +52,7 @@ def run(name, N, C, H, W, K, R, S, stride=(1, 1), padding=(0, 0), extra=(0, 0), 
     rtol = RTOL[dtype]
 
     out = np.full((N, K, P, Q), np.nan, dtype)
-    kern.launch_conv2d_forward(arr(x), arr(w), None if b is None else arr(b), out, *geom)
+    kern.launch_conv_forward(arr(x), arr(w), None if b is None else arr(b), out, *geom)
     if poison_x:
         check(f"{name}: forward, batch element 1", out[1:], y[1:], rtol)
         print(f"ok   {name}: batch element 0 is non-finite as in torch" if not np.isfinite(out[0]).all()
@@ -62,16 +62,16 @@ def run(name, N, C, H, W, K, R, S, stride=(1, 1), padding=(0, 0), extra=(0, 0), 
         return
     check(f"{name}: forward", out, y, rtol)
     for code, slope in ((1, 0.0), (2, 0.25)):  # the fused epilogue: relu, leaky_relu
-        kern.launch_conv2d_forward(arr(x), arr(w), None if b is None else arr(b), out, *geom, code, slope)
+        kern.launch_conv_forward(arr(x), arr(w), None if b is None else arr(b), out, *geom, code, slope)
         check(f"{name}: forward + activation {code}", out, F.leaky_relu(y, slope), rtol)
 
     dy = torch.randn(y.shape, generator=g, dtype=torch.float64)
     want = torch.autograd.grad(y, [t for t in (x, w, b) if t is not None], dy)
     dx = np.full(x.shape, np.nan, dtype)
-    kern.launch_conv2d_grad_input(arr(dy), arr(w), dx, *geom)
+    kern.launch_conv_grad_input(arr(dy), arr(w), dx, *geom)
     check(f"{name}: grad_input", dx, want[0], rtol)
     dw = np.full(w.shape, np.nan, dtype)
-    kern.launch_conv2d_grad_weight(arr(dy), arr(x), dw, *geom)
+    kern.launch_conv_grad_weight(arr(dy), arr(x), dw, *geom)
     check(f"{name}: grad_weight", dw, want[1], rtol)
     if bias:
         db = np.full(b.shape, np.nan, dtype)

@@ -89,9 +89,13 @@ HAND_PICKED = [
                plans=("gemm", "as_forward>gemm", "gemm")),
     VolumeCase(2, 3, (1, 9, 11), 5, (1, 3, 3), padding=(0, 1, 1), name="depth_one",
                plans=("grid", "as_forward>few_outputs", "grid")),
-    # One image of 12^3 positions: the per-image GEMM, with a reduction longer than one KC block (16*27).
-    VolumeCase(1, 16, (12, 12, 12), 32, (3, 3, 3), padding=(1, 1, 1), name="per_image_gemm_long_reduction",
+    # One image of 12^3 positions: the per-image GEMM (too few channels for Winograd), with a reduction longer
+    # than one KC block (12*27).
+    VolumeCase(1, 12, (12, 12, 12), 32, (3, 3, 3), padding=(1, 1, 1), name="per_image_gemm_long_reduction",
                plans=("gemm", "as_forward>gemm", "gemm")),
+    # F(2x2x2, 3x3x3): enough channels and positions; odd extents leave partial tiles on every axis.
+    VolumeCase(2, 16, (9, 11, 13), 20, (3, 3, 3), padding=(1, 1, 1), name="winograd_3x3x3",
+               plans=("winograd3d_f2x3", "as_forward>winograd3d_f2x3", "gemm_across_images")),
     VolumeCase(2, 6, (5, 5, 5), 6, (3, 3, 3), stride=(1, 2, 1), padding=(1, 1, 1), groups=6, name="depthwise",
                plans=("gemm_across_images", "gemm_col2im", "gemm_across_images")),
     VolumeCase(1, 3, (7, 8, 9), 40, (1, 1, 1), name="pointwise_40_outputs",

@@ -1,6 +1,5 @@
-"""3-d convolution: every backend's kernels against float64 torch with NaN-poisoned outputs, every CPU path the
-planner may take, the ops (conv3d, conv_transpose3d) with gradcheck/gradgradcheck and opcheck, bad input, and
-the modules medkern.patch swaps in."""
+"""3-d convolution ops: conv3d and conv_transpose3d against torch with gradcheck/gradgradcheck and opcheck, bad
+input, and the modules medkern.patch swaps in (the kernels themselves: test_conv3d_kernels.py)."""
 import copy
 
 import pytest
@@ -8,101 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import medkern
-from conftest import ROUTES, TOL, backend_devices, rel_err, route_context
-
-from .cases3d import CASES3D, HAND_PICKED, VolumeCase, case3d, reference3d
-
-
-def poisoned(shape, dtype, device):
-    return torch.full(shape, float("nan"), dtype=dtype, device=device)
-
-
-def run_kernels(k, case: VolumeCase, x, w, b, dy):
-    """The three maps and the bias gradient of one backend family, on poisoned outputs."""
-    y = poisoned((case.N, case.K, *case.out_size), x.dtype, x.device)
-    k.conv3d_forward(x, w, b, y, case.params)
-    dx = poisoned(x.shape, x.dtype, x.device)
-    k.conv3d_grad_input(dy, w, dx, case.params)
-    dw = poisoned(w.shape, x.dtype, x.device)
-    k.conv3d_grad_weight(dy, x, dw, case.params)
-    db = None
-    if b is not None:  # the contract's volume bias gradient: conv2d_grad_bias of a (N, K, O*P, Q) view
-        db = poisoned(b.shape, x.dtype, x.device)
-        k.conv2d_grad_bias(dy.reshape(case.N, case.K, -1, dy.shape[-1]), db)
-    return y, dx, dw, db
-
-
-def assert_matches(got, want, tol):
-    for name, g, r in zip(("forward", "grad_input", "grad_weight", "grad_bias"), got, want):
-        if r is not None:
-            assert rel_err(g, r) < tol, name
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("case", CASES3D, ids=lambda c: c.id())
-@pytest.mark.parametrize("backend", backend_devices())
-def test_conv3d_kernels_match_float64_torch(backend, case, dtype):
-    name, device = backend
-    k = medkern.backends.family("conv", device, name)
-    x, w, b, dy = case.tensors(dtype, device)
-    assert_matches(run_kernels(k, case, x, w, b, dy), reference3d(case, x, w, b, dy), TOL[dtype])
-
-
-def _plan(case, direction):
-    return medkern.ops.conv_plan(case.input_shape, case.weight_shape, stride=case.stride, padding=case.padding,
-                                 dilation=case.dilation, groups=case.groups, direction=direction)
-
-
-@pytest.mark.parametrize("case", [c for c in HAND_PICKED if not any(c.extra)], ids=lambda c: c.id())
-def test_planner_takes_the_named_paths(case):
-    got = tuple(_plan(case, d) for d in ("forward", "grad_input", "grad_weight"))
-    assert got == case.plans
-
-
-@pytest.mark.parametrize("case", [c for c in HAND_PICKED if not any(c.extra)], ids=lambda c: c.id())
-def test_every_applicable_native_path_matches(case):
-    """Each path the planner may choose for a volume, forced, against float64 torch."""
-    k = medkern.backends.family("conv", "cpu", "native")
-    x, w, b, dy = case.tensors(torch.float64)
-    want = reference3d(case, x, w, b, dy)
-    kw = dict(stride=case.stride, padding=case.padding, dilation=case.dilation, groups=case.groups,
-              dtype=torch.float64)
-    for index, direction in enumerate(("forward", "grad_input", "grad_weight")):
-        paths = medkern.ops.conv_paths(case.input_shape, case.weight_shape, direction=direction, **kw)
-        assert paths, direction
-        for path in paths:
-            with medkern.ops.force_conv_path(path):
-                got = run_kernels(k, case, x, w, b, dy)
-            assert rel_err(got[index], want[index]) < TOL[torch.float64], (direction, path)
-
-
-@pytest.mark.parametrize("threads", [1, 2])
-def test_native_grad_weight_is_deterministic(threads):
-    from medkern import _native
-
-    C = _native.require_cpu()
-    before = C.num_threads()
-    C.set_num_threads(threads)
-    try:
-        case = case3d("per_image_gemm_long_reduction")
-        x, w, b, dy = case.tensors(torch.float32)
-        k = medkern.backends.family("conv", "cpu", "native")
-        runs = [run_kernels(k, case, x, w, b, dy)[2] for _ in range(3)]
-        assert all(torch.equal(runs[0], r) for r in runs[1:])
-    finally:
-        C.set_num_threads(before)
-
-
-def test_non_finite_values_stay_in_their_volume():
-    k = medkern.backends.family("conv", "cpu", "native")
-    p = case3d("basic_3x3x3").params
-    x = torch.ones(2, 3, 5, 6, 7, dtype=torch.float64)
-    x[0, 0, 0, 0, 0] = float("inf")
-    x[0, 1, 2, 3, 3] = float("nan")
-    w = torch.ones(4, 3, 3, 3, 3, dtype=torch.float64)
-    y = poisoned((2, 4, 5, 6, 7), torch.float64, "cpu")
-    k.conv3d_forward(x, w, None, y, p)
-    assert torch.isfinite(y[1]).all() and (y[1, :, 2, 3, 3] == 81).all()
+from conftest import ROUTES, rel_err, route_context
 
 
 # --- the ops ------------------------------------------------------------------------------------------------

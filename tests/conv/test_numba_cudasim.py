@@ -1,12 +1,15 @@
-"""The numba.cuda conv2d kernels on the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), in a child process: the
+"""The numba.cuda conv kernels on the CUDA simulator (NUMBA_ENABLE_CUDASIM=1), in a child process: the
 variable must be set before numba is first imported, and the rest of this session uses numba on the
-CPU. A crash or a hang there fails this test instead of the run. See _numba_cudasim_check.py."""
+CPU. A crash or a hang there fails this test instead of the run. See _numba_cudasim_check.py (planes)
+and _numba_cudasim_conv3d.py (volumes)."""
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from cuda_checks import run_on_cudasim
 
 
 def test_numba_cuda_conv2d_kernels_on_the_simulator():
@@ -37,10 +40,12 @@ def test_numba_cuda_conv2d_kernels_compile_to_ptx():
     for dtype in (np.float32, np.float64):
         kernels = conv._kernels(np.dtype(dtype))
         scalar = numba.from_dtype(np.dtype(dtype))
-        a4, a1, i = types.Array(scalar, 4, "C"), types.Array(scalar, 1, "C"), types.int64
-        signatures = {"forward": (a4, a4, a1, types.boolean, a4) + (i,) * 7 + (i, scalar),  # + activation, slope
-                      "grad_input": (a4, a4, a4) + (i,) * 7,
-                      "grad_weight": (a4, a4, a4) + (i,) * 7,
+        a5, a4, a1, i = (types.Array(scalar, 5, "C"), types.Array(scalar, 4, "C"), types.Array(scalar, 1, "C"),
+                         types.int64)
+        geometry = (i,) * 10  # stride, padding, dilation per axis (depth, height, width), groups
+        signatures = {"forward": (a5, a5, a1, types.boolean, a5) + geometry + (i, scalar),  # + activation, slope
+                      "grad_input": (a5, a5, a5) + geometry,
+                      "grad_weight": (a5, a5, a5) + geometry,
                       "grad_bias": (a4, a1)}
         for name, sig in signatures.items():
             try:
@@ -49,3 +54,7 @@ def test_numba_cuda_conv2d_kernels_compile_to_ptx():
                 pytest.skip(f"no NVVM to compile with: {exc}")
             other = ".f64" if dtype == np.float32 else ".f32"
             assert other not in ptx, f"{np.dtype(dtype).name} {name}: PTX computes in {other[1:]} too"
+
+
+def test_numba_cuda_conv3d_kernels_on_the_simulator():
+    run_on_cudasim(Path(__file__).with_name("_numba_cudasim_conv3d.py"), "all simulated conv3d kernels match torch")

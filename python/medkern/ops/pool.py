@@ -1,14 +1,18 @@
-"""Pooling ops: max, average and adaptive pooling in 1-D and 2-D, with torch's signatures and semantics
+"""Pooling ops: max, average and adaptive pooling in 1-D, 2-D and 3-D, with torch's signatures and semantics
 (ceil_mode, count_include_pad, divisor_override, dilation, return_indices with torch's indices, NaN
 propagation). 1-D pooling runs on the 2-D kernels with H = 1; unbatched inputs gain a batch of one.
 
-Each 2-D op is a ``torch.library`` custom op with a fake kernel and autograd; every backward is a custom
-op with autograd of its own (both are linear in the incoming gradient: the adjoint of scattering by
-indices is gathering by them, the adjoint of average pooling's backward is average pooling), so double
-backward works wherever torch has it.
+The implementations below take planes (N, C, H, W) and volumes (N, C, D, H, W) alike, calling the backend
+entry of the tensors' rank. Each is a ``torch.library`` custom op per rank (``medkern::max_pool2d``,
+``medkern::max_pool3d``, ...) with a fake kernel and autograd; every backward is a custom op with autograd
+of its own (both are linear in the incoming gradient: the adjoint of scattering by indices is gathering by
+them, the adjoint of average pooling's backward is average pooling), so double backward works wherever
+torch has it.
 """
 from __future__ import annotations
 
+import math
+from types import SimpleNamespace
 from typing import Optional
 
 import torch
@@ -19,222 +23,190 @@ from .._geometry import PoolParams, pool_out_size
 from . import _alloc, _validate as v
 from ._dispatch import route
 
-__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
-           "adaptive_max_pool1d", "adaptive_max_pool2d"]
+__all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+           "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+           "adaptive_max_pool2d", "adaptive_max_pool3d"]
 
 
-def _kernels(t: Tensor):
-    return backends.for_tensor("pool", t)
+def _entry(t: Tensor, name: str):
+    """The current backend's pooling entry `name` ("max_pool{}d_forward", ...) of t's rank: 2 for planes
+    (N, C, H, W), 3 for volumes (N, C, D, H, W). Where the backend lacks it, BackendUnavailableError."""
+    return backends.entry("pool", t, name.format(t.dim() - 2))
 
 
-def _params(kernel, stride, padding, dilation=(1, 1)) -> PoolParams:
-    return PoolParams(tuple(kernel), tuple(stride), tuple(padding), tuple(dilation))
+def _params(kernel, stride, padding, dilation=None) -> PoolParams:
+    return PoolParams(tuple(kernel), tuple(stride), tuple(padding),
+                      tuple(dilation) if dilation is not None else (1,) * len(kernel))
 
 
-def _out_hw(shape, kernel, stride, padding, dilation, ceil_mode):
+def _out_size(shape, kernel, stride, padding, dilation, ceil_mode):
     return tuple(pool_out_size(n, k, s, p, d, ceil_mode)
-                 for n, k, s, p, d in zip(shape[-2:], kernel, stride, padding, dilation))
+                 for n, k, s, p, d in zip(shape[len(shape) - len(kernel):], kernel, stride, padding, dilation))
 
 
-def _planes_out(x_shape, out_hw):
-    return (*x_shape[:2], *out_hw)
+def _pooled_shape(x_shape, out_size):
+    return (*x_shape[:2], *out_size)
+
+
+def _as_planes(t: Tensor) -> Tensor:
+    """Volumes (N, C, D, H, W) as planes (N, C, 1, D*H*W): the max backward of a volume is the 2-d one on
+    these views, whose flat indices are the volume's (CONTRACT.md)."""
+    return t.view(t.shape[0], t.shape[1], 1, math.prod(t.shape[2:])) if t.dim() == 5 else t
+
+
+def _scatter_by_indices(grad_out, indices, grad_x):
+    scatter = backends.entry("pool", grad_x, "max_pool2d_backward")
+    scatter(_as_planes(grad_out), _as_planes(indices), _as_planes(grad_x))
 
 
 # --- implementations shared by the fast path and the custom ops (each with its op's signature) ----------
 
 def _max_forward(x, kernel, stride, padding, dilation, ceil_mode, with_indices):
-    shape = _planes_out(x.shape, _out_hw(x.shape, kernel, stride, padding, dilation, ceil_mode))
+    shape = _pooled_shape(x.shape, _out_size(x.shape, kernel, stride, padding, dilation, ceil_mode))
     out = _alloc.empty(shape, x)
     indices = _alloc.empty(shape, x, torch.int64) if with_indices else None
     if out.numel():
-        _kernels(x).max_pool2d_forward(x.contiguous(), out, indices, _params(kernel, stride, padding, dilation))
+        _entry(x, "max_pool{}d_forward")(x.contiguous(), out, indices, _params(kernel, stride, padding, dilation))
     return out, indices
 
 
-def _max_values(x, kernel, stride, padding, dilation, ceil_mode):
-    return _max_forward(x, kernel, stride, padding, dilation, ceil_mode, False)[0]
+def _max_values(input: Tensor, kernel_size: list[int], stride: list[int], padding: list[int], dilation: list[int],
+                ceil_mode: bool) -> Tensor:
+    """Values only: the inference form, without the cost of writing indices."""
+    return _max_forward(input, kernel_size, stride, padding, dilation, ceil_mode, False)[0]
 
 
-def _max_with_indices(x, kernel, stride, padding, dilation, ceil_mode):
-    return _max_forward(x, kernel, stride, padding, dilation, ceil_mode, True)
+def _max_with_indices(input: Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
+                      dilation: list[int], ceil_mode: bool) -> tuple[Tensor, Tensor]:
+    return _max_forward(input, kernel_size, stride, padding, dilation, ceil_mode, True)
 
 
-def _max_backward(grad_out, indices, input_size):
-    grad_x = _alloc.empty(input_size, grad_out)
+def _max_backward(grad_output: Tensor, indices: Tensor, input_size: list[int]) -> Tensor:
+    """Scatter-add by indices; serves max and adaptive max pooling."""
+    grad_x = _alloc.empty(input_size, grad_output)
     if grad_x.numel():
-        if grad_out.numel():
-            _kernels(grad_out).max_pool2d_backward(grad_out.contiguous(), indices.contiguous(), grad_x)
+        if grad_output.numel():
+            _scatter_by_indices(grad_output.contiguous(), indices.contiguous(), grad_x)
         else:
             grad_x.zero_()
     return grad_x
 
 
-def _max_backward_from_input(grad_out, x, kernel, stride, padding, dilation):
-    """The max-pool gradient from the input instead of stored indices: the backend's optional fused entry
-    where it declares one (native CPU), else the indexed forward followed by the indexed backward."""
-    grad_x = _alloc.empty(x.shape, grad_out)
+def _max_backward_from_input(grad_output: Tensor, input: Tensor, kernel_size: list[int], stride: list[int],
+                             padding: list[int], dilation: list[int], ceil_mode: bool) -> Tensor:
+    """Gradient of the values-only max pooling, the winners found again from the input: the backend's
+    optional fused entry where it declares one (native CPU, planes), else the indexed forward followed by
+    the indexed backward. (ceil_mode is folded into grad_output's shape.)"""
+    grad_x = _alloc.empty(input.shape, grad_output)
     if not grad_x.numel():
         return grad_x
-    if not grad_out.numel():
+    if not grad_output.numel():
         return grad_x.zero_()
-    p = _params(kernel, stride, padding, dilation)
-    x, grad_out = x.contiguous(), grad_out.contiguous()
-    fused = backends.optional("pool", x, "max_pool2d_backward_from_input")
+    p = _params(kernel_size, stride, padding, dilation)
+    x, grad_output = input.contiguous(), grad_output.contiguous()
+    fused = backends.optional("pool", x, "max_pool{}d_backward_from_input".format(x.dim() - 2))
     if fused is not None:
-        fused(grad_out, x, grad_x, p)
+        fused(grad_output, x, grad_x, p)
         return grad_x
-    k = _kernels(x)
-    indices = torch.empty(grad_out.shape, dtype=torch.int64, device=x.device)
-    k.max_pool2d_forward(x, torch.empty_like(grad_out), indices, p)
-    k.max_pool2d_backward(grad_out, indices, grad_x)
+    indices = torch.empty(grad_output.shape, dtype=torch.int64, device=x.device)
+    _entry(x, "max_pool{}d_forward")(x, torch.empty_like(grad_output), indices, p)
+    _scatter_by_indices(grad_output, indices, grad_x)
     return grad_x
 
 
-def _avg_forward(x, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    out = _alloc.empty(_planes_out(x.shape, _out_hw(x.shape, kernel, stride, padding, (1, 1), ceil_mode)), x)
+def _avg_forward(input: Tensor, kernel_size: list[int], stride: list[int], padding: list[int], ceil_mode: bool,
+                 count_include_pad: bool, divisor_override: Optional[int]) -> Tensor:
+    ones = (1,) * len(kernel_size)
+    out = _alloc.empty(_pooled_shape(input.shape, _out_size(input.shape, kernel_size, stride, padding, ones,
+                                                            ceil_mode)), input)
     if out.numel():
-        _kernels(x).avg_pool2d_forward(x.contiguous(), out, _params(kernel, stride, padding), count_include_pad,
-                                       divisor_override)
+        _entry(input, "avg_pool{}d_forward")(input.contiguous(), out, _params(kernel_size, stride, padding),
+                                             count_include_pad, divisor_override)
     return out
 
 
-def _avg_backward(grad_out, input_size, kernel, stride, padding, count_include_pad, divisor_override):
-    grad_x = _alloc.empty(input_size, grad_out)
+def _avg_backward(grad_output: Tensor, input_size: list[int], kernel_size: list[int], stride: list[int],
+                  padding: list[int], ceil_mode: bool, count_include_pad: bool,
+                  divisor_override: Optional[int]) -> Tensor:
+    """(ceil_mode is folded into grad_output's shape.)"""
+    grad_x = _alloc.empty(input_size, grad_output)
     if grad_x.numel():
-        _kernels(grad_out).avg_pool2d_backward(grad_out.contiguous(), grad_x, _params(kernel, stride, padding),
+        _entry(grad_x, "avg_pool{}d_backward")(grad_output.contiguous(), grad_x, _params(kernel_size, stride, padding),
                                                count_include_pad, divisor_override)
     return grad_x
 
 
-def _adaptive_avg_forward(x, output_size):
-    out = _alloc.empty(_planes_out(x.shape, output_size), x)
+def _adaptive_avg_forward(input: Tensor, output_size: list[int]) -> Tensor:
+    out = _alloc.empty(_pooled_shape(input.shape, output_size), input)
     if out.numel():
-        _kernels(x).adaptive_avg_pool2d_forward(x.contiguous(), out)
+        _entry(input, "adaptive_avg_pool{}d_forward")(input.contiguous(), out)
     return out
 
 
-def _adaptive_avg_backward(grad_out, input_size):
-    grad_x = _alloc.empty(input_size, grad_out)
+def _adaptive_avg_backward(grad_output: Tensor, input_size: list[int]) -> Tensor:
+    grad_x = _alloc.empty(input_size, grad_output)
     if grad_x.numel():
-        _kernels(grad_out).adaptive_avg_pool2d_backward(grad_out.contiguous(), grad_x)
+        _entry(grad_x, "adaptive_avg_pool{}d_backward")(grad_output.contiguous(), grad_x)
     return grad_x
 
 
-def _adaptive_max_forward(x, output_size):
-    shape = _planes_out(x.shape, output_size)
-    out = _alloc.empty(shape, x)
-    indices = torch.empty(shape, dtype=torch.int64, device=x.device)
+def _adaptive_max_forward(input: Tensor, output_size: list[int]) -> tuple[Tensor, Tensor]:
+    shape = _pooled_shape(input.shape, output_size)
+    out = _alloc.empty(shape, input)
+    indices = torch.empty(shape, dtype=torch.int64, device=input.device)
     if out.numel():
-        _kernels(x).adaptive_max_pool2d_forward(x.contiguous(), out, indices)
+        _entry(input, "adaptive_max_pool{}d_forward")(input.contiguous(), out, indices)
     return out, indices
 
 
-# --- custom ops ---------------------------------------------------------------------------------------
+# --- fake kernels (shapes only) ---------------------------------------------------------------------------
 
-@torch.library.custom_op("medkern::max_pool2d", mutates_args=())
-def max_pool2d_op(input: Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
-                  dilation: list[int], ceil_mode: bool) -> Tensor:
-    """Values only: the inference form, without the cost of writing indices."""
-    return _max_values(input, kernel_size, stride, padding, dilation, ceil_mode)
+def _fake_max_values(input, kernel_size, stride, padding, dilation, ceil_mode):
+    return input.new_empty(_pooled_shape(input.shape, _out_size(input.shape, kernel_size, stride, padding, dilation,
+                                                                ceil_mode)))
 
 
-@torch.library.custom_op("medkern::max_pool2d_with_indices", mutates_args=())
-def max_pool2d_with_indices_op(input: Tensor, kernel_size: list[int], stride: list[int], padding: list[int],
-                               dilation: list[int], ceil_mode: bool) -> tuple[Tensor, Tensor]:
-    return _max_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode)
+def _fake_max_with_indices(input, kernel_size, stride, padding, dilation, ceil_mode):
+    out = _fake_max_values(input, kernel_size, stride, padding, dilation, ceil_mode)
+    return out, torch.empty_like(out, dtype=torch.int64)
 
 
-@torch.library.custom_op("medkern::max_pool2d_backward", mutates_args=())
-def max_pool2d_backward_op(grad_output: Tensor, indices: Tensor, input_size: list[int]) -> Tensor:
-    """Scatter-add by indices; serves max and adaptive max pooling."""
-    return _max_backward(grad_output, indices, input_size)
-
-
-@torch.library.custom_op("medkern::max_pool2d_backward_from_input", mutates_args=())
-def max_pool2d_backward_from_input_op(grad_output: Tensor, input: Tensor, kernel_size: list[int], stride: list[int],
-                                      padding: list[int], dilation: list[int], ceil_mode: bool) -> Tensor:
-    """Gradient of the values-only max pooling: the winners are found again from the input."""
-    return _max_backward_from_input(grad_output, input, kernel_size, stride, padding, dilation)
-
-
-@torch.library.custom_op("medkern::avg_pool2d", mutates_args=())
-def avg_pool2d_op(input: Tensor, kernel_size: list[int], stride: list[int], padding: list[int], ceil_mode: bool,
-                  count_include_pad: bool, divisor_override: Optional[int]) -> Tensor:
-    return _avg_forward(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
-
-
-@torch.library.custom_op("medkern::avg_pool2d_backward", mutates_args=())
-def avg_pool2d_backward_op(grad_output: Tensor, input_size: list[int], kernel_size: list[int], stride: list[int],
-                           padding: list[int], ceil_mode: bool, count_include_pad: bool,
-                           divisor_override: Optional[int]) -> Tensor:
-    return _avg_backward(grad_output, input_size, kernel_size, stride, padding, count_include_pad, divisor_override)
-
-
-@torch.library.custom_op("medkern::adaptive_avg_pool2d", mutates_args=())
-def adaptive_avg_pool2d_op(input: Tensor, output_size: list[int]) -> Tensor:
-    return _adaptive_avg_forward(input, output_size)
-
-
-@torch.library.custom_op("medkern::adaptive_avg_pool2d_backward", mutates_args=())
-def adaptive_avg_pool2d_backward_op(grad_output: Tensor, input_size: list[int]) -> Tensor:
-    return _adaptive_avg_backward(grad_output, input_size)
-
-
-@torch.library.custom_op("medkern::adaptive_max_pool2d", mutates_args=())
-def adaptive_max_pool2d_op(input: Tensor, output_size: list[int]) -> tuple[Tensor, Tensor]:
-    return _adaptive_max_forward(input, output_size)
-
-
-@max_pool2d_op.register_fake
-def _(input, kernel_size, stride, padding, dilation, ceil_mode):
-    return input.new_empty(_planes_out(input.shape, _out_hw(input.shape, kernel_size, stride, padding, dilation,
-                                                            ceil_mode)))
-
-
-@max_pool2d_with_indices_op.register_fake
-def _(input, kernel_size, stride, padding, dilation, ceil_mode):
-    shape = _planes_out(input.shape, _out_hw(input.shape, kernel_size, stride, padding, dilation, ceil_mode))
-    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
-
-
-@max_pool2d_backward_op.register_fake
-def _(grad_output, indices, input_size):
+def _fake_max_backward(grad_output, indices, input_size):
     return grad_output.new_empty(input_size)
 
 
-@max_pool2d_backward_from_input_op.register_fake
-def _(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode):
+def _fake_max_backward_from_input(grad_output, input, kernel_size, stride, padding, dilation, ceil_mode):
     return grad_output.new_empty(input.shape)
 
 
-@avg_pool2d_op.register_fake
-def _(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    return input.new_empty(_planes_out(input.shape, _out_hw(input.shape, kernel_size, stride, padding, (1, 1),
-                                                            ceil_mode)))
+def _fake_avg(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    return _fake_max_values(input, kernel_size, stride, padding, (1,) * len(kernel_size), ceil_mode)
 
 
-@avg_pool2d_backward_op.register_fake
-def _(grad_output, input_size, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+def _fake_avg_backward(grad_output, input_size, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                       divisor_override):
     return grad_output.new_empty(input_size)
 
 
-@adaptive_avg_pool2d_op.register_fake
-def _(input, output_size):
-    return input.new_empty(_planes_out(input.shape, output_size))
+def _fake_adaptive_avg(input, output_size):
+    return input.new_empty(_pooled_shape(input.shape, output_size))
 
 
-@adaptive_avg_pool2d_backward_op.register_fake
-def _(grad_output, input_size):
+def _fake_adaptive_avg_backward(grad_output, input_size):
     return grad_output.new_empty(input_size)
 
 
-@adaptive_max_pool2d_op.register_fake
-def _(input, output_size):
-    shape = _planes_out(input.shape, output_size)
-    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
+def _fake_adaptive_max(input, output_size):
+    out = _fake_adaptive_avg(input, output_size)
+    return out, torch.empty_like(out, dtype=torch.int64)
 
 
-# --- autograd -------------------------------------------------------------------------------------------
+# --- autograd (rank-generic: each backward takes the custom ops of its tensors' rank) --------------------
+
+def _ops_for(dim: int) -> SimpleNamespace:
+    """The custom ops serving batched tensors of `dim` dimensions (4: planes, 5: volumes)."""
+    return _OPS[dim]
+
 
 def _gather_by_indices(gg, indices):
     """The adjoint of scattering by indices: out[plane, i] = gg[plane, indices[plane, i]]."""
@@ -249,12 +221,12 @@ def _indices_setup(ctx, inputs, output):
 
 def _max_grad(ctx, grad_out, _grad_indices):
     (indices,) = ctx.saved_tensors
-    return (max_pool2d_backward_op(grad_out, indices, ctx.input_shape),) + (None,) * 5
+    return (_ops_for(indices.dim()).max_backward(grad_out, indices, ctx.input_shape),) + (None,) * 5
 
 
 def _adaptive_max_grad(ctx, grad_out, _grad_indices):
     (indices,) = ctx.saved_tensors
-    return max_pool2d_backward_op(grad_out, indices, ctx.input_shape), None
+    return _ops_for(indices.dim()).max_backward(grad_out, indices, ctx.input_shape), None
 
 
 def _values_setup(ctx, inputs, output):
@@ -264,7 +236,7 @@ def _values_setup(ctx, inputs, output):
 
 def _values_grad(ctx, grad_out):
     (x,) = ctx.saved_tensors
-    return (max_pool2d_backward_from_input_op(grad_out, x, *ctx.geometry),) + (None,) * 5
+    return (_ops_for(x.dim()).max_backward_from_input(grad_out, x, *ctx.geometry),) + (None,) * 5
 
 
 def _from_input_setup(ctx, inputs, output):
@@ -276,7 +248,7 @@ def _from_input_grad(ctx, gg):
     """Linear in grad_output: its adjoint gathers gg at the winners. The input only selects winners
     (piecewise constant), so it gets no gradient, as with torch's max-pool backward."""
     (x,) = ctx.saved_tensors
-    _, indices = max_pool2d_with_indices_op(x.detach(), *ctx.geometry)
+    _, indices = _ops_for(x.dim()).max_with_indices(x.detach(), *ctx.geometry)
     return (_gather_by_indices(gg, indices),) + (None,) * 6
 
 
@@ -296,7 +268,7 @@ def _avg_setup(ctx, inputs, output):
 
 
 def _avg_grad(ctx, grad_out):
-    return (avg_pool2d_backward_op(grad_out, ctx.input_shape, *ctx.geometry),) + (None,) * 6
+    return (_ops_for(grad_out.dim()).avg_backward(grad_out, ctx.input_shape, *ctx.geometry),) + (None,) * 6
 
 
 def _avg_backward_setup(ctx, inputs, output):
@@ -304,7 +276,7 @@ def _avg_backward_setup(ctx, inputs, output):
 
 
 def _avg_backward_grad(ctx, gg):
-    return (avg_pool2d_op(gg, *ctx.geometry),) + (None,) * 7
+    return (_ops_for(gg.dim()).avg(gg, *ctx.geometry),) + (None,) * 7
 
 
 def _adaptive_avg_setup(ctx, inputs, output):
@@ -312,7 +284,7 @@ def _adaptive_avg_setup(ctx, inputs, output):
 
 
 def _adaptive_avg_grad(ctx, grad_out):
-    return adaptive_avg_pool2d_backward_op(grad_out, ctx.input_shape), None
+    return _ops_for(grad_out.dim()).adaptive_avg_backward(grad_out, ctx.input_shape), None
 
 
 def _adaptive_avg_backward_setup(ctx, inputs, output):
@@ -320,23 +292,44 @@ def _adaptive_avg_backward_setup(ctx, inputs, output):
 
 
 def _adaptive_avg_backward_grad(ctx, gg):
-    return adaptive_avg_pool2d_op(gg, ctx.output_size), None
+    return _ops_for(gg.dim()).adaptive_avg(gg, ctx.output_size), None
 
 
-torch.library.register_autograd("medkern::max_pool2d", _values_grad, setup_context=_values_setup)
-torch.library.register_autograd("medkern::max_pool2d_backward_from_input", _from_input_grad,
-                                setup_context=_from_input_setup)
-torch.library.register_autograd("medkern::max_pool2d_with_indices", _max_grad, setup_context=_indices_setup)
-torch.library.register_autograd("medkern::adaptive_max_pool2d", _adaptive_max_grad, setup_context=_indices_setup)
-torch.library.register_autograd("medkern::max_pool2d_backward", _max_backward_grad,
-                                setup_context=_max_backward_setup)
-torch.library.register_autograd("medkern::avg_pool2d", _avg_grad, setup_context=_avg_setup)
-torch.library.register_autograd("medkern::avg_pool2d_backward", _avg_backward_grad,
-                                setup_context=_avg_backward_setup)
-torch.library.register_autograd("medkern::adaptive_avg_pool2d", _adaptive_avg_grad,
-                                setup_context=_adaptive_avg_setup)
-torch.library.register_autograd("medkern::adaptive_avg_pool2d_backward", _adaptive_avg_backward_grad,
-                                setup_context=_adaptive_avg_backward_setup)
+# --- custom ops, one set per rank -------------------------------------------------------------------------
+
+# field -> (op name with {} for the rank, implementation, fake kernel, backward, setup_context)
+_OP_TABLE = {
+    "max_values": ("max_pool{}d", _max_values, _fake_max_values, _values_grad, _values_setup),
+    "max_with_indices": ("max_pool{}d_with_indices", _max_with_indices, _fake_max_with_indices, _max_grad,
+                         _indices_setup),
+    "max_backward": ("max_pool{}d_backward", _max_backward, _fake_max_backward, _max_backward_grad,
+                     _max_backward_setup),
+    "max_backward_from_input": ("max_pool{}d_backward_from_input", _max_backward_from_input,
+                                _fake_max_backward_from_input, _from_input_grad, _from_input_setup),
+    "avg": ("avg_pool{}d", _avg_forward, _fake_avg, _avg_grad, _avg_setup),
+    "avg_backward": ("avg_pool{}d_backward", _avg_backward, _fake_avg_backward, _avg_backward_grad,
+                     _avg_backward_setup),
+    "adaptive_avg": ("adaptive_avg_pool{}d", _adaptive_avg_forward, _fake_adaptive_avg, _adaptive_avg_grad,
+                     _adaptive_avg_setup),
+    "adaptive_avg_backward": ("adaptive_avg_pool{}d_backward", _adaptive_avg_backward, _fake_adaptive_avg_backward,
+                              _adaptive_avg_backward_grad, _adaptive_avg_backward_setup),
+    "adaptive_max": ("adaptive_max_pool{}d", _adaptive_max_forward, _fake_adaptive_max, _adaptive_max_grad,
+                     _indices_setup),
+}
+
+
+def _define_ops(rank: int) -> SimpleNamespace:
+    """The custom ops ``medkern::*_pool{rank}d*``: the schemas come from the implementations' annotations."""
+    ops = {}
+    for field, (name, impl, fake, backward, setup) in _OP_TABLE.items():
+        op = torch.library.custom_op(f"medkern::{name.format(rank)}", impl, mutates_args=())
+        op.register_fake(fake)
+        op.register_autograd(backward, setup_context=setup)
+        ops[field] = op
+    return SimpleNamespace(**ops)
+
+
+_OPS = {4: _define_ops(2), 5: _define_ops(3)}  # by the dimension of the batched tensors they take
 
 
 # --- validation -----------------------------------------------------------------------------------------
@@ -359,36 +352,41 @@ def _is_1tuple(x) -> bool:
     return isinstance(x, (tuple, list)) and len(x) == 1
 
 
-def _check_input(input, name_rank_batched: int):
-    """Validates the input of a pooling op of `name_rank_batched` dims (3 for 1-D, 4 for 2-D), returns
-    (4-D view, how to restore the caller's rank)."""
-    v.tensor(input, "input", (name_rank_batched - 1, name_rank_batched))
+def _check_input(input, n: int):
+    """Validates the input of n-d pooling; returns (the batched view the implementations take: 4-D for 1-D
+    and 2-D pooling, 5-D for 3-D, and how to restore the caller's rank)."""
+    v.tensor(input, "input", (n + 1, n + 2))
     x = input
-    unbatched = x.dim() == name_rank_batched - 1
+    unbatched = x.dim() == n + 1
     if unbatched:
         x = x.unsqueeze(0)
-    if name_rank_batched == 3:
+    if n == 1:
         x = x.unsqueeze(2)
-    if any(n == 0 for n in x.shape[1:]):
+    if any(s == 0 for s in x.shape[1:]):
         raise ValueError(f"input: channel and spatial sizes must be positive, got shape {tuple(input.shape)}")
 
     def restore(t):
-        if name_rank_batched == 3:
+        if n == 1:
             t = t.squeeze(2)
         return t.squeeze(0) if unbatched else t
     return x, restore
 
 
-def _check_window_fits(x, kernel, stride, padding, dilation, ceil_mode, half_kernel):
-    for k, p, d in zip(kernel, padding, dilation):
-        limit = ((k - 1) * d + 1) // 2 if half_kernel == "effective" else k // 2
-        if p > limit:
-            raise ValueError(f"padding: should be at most half of the effective kernel size, got padding={p} for "
-                             f"kernel_size={k} and dilation={d}")
-    out = _out_hw(x.shape, kernel, stride, padding, dilation, ceil_mode)
+def _check_window_fits(x, kernel, stride, padding, dilation, ceil_mode):
+    for k, p in zip(kernel, padding):
+        if p > k // 2:
+            raise ValueError(f"padding: should be at most half of kernel_size, got padding={p} for kernel_size={k}")
+    out = _out_size(x.shape, kernel, stride, padding, dilation, ceil_mode)
     if min(out) < 1:
         raise ValueError(f"input: spatial size {tuple(x.shape[2:])} is too small for kernel_size {kernel}, "
                          f"dilation {dilation} and padding {padding} (output size {out})")
+
+
+def _lift_1d(kernel, stride, padding, dilation, n):
+    """1-D pooling runs as 2-D with one row: a one-tap, unpadded height axis."""
+    if n != 1:
+        return kernel, stride, padding, dilation
+    return (1, *kernel), (1, *stride), (0, *padding), (1, *dilation)
 
 
 def _adaptive_size(output_size, x, n: int) -> list[int]:
@@ -397,30 +395,35 @@ def _adaptive_size(output_size, x, n: int) -> list[int]:
     if isinstance(output_size, (tuple, list)):
         if len(output_size) != n:
             raise ValueError(f"output_size: expected {n} values, got {len(output_size)}")
-        sizes = [x.shape[2 + (2 - n) + i] if s is None else v.integer(s, "output_size", minimum=1)
+        # None keeps that axis's input size (torch's convention)
+        sizes = [x.shape[x.dim() - n + i] if s is None else v.integer(s, "output_size", minimum=1)
                  for i, s in enumerate(output_size)]
     else:
         sizes = [v.integer(output_size, "output_size", minimum=1)] * n
-    return sizes if n == 2 else [1, sizes[0]]
+    return sizes if n > 1 else [1, sizes[0]]
 
 
 # --- public ops -----------------------------------------------------------------------------------------
 
 def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, n):
-    x, restore = _check_input(input, n + 2)
-    kernel, stride, padding, dilation = _window(kernel_size, stride, padding, dilation, n)
-    if n == 1:
-        kernel, stride, padding, dilation = (1, *kernel), (1, *stride), (0, *padding), (1, *dilation)
-    _check_window_fits(x, kernel, stride, padding, dilation, ceil_mode, "effective")
+    x, restore = _check_input(input, n)
+    kernel, stride, padding, dilation = _lift_1d(*_window(kernel_size, stride, padding, dilation, n), n)
+    _check_window_fits(x, kernel, stride, padding, dilation, ceil_mode)
     geometry = (list(kernel), list(stride), list(padding), list(dilation), bool(ceil_mode))
+    ops = _ops_for(x.dim())
     # Pooling has no eager autograd twins: a call that needs gradients takes the custom op.
     if return_indices:
-        op = max_pool2d_with_indices_op
-        out, indices = route(_max_with_indices, op, op, x)(x, *geometry)
+        out, indices = route(_max_with_indices, ops.max_with_indices, ops.max_with_indices, x)(x, *geometry)
         return restore(out), restore(indices)
     # Training without return_indices uses the values-only op: its backward finds the winners again from
     # the input, which moves fewer bytes than writing and reading int64 indices.
-    return restore(route(_max_values, max_pool2d_op, max_pool2d_op, x)(x, *geometry))
+    return restore(route(_max_values, ops.max_values, ops.max_values, x)(x, *geometry))
+
+
+def max_pool3d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """``torch.nn.functional.max_pool3d``: (N, C, D, H, W) or (C, D, H, W); indices identical to torch's."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 3)
 
 
 def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
@@ -436,17 +439,24 @@ def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
 
 
 def _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, n):
-    x, restore = _check_input(input, n + 2)
-    kernel, stride, padding, _ = _window(kernel_size, stride, padding, 1, n)
-    if n == 1:
-        kernel, stride, padding = (1, *kernel), (1, *stride), (0, *padding)
-    _check_window_fits(x, kernel, stride, padding, (1, 1), ceil_mode, "plain")
+    x, restore = _check_input(input, n)
+    kernel, stride, padding, ones = _lift_1d(*_window(kernel_size, stride, padding, 1, n), n)
+    _check_window_fits(x, kernel, stride, padding, ones, ceil_mode)
+    if n == 3 and any(size < k for size, k in zip(x.shape[2:], kernel)):  # torch's rule for volumes only
+        raise ValueError(f"input: spatial size {tuple(x.shape[2:])} is smaller than kernel_size {kernel}")
     if divisor_override is not None:
         divisor_override = v.integer(divisor_override, "divisor_override")
         if divisor_override == 0:
             raise ValueError("divisor_override: must not be zero")
     geometry = (list(kernel), list(stride), list(padding), bool(ceil_mode), bool(count_include_pad), divisor_override)
-    return restore(route(_avg_forward, avg_pool2d_op, avg_pool2d_op, x)(x, *geometry))
+    ops = _ops_for(x.dim())
+    return restore(route(_avg_forward, ops.avg, ops.avg, x)(x, *geometry))
+
+
+def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: Optional[int] = None) -> Tensor:
+    """``torch.nn.functional.avg_pool3d``."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 3)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
@@ -462,9 +472,15 @@ def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
 
 
 def _adaptive_avg(input, output_size, n):
-    x, restore = _check_input(input, n + 2)
+    x, restore = _check_input(input, n)
     size = _adaptive_size(output_size, x, n)
-    return restore(route(_adaptive_avg_forward, adaptive_avg_pool2d_op, adaptive_avg_pool2d_op, x)(x, size))
+    ops = _ops_for(x.dim())
+    return restore(route(_adaptive_avg_forward, ops.adaptive_avg, ops.adaptive_avg, x)(x, size))
+
+
+def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
+    """``torch.nn.functional.adaptive_avg_pool3d``; output_size 1 is global average pooling."""
+    return _adaptive_avg(input, output_size, 3)
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
@@ -478,10 +494,16 @@ def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
 
 
 def _adaptive_max(input, output_size, return_indices, n):
-    x, restore = _check_input(input, n + 2)
+    x, restore = _check_input(input, n)
     size = _adaptive_size(output_size, x, n)
-    out, indices = route(_adaptive_max_forward, adaptive_max_pool2d_op, adaptive_max_pool2d_op, x)(x, size)
+    ops = _ops_for(x.dim())
+    out, indices = route(_adaptive_max_forward, ops.adaptive_max, ops.adaptive_max, x)(x, size)
     return (restore(out), restore(indices)) if return_indices else restore(out)
+
+
+def adaptive_max_pool3d(input: Tensor, output_size, return_indices: bool = False):
+    """``torch.nn.functional.adaptive_max_pool3d``."""
+    return _adaptive_max(input, output_size, return_indices, 3)
 
 
 def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
