@@ -66,7 +66,7 @@ void expect_rank_served(int rank) {
     if (rank == 5) fail_value("3-d convolution: this device has no kernel for volumes yet");
 }
 
-// The optional operands of a forward call; the 3-d binding takes none of them.
+// The optional operands of a forward call; the 3-d binding takes all but the packed weights.
 struct ForwardExtras {
   py::handle residual = py::none(), packed = py::none(), in_scale = py::none(), in_shift = py::none();
   std::string packed_layout;
@@ -184,15 +184,17 @@ void bind_conv(py::module_& m) {
       "conv3d_forward",
       [](py::handle x_, py::handle w_, py::handle b_, py::handle y_, int64_t sd, int64_t sh, int64_t sw, int64_t pd,
          int64_t ph, int64_t pw, int64_t dd, int64_t dh, int64_t dw, int64_t groups, intptr_t stream, int activation,
-         double slope) {
+         double slope, py::handle residual_, py::handle in_scale_, py::handle in_shift_, bool in_relu) {
         conv_forward_call<Impl>(x_, w_, b_, y_, volume_geometry(sd, sh, sw, pd, ph, pw, dd, dh, dw, groups), 5, stream,
-                                activation, slope, ForwardExtras{});
+                                activation, slope, ForwardExtras{residual_, py::none(), in_scale_, in_shift_, "", in_relu});
       },
       arg("input"), arg("weight"), arg("bias"), arg("out"), arg("stride_d"), arg("stride_h"), arg("stride_w"),
       arg("pad_d"), arg("pad_h"), arg("pad_w"), arg("dilation_d"), arg("dilation_h"), arg("dilation_w"), arg("groups"),
-      arg("stream") = 0, arg("activation") = 0, arg("negative_slope") = 0.0,
-      "out = act(conv3d(input, weight) + bias), written in full into `out` (N, K, O, P, Q); input (N, C, D, H, W), "
-      "weight (K, C/groups, T, R, S), leading padding per axis; activation as conv2d_forward's.");
+      arg("stream") = 0, arg("activation") = 0, arg("negative_slope") = 0.0, arg("residual") = py::none(),
+      arg("input_scale") = py::none(), arg("input_shift") = py::none(), arg("input_relu") = false,
+      "out = act(conv3d(pro(input), weight) + bias + residual), written in full into `out` (N, K, O, P, Q); input "
+      "(N, C, D, H, W), weight (K, C/groups, T, R, S), leading padding per axis; activation, residual and the input "
+      "prologue pro as conv2d_forward's.");
 
   if constexpr (Impl::prepacks) {
     m.def(

@@ -16,13 +16,18 @@ def randomise_batchnorm(bn, g: torch.Generator) -> None:
             bn.bias.copy_(torch.randn(bn.num_features, generator=g) * 0.3)
 
 
+# By spatial rank: the convolution, BatchNorm, max and average pooling, adaptive average pooling.
+LAYERS = {1: (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d),
+          2: (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d),
+          3: (nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d, nn.AvgPool3d, nn.AdaptiveAvgPool3d)}
+
 ACTIVATIONS = [nn.ReLU, lambda: nn.ReLU(inplace=True), lambda: nn.LeakyReLU(0.1), nn.SiLU, nn.GELU, nn.Identity]
 
 
 class ConvBN(nn.Module):
     def __init__(self, rng, c, k, dims, stride=1, activation=True):
         super().__init__()
-        conv, bn = (nn.Conv1d, nn.BatchNorm1d) if dims == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        conv, bn = LAYERS[dims][:2]
         groups = rng.choice([1, 1, 1, c]) if c == k else 1
         size, dilation = rng.choice([1, 3, 3, 5]), rng.choice([1, 1, 2])
         self.conv = conv(c, k, size, stride=stride, padding=dilation * (size - 1) // 2, dilation=dilation,
@@ -50,8 +55,7 @@ class Dense(nn.Module):
     """DenseNet's layer: BatchNorm, ReLU, then the convolution, on the input; concatenated to it."""
     def __init__(self, rng, c, growth, dims):
         super().__init__()
-        bn = nn.BatchNorm1d if dims == 1 else nn.BatchNorm2d
-        self.pre = nn.Sequential(bn(c), nn.ReLU())
+        self.pre = nn.Sequential(LAYERS[dims][1](c), nn.ReLU())
         self.body = ConvBN(rng, c, growth, dims)
 
     def forward(self, x):
@@ -80,13 +84,12 @@ class RandomNetwork(nn.Module):
                 layers.append(ConvBN(rng, c, k, dims, rng.choice([1, 2])))
                 c = k
             else:
-                pool = (nn.MaxPool1d, nn.AvgPool1d) if dims == 1 else (nn.MaxPool2d, nn.AvgPool2d)
-                layers.append(rng.choice(pool)(2, ceil_mode=True))
+                layers.append(rng.choice(LAYERS[dims][2:4])(2, ceil_mode=True))
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool1d(1) if dims == 1 else nn.AdaptiveAvgPool2d(1)
+        self.pool = LAYERS[dims][4](1)
         self.head = nn.Linear(c, 3)
         for m in self.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 randomise_batchnorm(m, g)
 
     def forward(self, x):

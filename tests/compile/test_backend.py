@@ -39,15 +39,15 @@ def _input(dims, n=2, size=17, seed=0):
 
 
 def _convolutions(model) -> int:
-    return sum(isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)) for m in model.modules())
+    return sum(isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)) for m in model.modules())
 
 
-@pytest.mark.parametrize("dims", [1, 2])
+@pytest.mark.parametrize("dims", [1, 2, 3])
 @pytest.mark.parametrize("seed", range(8))
 def test_compiled_random_network_matches_float64_eager(seed, dims, fused_counts):
     torch._dynamo.reset()
     net = RandomNetwork(seed, dims).eval()
-    x = _input(dims, size=33 if dims == 1 else 17, seed=seed)
+    x = _input(dims, size={1: 33, 2: 17, 3: 9}[dims], seed=seed)
     want = copy.deepcopy(net).double()(x.double())
     got = medkern.optimize(net)(x)
     assert got.dtype == torch.float32
@@ -165,6 +165,33 @@ def test_fused_conv_node_matches_float64(activation, residual, prologue, path):
     want = torch.nn.functional.batch_norm(want, d(mean), d(var), d(gamma), d(beta), False, 0.0, 1e-3)
     want = want if r is None else want + d(r)
     want = {"none": want, "relu": want.relu(), "leaky_relu": torch.nn.functional.leaky_relu(want, 0.2)}[activation]
+    assert _max_rel(got, want) <= 1e-5
+
+
+@pytest.mark.parametrize("path", ["winograd3d_f2x3", "gemm"])
+@pytest.mark.parametrize("prologue", ["none", "bn_relu"])
+@pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
+def test_fused_conv_node_of_a_volume_matches_float64(residual, prologue, path):
+    """The volume node: BatchNorm folded, input prologue one pass ahead, residual and activation after."""
+    from medkern.compile.fused_conv import ConvEpilogue
+    F = torch.nn.functional
+    g = torch.Generator().manual_seed(8)
+    x, w, b = torch.randn(2, 16, 9, 10, 11, generator=g), torch.randn(16, 16, 3, 3, 3, generator=g) * 0.1, None
+    gamma, beta = torch.rand(16, generator=g) + 0.5, torch.randn(16, generator=g)
+    mean, var = torch.randn(16, generator=g), torch.rand(16, generator=g) + 0.2
+    in_bn = [torch.rand(16, generator=g) + 0.5, torch.randn(16, generator=g), torch.randn(16, generator=g),
+             torch.rand(16, generator=g) + 0.2] if prologue != "none" else [None] * 4
+    r = torch.randn(2, 16, 9, 10, 11, generator=g) if residual else None
+    node = FusedConv([1, 1, 1], [1, 1, 1], [1, 1, 1], 1,
+                     ConvEpilogue(1e-3, "relu", 0.0, 1e-5 if prologue != "none" else None, prologue == "bn_relu"))
+    with medkern.ops.force_conv_path(path):
+        got = node(x, w, b, gamma, beta, mean, var, r, *in_bn)
+    d = lambda t: None if t is None else t.double()  # noqa: E731
+    xin = d(x)
+    if prologue != "none":
+        xin = F.batch_norm(xin, d(in_bn[2]), d(in_bn[3]), d(in_bn[0]), d(in_bn[1]), False, 0.0, 1e-5).relu()
+    want = F.batch_norm(F.conv3d(xin, d(w), None, 1, 1), d(mean), d(var), d(gamma), d(beta), False, 0.0, 1e-3)
+    want = (want if r is None else want + d(r)).relu()
     assert _max_rel(got, want) <= 1e-5
 
 

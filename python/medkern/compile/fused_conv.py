@@ -38,14 +38,15 @@ class ConvEpilogue:
 
 class FusedConv:
     """Callable graph node: ``(x, weight, bias, bn_weight, bn_bias, bn_mean, bn_var, residual, in_weight, in_bias,
-    in_mean, in_var) -> y`` for a 1-d or 2-d convolution (x of rank 3 or 4, NC[H]W); any of bias, the BatchNorm
-    tensors (after: bn_*, before: in_*) and residual may be None."""
+    in_mean, in_var) -> y`` for a 1-d, 2-d or 3-d convolution (x of rank 3, 4 or 5: NC[[D]H]W); any of bias, the
+    BatchNorm tensors (after: bn_*, before: in_*) and residual may be None."""
 
     def __init__(self, stride, padding, dilation, groups: int, epilogue: ConvEpilogue):
         rank = len(stride)
-        # 1-d runs as 2-d over a height-1 image (views, no copies).
-        self.geometry = ((1,) * (2 - rank) + tuple(stride), (0,) * (2 - rank) + tuple(padding),
-                         (1,) * (2 - rank) + tuple(dilation), groups)
+        # 1-d runs as 2-d over a height-1 image (views, no copies); 3-d on the volume kernels.
+        lift = max(0, 2 - rank)
+        self.geometry = ((1,) * lift + tuple(stride), (0,) * lift + tuple(padding), (1,) * lift + tuple(dilation),
+                         groups)
         self.rank = rank
         self.epilogue = epilogue
         stride, padding, dilation, groups = self.geometry
@@ -101,8 +102,12 @@ class FusedConv:
         return packed
 
     def _shape_facts(self, x, w):
-        """(output shape, layout) for this input: the packed layout the planner's path reads, or ""."""
+        """(output shape, layout) for this input: the packed layout the planner's path reads, or "" (volumes have
+        no packed layout)."""
         stride, padding, dilation, groups = self.geometry
+        if self.rank == 3:
+            return (x.shape[0], w.shape[0], *(conv_out_size(n, k, s, 2 * p, d) for n, k, s, p, d in
+                                              zip(x.shape[2:], w.shape[2:], stride, padding, dilation))), ""
         N, C, H, W = x.shape
         K, Cg, R, S = w.shape
         P = conv_out_size(H, R, stride[0], 2 * padding[0], dilation[0])
@@ -125,11 +130,12 @@ class FusedConv:
         stride, padding, dilation, groups = self.geometry
         if not x.is_cpu:
             # The CUDA module has no fused prologue, residual or packed weights: its convolution, and torch around it.
-            from ..ops import conv2d
+            from ..ops import conv2d, conv3d
             if scale is not None:
-                x = torch.addcmul(shift.view(-1, 1, 1), x, scale.view(-1, 1, 1))
+                channel = (-1, *(1,) * (x.dim() - 2))
+                x = torch.addcmul(shift.view(channel), x, scale.view(channel))
                 x = F.relu(x) if self.epilogue.input_relu else x
-            y = conv2d(x, w, b, stride, padding, dilation, groups)
+            y = (conv3d if self.rank == 3 else conv2d)(x, w, b, stride, padding, dilation, groups)
             y = y if residual is None else y + residual
             return self._activate(y)
         facts = self._shapes.get((x.shape, x.dtype))
@@ -137,12 +143,18 @@ class FusedConv:
             facts = self._shapes[(x.shape, x.dtype)] = self._shape_facts(x, w)
         out_shape, layout = facts
         y = _alloc.empty(out_shape, x)
-        if y.numel():
+        if not y.numel():
+            return y
+        operands = dict(residual=None if residual is None else dl(residual),
+                        input_scale=None if scale is None else dl(scale),
+                        input_shift=None if shift is None else dl(shift), input_relu=self.epilogue.input_relu)
+        C = require_cpu()
+        if self.rank == 3:
+            C.conv3d_forward(dl(x), dl(w), None if b is None else dl(b), dl(y), *self._kernel_args, **operands)
+        else:
             packed = dl(self.packed(w, packings, layout)) if layout else None
-            require_cpu().conv2d_forward(
-                dl(x), dl(w), None if b is None else dl(b), dl(y), *self._kernel_args,
-                None if residual is None else dl(residual), packed, layout,
-                None if scale is None else dl(scale), None if shift is None else dl(shift), self.epilogue.input_relu)
+            C.conv2d_forward(dl(x), dl(w), None if b is None else dl(b), dl(y), *self._kernel_args,
+                             packed_weight=packed, packed_layout=layout, **operands)
         return y
 
     def _activate(self, y):

@@ -14,7 +14,8 @@ from .._geometry import ACTIVATIONS
 from .fused_conv import ConvEpilogue, FusedConv
 
 aten = torch.ops.aten
-_MEDKERN_CONV = torch.ops.medkern.conv2d.default
+# medkern's convolution ops (a model with medkern's layers: ``medkern.patch``) by their spatial rank.
+_MEDKERN_CONVS = {torch.ops.medkern.conv2d.default: 2, torch.ops.medkern.conv3d.default: 3}
 _BATCH_NORM = aten._native_batch_norm_legit_no_training.default
 _FLOATS = (torch.float32, torch.float64)
 
@@ -29,21 +30,22 @@ def _only_user(node: fx.Node):
 
 def _convolution_args(node: fx.Node):
     """(x, weight, bias, stride, padding, dilation, groups, (activation, slope) already fused or None) of a
-    convolution the fused node serves, else None: ATen's (1-d and 2-d, not transposed) and medkern's own (a
-    model with medkern's layers: ``medkern.patch``), float32/float64 (the kernels' types)."""
+    convolution the fused node serves, else None: ATen's (1-d, 2-d and 3-d, not transposed) and medkern's own,
+    float32/float64 (the kernels' types)."""
     if node.target is aten.convolution.default:
         x, weight, bias, stride, padding, dilation, transposed, _output_padding, groups = node.args
         fused = None
-    elif node.target is _MEDKERN_CONV:
+    elif node.target in _MEDKERN_CONVS:
         x, weight, bias, stride, pads, dilation, groups, code, slope = (list(node.args) + [0, 0.0])[:9]
-        if pads[0] != pads[2] or pads[1] != pads[3]:
+        d = _MEDKERN_CONVS[node.target]
+        if list(pads[:d]) != list(pads[d:]):
             return None  # asymmetric padding ('same' with an even kernel): the fused node pads symmetrically
-        transposed, padding = False, pads[:2]
+        transposed, padding = False, pads[:d]
         fused = None if code == 0 else ({v: k for k, v in ACTIVATIONS.items()}[code], float(slope))
     else:
         return None
     val = _value(node)
-    if transposed or val is None or val.dtype not in _FLOATS or val.dim() not in (3, 4):
+    if transposed or val is None or val.dtype not in _FLOATS or val.dim() not in (3, 4, 5):
         return None
     if not all(isinstance(v, int) for v in (*stride, *padding, *dilation, groups)):
         return None  # symbolic geometry: leave it to torch
