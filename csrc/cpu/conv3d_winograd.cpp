@@ -25,6 +25,11 @@ namespace {
 
 constexpr int kA = F2x3::a, kM = F2x3::m, kR = F2x3::r;
 constexpr int kE = kA * kA * kA;  // transformed positions per tile
+// Tiles per column block: V and M of a block (64 x C and 64 x K by 96 columns) are 1.5 MB each at 64 channels, within
+// a shared L3 slice; 48 and 192 ran slower at 28^3 x 64 channels (noisy, shared machine).
+constexpr int64_t kBlockTiles = 96;
+
+
 
 // The tiles of the batch, in (image, depth, row, column) order.
 struct TileGrid {
@@ -213,9 +218,8 @@ void conv3d_forward_winograd(const ConvShape& s, const T* x, const T* w, const T
   constexpr int64_t NR = GemmTile<T>::NR;
   const TileGrid g(s);
   const int threads = threads_for(g.total * kE * s.K * s.C);
-  // Column blocks of whole panels, about 96 tiles: V and M of a block (64 x C and 64 x K columns) stay within
-  // a core's L2 for 64 channels; enough blocks for every thread.
-  const int64_t cols = std::max<int64_t>(NR, std::min(ceil_div(96, NR), ceil_div(ceil_div(g.total, threads), NR)) * NR);
+  // Column blocks of whole panels (kBlockTiles), enough for every thread.
+  const int64_t cols = std::max<int64_t>(NR, std::min(ceil_div(kBlockTiles, NR), ceil_div(ceil_div(g.total, threads), NR)) * NR);
   const int64_t blocks = ceil_div(g.total, cols);
   const Buffer<T> u = alloc_buffer<T>(kE * packed_a_size<T>(s.K, s.C));
   transform_weights(s, w, u.get());

@@ -67,18 +67,39 @@ void for_each_output(const Pool3dShape& s, const Windows& w, int64_t work_per_ou
   }
 }
 
-// Calls fn(i) with each in-range input offset of the window (d, h, w), depth outermost: torch's scan order.
+// Calls fn(row) with the input offset of each in-range row of the window (d, h), depth outermost; the row's
+// taps are row, row + ww.step, ... (ww.count of them).
 template <class Fn>
-inline void for_each_tap(const Pool3dShape& s, const AxisWindow& wd, const AxisWindow& wh, const AxisWindow& ww,
+inline void for_each_row(const Pool3dShape& s, const AxisWindow& wd, const AxisWindow& wh, const AxisWindow& ww,
                          Fn&& fn) {
   const int64_t H = s.in[1], W = s.in[2];
   for (int64_t a = 0; a < wd.count; ++a) {
     const int64_t id = wd.first + a * wd.step;
-    for (int64_t b = 0; b < wh.count; ++b) {
-      const int64_t row = (id * H + wh.first + b * wh.step) * W + ww.first;
-      for (int64_t c = 0; c < ww.count; ++c) fn(row + c * ww.step);
-    }
+    for (int64_t b = 0; b < wh.count; ++b) fn((id * H + wh.first + b * wh.step) * W + ww.first);
   }
+}
+
+// Calls fn(i) with each in-range input offset of the window, in torch's scan order (depth, rows, columns).
+template <class Fn>
+inline void for_each_tap(const Pool3dShape& s, const AxisWindow& wd, const AxisWindow& wh, const AxisWindow& ww,
+                         Fn&& fn) {
+  for_each_row(s, wd, wh, ww, [&](int64_t row) {
+    for (int64_t c = 0; c < ww.count; ++c) fn(row + c * ww.step);
+  });
+}
+
+// The sum of a window's row of n taps `step` apart. Unit-stride rows (average pooling's) are summed in vector
+// lanes: a different order from one running sum, as torch's vectorised kernels' is too.
+template <typename T>
+inline T row_sum(const T* x, int64_t n, int64_t step) {
+  T sum = T(0);
+  if (step == 1) {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < n; ++c) sum += x[c];
+    return sum;
+  }
+  for (int64_t c = 0; c < n; ++c) sum += x[c * step];
+  return sum;
 }
 
 int64_t taps(const Pool3dShape& s) { return s.k[0] * s.k[1] * s.k[2]; }
@@ -111,7 +132,7 @@ void average_over_windows(const Pool3dArgs<T>& a, const Windows& w, bool use_ove
                                   const AxisWindow& ww) {
     const T* x = a.x + v * DHW;
     T sum = T(0);
-    for_each_tap(s, wd, wh, ww, [&](int64_t i) { sum += x[i]; });
+    for_each_row(s, wd, wh, ww, [&](int64_t row) { sum += row_sum(x + row, ww.count, ww.step); });
     const int64_t divisor =
         use_override ? s.divisor_override : wd.divisor_count * wh.divisor_count * ww.divisor_count;
     a.y[v * OPQ + o] = sum / T(divisor);
