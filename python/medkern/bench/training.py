@@ -1,13 +1,17 @@
 """``medkern bench --family training``: one training step (forward, cross-entropy, backward, AdamW step) of a whole
 network on torch eager, ``torch.compile`` and medkern (``medkern.patch``), from one set of weights.
 
-Before timing, every variant's first step is checked against the same step in float64 torch: the loss and every
-parameter gradient within ``networks.TOLERANCE`` (max abs error over the reference's max abs). A variant that
-disagrees is reported and left out. The variants that pass are timed interleaved (``timing.compare``)."""
+Before timing, every variant's first step is checked against the same step in float64 torch: the loss and the
+parameter gradients (max abs error over the reference's max abs). A float32 step of a deep network with batch
+statistics is itself that far from float64 by a few 1e-3, so the bar is relative to torch's own: torch eager in
+float32 must be within ``EAGER_TOLERANCE``, and every other variant within ``networks.TOLERANCE`` or
+``ERROR_FACTOR`` times eager's error, whichever is larger. A variant that disagrees is reported and left out. The
+variants that pass are timed interleaved (``timing.compare``)."""
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -55,6 +59,8 @@ def _patch(model):
 
 
 VARIANTS = {"eager": _eager, "compile": _compile, OURS: _patch}
+EAGER_TOLERANCE = 1e-2
+ERROR_FACTOR = 3.0
 
 
 def _gradients(model: nn.Module, forward, x, y) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -69,18 +75,20 @@ def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
     return err / scale if scale > 0 else err
 
 
-def check_step(model: nn.Module, forward, x, y, reference) -> float:
+def step_error(model: nn.Module, forward, x, y, reference) -> float:
     """The worse relative error of the loss and of all the gradients together (a BatchNorm's preceding bias has a
-    gradient of zero up to rounding, so the gradients are judged as one vector) against the float64 step; raises
-    ``Mismatch``."""
+    gradient of zero up to rounding, so the gradients are judged as one vector) against the float64 step."""
     loss, grads = _gradients(model, forward, x, y)
     ref_loss, ref_grads = reference
     flat = torch.cat([g.detach().double().flatten() for g in grads])
-    worst = max(_relative(loss, ref_loss), _relative(flat, torch.cat([r.flatten() for r in ref_grads])))
-    if not worst <= TOLERANCE:
-        raise Mismatch(f"loss or gradients differ from torch float64 by {worst:.3g} of their max abs (tolerance "
-                       f"{TOLERANCE:g}); not timed")
-    return worst
+    return max(_relative(loss, ref_loss), _relative(flat, torch.cat([r.flatten() for r in ref_grads])))
+
+
+def check(error: float, tolerance: float) -> float:
+    if not error <= tolerance:  # also catches NaN
+        raise Mismatch(f"loss or gradients differ from torch float64 by {error:.3g} of their max abs (tolerance "
+                       f"{tolerance:.3g}); not timed")
+    return error
 
 
 def measure(case: TrainingCase, *, device: str, repeats: int, min_round_s: float) -> dict[str, dict]:
@@ -91,13 +99,16 @@ def measure(case: TrainingCase, *, device: str, repeats: int, min_round_s: float
     y = torch.randint(0, case.num_classes, (case.batch,), generator=g).to(device)
     ref_model = copy.deepcopy(model).double()
     reference = _gradients(ref_model, ref_model, x.double(), y)
+    eager_net = copy.deepcopy(model)
+    eager_error = step_error(eager_net, eager_net, x, y, reference)
     results, steps = {}, {}
     for name, build in VARIANTS.items():
         result = results[name] = {"status": "ok", "detail": "", "rel_error": float("nan"), "seconds": float("nan")}
         try:
             net = copy.deepcopy(model)
             forward = build(net)
-            result["rel_error"] = check_step(net, forward, x, y, reference)
+            tolerance = EAGER_TOLERANCE if name == "eager" else max(TOLERANCE, ERROR_FACTOR * eager_error)
+            result["rel_error"] = check(step_error(net, forward, x, y, reference), tolerance)
             optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
             def step(net=net, forward=forward, optimizer=optimizer):
@@ -145,5 +156,5 @@ def run(*, device: str = "cpu", select: str = "", repeats: int = 5, min_round_s:
                          "ms_per_step": ms[name], "speedup_vs_eager": ms["eager"] / ms[name],
                          "rel_error": r["rel_error"], "detail": r["detail"], **facts})
     if csv_path and rows:
-        append_csv(csv_path, CSV_FIELDS, rows, ".6g")
+        append_csv(Path(csv_path), CSV_FIELDS, rows, ".6g")
     return rows
