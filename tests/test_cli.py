@@ -39,16 +39,17 @@ def test_demo_trains_reports_and_times_both_layer_kinds(tmp_path, capsys):
 
     out = tmp_path / "demo"
     assert cli.main(["demo", "--out", str(out), "--n-train", "48", "--n-test", "24", "--epochs", "1",
-                     "--speed-repeats", "1", "--n-boot", "10", "--gan-epochs", "2"]) == 0
+                     "--speed-repeats", "1", "--n-boot", "10", "--gan-epochs", "2", "--volume-epochs", "1"]) == 0
     text = capsys.readouterr().out
     assert "synthesis: conditional ImageGAN trained" in text and "memorisation ratio" in text
     assert {"metrics.json", "samples.png", "losses.png"} <= {p.name for p in (out / "synthesis").iterdir()}
     assert "patched CNN vs torch" in text and "4 layers swapped" in text
     assert "image: ImageClassifier trained" in text and "ecg: SequenceClassifier trained" in text
+    assert "volume: VolumeClassifier trained" in text
     for model in ("image ResNet", "ECG conv+GRU", "conditional DCGAN"):
         rows = [line for line in text.splitlines() if line.startswith(model)]
         assert len(rows) == 2 and all(float(r.split()[-1].rstrip("x")) > 0 for r in rows)
-    for name, explain in (("image", "gradcam.png"), ("ecg", "saliency.png")):
+    for name, explain in (("image", "gradcam.png"), ("ecg", "saliency.png"), ("volume", "gradcam.png")):
         assert {"metrics.json", "history.csv", "curves.png", "roc.png", "pr.png", "confusion.png", "calibration.png",
                 explain} <= {p.name for p in (out / name).iterdir()}
 
@@ -96,6 +97,39 @@ def test_train_classify_evaluate_predict(tmp_path, capsys):
     _run(capsys, "train", "classify", "--out", run, "--n-train", "40", "--n-test", "20", "--width", "4",
          "--depth", "2", "--batch-size", "8", "--resume", *TINY)
     assert len((run / "history.csv").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("labels", [(1,), ()], ids=["labels-N1", "labels-N"])
+def test_train_classify_medmnist_3d_evaluate_predict(tmp_path, capsys, labels):
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 24), ("val", 8), ("test", 10)):
+        y = np.arange(n) % 2
+        x = rng.integers(0, 100, (n, 10, 10, 10), dtype=np.uint8)
+        x[y == 1, :5] += 150  # learnable, not that one epoch needs to learn it
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = x, y.reshape(n, *labels)
+    np.savez(tmp_path / "toy3d.npz", **arrays)
+    run = tmp_path / "run"
+    text = _run(capsys, "train", "classify", "--data", tmp_path / "toy3d.npz", "--out", run, "--width", "4",
+                "--depth", "2", "--batch-size", "8", *TINY)
+    assert "test metrics" in text
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["model"] == "VolumeClassifier" and record["test"]["n"] == 10
+    assert set(HEADLINE) <= set(record["test"]) and record["arch"]["width"] == 4
+    assert {"model.pt", "history.csv", "roc.png", "gradcam.png"} <= {p.name for p in run.iterdir()}
+    text = _run(capsys, "evaluate", run, "--data", tmp_path / "toy3d.npz", "--n-boot", "20")
+    assert "metrics on" in text and (run / "eval-toy3d" / "metrics.json").is_file()
+    np.save(tmp_path / "one.npy", arrays["test_images"][0])           # (D, H, W) uint8, as stored
+    np.save(tmp_path / "batch.npy", arrays["test_images"][:2, None] / 255.0)  # (N, C, D, H, W) in [0, 1]
+    rows = [json.loads(line) for line in _run(capsys, "predict", run, tmp_path / "one.npy", tmp_path / "batch.npy")
+            .splitlines()]
+    assert [r["input"] for r in rows] == [str(tmp_path / "one.npy"), f"{tmp_path / 'batch.npy'}[0]",
+                                          f"{tmp_path / 'batch.npy'}[1]"]
+    assert rows[0]["probabilities"] == pytest.approx(rows[1]["probabilities"], abs=1e-5)  # uint8 scaled as in training
 
 
 def test_train_an_ensemble_evaluate_and_resume(tmp_path, capsys):
@@ -190,3 +224,63 @@ def test_train_synthesize_and_sample(tmp_path, capsys):
     assert Image.open(out / "class1_0000.png").size == (28, 28)
     proc = _medkern("sample", str(run), "--n", "2", "--label", "7")
     assert proc.returncode != 0 and "label" in proc.stderr
+
+
+def _graded_ucr(path, n, seed):
+    """UCR rows of ordered grades 1..4: the grade is how high a bump rises above the noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 4
+    x = rng.normal(size=(n, 24))
+    x[:, 8:16] += 1.5 * y[:, None]
+    np.savetxt(path, np.column_stack([y + 1, x]))
+    return path
+
+
+@pytest.mark.parametrize("labels", ["nominal", "ordinal"])
+def test_train_graded_signals_reports_each_class_kappa_and_summary(tmp_path, capsys, labels):
+    import json
+
+    train, test = _graded_ucr(tmp_path / "G_TRAIN.txt", 48, 0), _graded_ucr(tmp_path / "G_TEST.txt", 24, 1)
+    run = tmp_path / labels
+    text = _run(capsys, "train", "sequence", "--data", train, "--test", test, "--out", run, "--task", labels,
+                "--hidden", "4", "--conv-channels", "0", "--batch-size", "16", *TINY)
+    record = json.loads((run / "metrics.json").read_text())
+    ordinal = labels == "ordinal"
+    assert record["ordinal"] is ordinal and record["train"]["loss"] == ("cumulative" if ordinal else "ce")
+    m = record["test"]
+    assert list(m["per_class"]) == ["1", "2", "3", "4"] and m["n"] == 24
+    assert all(set(c) == {"sensitivity", "ppv", "auroc"} for c in m["per_class"].values())
+    assert ("quadratic_weighted_kappa" in m) is ordinal and ("quadratic_weighted_kappa" in text) is ordinal
+    assert {"temperature", "before", "after"} <= set(m["calibration"])
+    summary = (run / "summary.txt").read_text()
+    for needle in ("SequenceClassifier", "RecurrentNet", "hidden 4", "up to 1 epochs", "G_TRAIN.txt",
+                   f"temperature {record['temperature']:.3f}: minimises validation NLL",
+                   f"AUROC (macro, one-vs-rest): {m['auroc']:.3f} (95% CI",
+                   f"accuracy (argmax): {m['accuracy_argmax']:.3f}",
+                   f"balanced accuracy (argmax): {m['balanced_accuracy_argmax']:.3f}", "Se      +P   AUROC"):
+        assert needle in summary, needle
+    assert (f"quadratic-weighted kappa: {m['quadratic_weighted_kappa']:.3f}" in summary if ordinal else
+            "kappa" not in summary)
+
+
+@pytest.mark.parametrize("flag, ordinal", [((), True), (("--task", "nominal"), False)],
+                         ids=["from-metadata", "overridden"])
+def test_ordinal_grades_detected_from_the_data(tmp_path, capsys, flag, ordinal):
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 24), ("val", 12), ("test", 12)):
+        y = np.arange(n) % 3
+        arrays[f"{split}_images"] = (rng.random((n, 10, 10)) * 80 + 60 * y[:, None, None]).astype(np.uint8)
+        arrays[f"{split}_labels"] = y.reshape(n, 1)
+    np.savez(tmp_path / "grades.npz", task=np.array("ordinal-regression"), **arrays)
+    run = tmp_path / "run"
+    _run(capsys, "train", "classify", "--data", tmp_path / "grades.npz", "--out", run, "--width", "4", "--depth", "2",
+         "--batch-size", "8", *flag, *TINY)
+    record = json.loads((run / "metrics.json").read_text())
+    assert record["ordinal"] is ordinal and ("quadratic_weighted_kappa" in record["test"]) is ordinal

@@ -34,8 +34,9 @@ def _bench(args) -> int:
     from medkern.bench import runner
 
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
-    csv_path = args.csv if args.csv is not None else (
-        "bench-networks.csv" if args.family == runner.NETWORKS else "bench-results.csv")
+    csv_path = args.csv if args.csv is not None else {
+        runner.NETWORKS: "bench-networks.csv", runner.TRAINING: "bench-training.csv"}.get(args.family,
+                                                                                       "bench-results.csv")
     rows = runner.run(device=args.device, backend=args.backend, select=args.case, family=args.family,
                       repeats=args.repeats, min_round_s=args.min_round, csv_path=csv_path, dtype=dtype)
     # A networks variant that disagrees with torch (or raised) was not timed: the run did not do its job.
@@ -48,7 +49,8 @@ def _demo(args) -> int:
     _info(args)
     print()
     return demo.run(args.out, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
-                    speed_repeats=args.speed_repeats, n_boot=args.n_boot, gan_epochs=args.gan_epochs)
+                    speed_repeats=args.speed_repeats, n_boot=args.n_boot, gan_epochs=args.gan_epochs,
+                    volume_epochs=args.volume_epochs)
 
 
 def _train(args) -> int:
@@ -77,7 +79,7 @@ def _train(args) -> int:
         record = runs.train_run(args.task, args.out, data=args.data, test=args.test, val_fraction=args.val_fraction,
                                 seed=args.seed, layers=args.layers, arch=arch, options=options,
                                 reader=_reader(args), n_boot=args.n_boot, resume=args.resume,
-                                log=None if args.quiet else print)
+                                labels=getattr(args, "labels", None), log=None if args.quiet else print)
     finally:
         shutdown()
     if record is not None:
@@ -96,9 +98,9 @@ def _print_metrics(m: dict, title: str) -> None:
     for k, v in m.items():
         if isinstance(v, float):
             ci = m.get("ci", {}).get(k)
-            print(f"  {k:<18} {v:.4f}" + (f"  (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci and None not in ci else ""))
+            print(f"  {k:<26} {v:.4f}" + (f"  (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci and None not in ci else ""))
         elif v is None:
-            print(f"  {k:<18} undefined")
+            print(f"  {k:<26} undefined")
 
 
 def _evaluate(args) -> int:
@@ -136,12 +138,13 @@ def _serve(args) -> int:
 def _add_run_commands(sub) -> None:
     train = sub.add_parser("train", help="train a model and write a run folder")
     tasks = train.add_subparsers(dest="task", required=True)
-    for task, text in (("classify", "image classification (ImageClassifier)"),
+    for task, text in (("classify", "image or volume classification (ImageClassifier, VolumeClassifier)"),
                        ("sequence", "signal classification (SequenceClassifier)"),
                        ("forecast", "forecasting the next values of a series (SequenceForecaster)")):
         p = tasks.add_parser(task, help=text)
-        p.add_argument("--data", default=None, help="MedMNIST .npz, image folder with labels CSV, UCR .txt/.tsv, "
-                       "WFDB record, or synthetic[:lesions|ecg|vitals] (default: synthetic)")
+        p.add_argument("--data", default=None, help="MedMNIST .npz (2-D, or 3-D volumes: trains a VolumeClassifier), "
+                       "image folder with labels CSV, UCR .txt/.tsv, WFDB record, or "
+                       "synthetic[:lesions|nodules|ecg|vitals] (default: synthetic)")
         p.add_argument("--test", default=None, help="the test file where --data has no test split")
         p.add_argument("--out", required=True, help="run folder")
         p.add_argument("--layers", default="medkern", choices=["medkern", "torch"])
@@ -167,12 +170,18 @@ def _add_run_commands(sub) -> None:
         p.add_argument("--no-augment", action="store_true")
         p.add_argument("--class-weight", default=None, choices=["balanced"])
         p.add_argument("--sampler", default=None, choices=["weighted"])
-        p.add_argument("--loss", choices=["ce", "focal"])
+        p.add_argument("--loss", choices=["ce", "focal", "cumulative"], help="cumulative: ordered grades only")
         p.add_argument("--threshold", default="youden" if task != "forecast" else "none",
                        help="binary decision threshold on validation: youden, sensitivity:0.9, or none (0.5)")
+        if task != "forecast":
+            # dest "labels": "task" already names the subcommand
+            p.add_argument("--task", dest="labels", choices=["nominal", "ordinal"],
+                           help="ordinal: the classes are ordered grades (lowest first), trained on a cumulative "
+                                "loss and reported with quadratic-weighted kappa and mean absolute grade error; "
+                                "default: what the data's metadata says, else nominal")
         if task == "classify":
-            p.add_argument("--width", type=int, help="channels of the first stage (default 32)")
-            p.add_argument("--depth", type=int, help="stages (default 3)")
+            p.add_argument("--width", type=int, help="channels of the first stage (default 32; volumes 16)")
+            p.add_argument("--depth", type=int, help="stages (default 3; volumes 4)")
             p.add_argument("--blocks", type=int, help="residual blocks per stage (default 1)")
         else:
             p.add_argument("--rnn", choices=["gru", "lstm"], help="default gru")
@@ -299,16 +308,18 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, build flags and backends").set_defaults(func=_info)
     bench = sub.add_parser("bench", help="medkern vs torch, interleaved in one process")
-    bench.add_argument("--case", default="", help="run only cases whose name contains this (networks: rows "
-                       "<network>_b<batch>; an opt-in row, monai_resnet18_224_b32, only when named in full)")
-    from medkern.bench.runner import FAMILIES, NETWORKS
+    bench.add_argument("--case", default="", help="run only cases whose name contains this (networks, training: rows "
+                       "<network>_b<batch>; an opt-in row, such as monai_resnet18_224_b32, only when named in full)")
+    from medkern.bench.runner import FAMILIES, NETWORKS, TRAINING
 
-    bench.add_argument("--family", default="", choices=["", *FAMILIES, NETWORKS],
+    bench.add_argument("--family", default="", choices=["", *FAMILIES, NETWORKS, TRAINING],
                        help=f"one op family (default: all of {', '.join(FAMILIES)}); '{NETWORKS}': whole-network "
                             "inference on torch eager, torch.compile, ONNX Runtime, medkern.patch and "
                             "medkern.optimize, batch 1 and 32, each checked against torch float64 first and not "
                             "timed if it disagrees (exit status 1); minutes, as it compiles and exports every "
-                            "network, so it runs only when named")
+                            f"network, so it runs only when named; '{TRAINING}': whole-network training steps on "
+                            "torch eager, torch.compile and medkern.patch, likewise checked first and run only when "
+                            "named")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     bench.add_argument("--backend", default=None, help="backend to measure (default: the one in force)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -327,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--speed-repeats", type=int, default=3, help="epochs timed per variant (median)")
     demo.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples for the 95%% CIs")
     demo.add_argument("--gan-epochs", type=int, default=24, help="epochs of the short synthesis run (0: skip it)")
+    demo.add_argument("--volume-epochs", type=int, default=12,
+                      help="epochs of the volume classifier on synthetic nodules, a quarter of --n-train (0: skip it)")
     demo.set_defaults(func=_demo)
     _add_run_commands(sub)
     args = parser.parse_args(argv)

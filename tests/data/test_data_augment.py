@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from medkern.data import ImageAugment, SignalAugment
-from medkern.data.augment import rotation_grid
+from medkern.data.augment import affine_grid, rotation
 
 
 @pytest.fixture
@@ -40,14 +40,23 @@ def test_image_geometry_keeps_a_constant_image_and_moves_content(image):
     assert len({tuple(c) for c in centres}) > 1
 
 
-@pytest.mark.parametrize("h, w", [(5, 7), (16, 16)])
-def test_rotation_grid_matches_affine_grid(h, w):
-    a, tx, ty = 0.3, 0.1, -0.25
-    theta = torch.tensor([[[torch.cos(torch.tensor(a)), -torch.sin(torch.tensor(a)), tx],
-                           [torch.sin(torch.tensor(a)), torch.cos(torch.tensor(a)), ty]]])
-    want = F.affine_grid(theta, [1, 1, h, w], align_corners=False)
-    got = rotation_grid(float(theta[0, 0, 0]), float(theta[0, 1, 0]), tx, ty, h, w)
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+@pytest.mark.parametrize("angles, shift, shape", [
+    ([0.3], [0.1, -0.25], (5, 7)),
+    ([0.3], [0.1, -0.25], (16, 16)),
+    ([0.2, -0.1, 0.4], [0.1, -0.25, 0.05], (5, 6, 7)),
+], ids=["2d-odd", "2d-square", "3d"])
+def test_affine_grid_matches_torch(angles, shift, shape):
+    matrix = rotation(angles)
+    theta = torch.tensor([[*row, t] for row, t in zip(matrix, shift)])[None]
+    want = F.affine_grid(theta, [1, 1, *shape], align_corners=False)
+    torch.testing.assert_close(affine_grid(matrix, shift, shape), want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("angles", [[0.7], [0.2, -0.5, 1.1]], ids=["2d", "3d"])
+def test_rotation_is_orthonormal(angles):
+    r = torch.tensor(rotation(angles), dtype=torch.float64)
+    torch.testing.assert_close(r @ r.T, torch.eye(len(r), dtype=torch.float64))
+    assert torch.linalg.det(r).item() == pytest.approx(1.0)
 
 
 def test_image_intensity_jitter_bounded(image):

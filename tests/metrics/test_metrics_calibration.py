@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from medkern.metrics import calibration_curve, classification_metrics, expected_calibration_error
+from sklearn.metrics import brier_score_loss, log_loss
+
+from medkern.metrics import calibration_curve, calibration_metrics, classification_metrics, expected_calibration_error
 
 
 def test_ece_hand_computed():
@@ -43,3 +45,15 @@ def test_calibration_curve_binary_and_multiclass():
 def test_bad_bins():
     with pytest.raises(ValueError, match="n_bins"):
         expected_calibration_error([0, 1], [0.2, 0.8], n_bins=0)
+
+
+@pytest.mark.parametrize("y, prob", [
+    ([0, 1, 1, 0], [0.2, 0.7, 0.4, 0.1]),
+    ([0, 1, 2, 2], [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8], [0.5, 0.3, 0.2]]),
+], ids=["binary", "three-class"])
+def test_calibration_metrics_are_scikit_learns_scores(y, prob):
+    m = calibration_metrics(y, prob)
+    probs = np.asarray(prob) if np.ndim(prob) == 2 else np.stack([1 - np.asarray(prob), prob], axis=1)
+    assert m["nll"] == pytest.approx(log_loss(y, probs))
+    assert m["brier"] == pytest.approx(brier_score_loss(y, probs, labels=list(range(probs.shape[1]))))
+    assert m["ece"] == expected_calibration_error(y, prob)

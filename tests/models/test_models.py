@@ -188,16 +188,20 @@ def test_image_ensemble_averages_members_and_round_trips(tmp_path):
                                                               out=tmp_path / "run", **QUIET)
     members = _member_probs(model, data.x)
     assert len(members) == 3 and len(model.member_results) == 3 and model.result is model.member_results[0]
-    # Different seeds give different members, and the prediction is their mean probability.
+    # Different seeds give different members; the ensemble's logits are the log of their mean probability,
+    # which the prediction divides by the temperature fitted on validation data.
     assert np.abs(members[0] - members[1]).max() > 1e-3
-    np.testing.assert_allclose(model.predict(data.x), np.mean(members, axis=0), atol=1e-6)
+    logits = model.logits(data.x)
+    np.testing.assert_allclose(np.exp(logits), np.mean(members, axis=0), atol=1e-6)
+    np.testing.assert_allclose(model.predict(data.x), torch.softmax(torch.from_numpy(logits) / model.temperature, 1),
+                               atol=1e-6)
     # The first member is the network a single-model fit with the same seed gives.
     single = ImageClassifier(width=4, depth=2).fit(data, data, epochs=2, batch_size=8, **QUIET)
-    np.testing.assert_allclose(members[0], single.predict(data.x), atol=1e-5)
+    np.testing.assert_allclose(members[0], torch.softmax(torch.from_numpy(single.logits(data.x)), 1), atol=1e-5)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["member0", "member1", "member2"]
     model.save(tmp_path / "m.pt")
     again = load(tmp_path / "m.pt")
-    assert again.ensemble == 3 and again.threshold == model.threshold
+    assert again.ensemble == 3 and again.threshold == model.threshold and again.temperature == model.temperature
     np.testing.assert_allclose(again.predict(data.x), model.predict(data.x), atol=1e-6)
     np.testing.assert_allclose(ImageClassifier.load(tmp_path / "m.pt", layers="torch").predict(data.x),
                                model.predict(data.x), atol=1e-4)
@@ -219,3 +223,39 @@ def test_forecaster_ensemble_averages_values():
 def test_ensemble_size_is_checked(bad):
     with pytest.raises(ValueError, match="ensemble"):
         ImageClassifier(ensemble=bad)
+
+
+def _graded(kind, n=36, grades=3):
+    """Items whose grade is how bright a patch is: ordered classes, signals or images."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % grades
+    x = 0.3 * torch.rand(n, 1, 32, generator=g) if kind == "signals" else 0.3 * torch.rand(n, 1, 12, 12, generator=g)
+    x[..., 4:8] += 0.3 * y.float().view(-1, *[1] * (x.dim() - 1))
+    return ArrayDataset(x, y)
+
+
+@pytest.mark.parametrize("kind, ordinal", [("signals", False), ("signals", True), ("images", False), ("images", True)],
+                         ids=["signals-nominal", "signals-ordinal", "images-nominal", "images-ordinal"])
+def test_multiclass_reports_each_class_and_ordinal_grades(kind, ordinal, tmp_path):
+    data = _graded(kind)
+    model = (SequenceClassifier(hidden=8, conv_channels=0, ordinal=ordinal) if kind == "signals" else
+             ImageClassifier(width=4, depth=2, ordinal=ordinal))
+    model.class_names = ["none", "mild", "severe"]
+    model.fit(data, data, epochs=2, batch_size=12, **QUIET)
+    assert model.train_config["loss"] == ("cumulative" if ordinal else "ce") and model.threshold is None
+    m = model.evaluate(data, n_boot=10)
+    assert list(m["per_class"]) == model.class_names
+    assert all(set(c) == {"sensitivity", "ppv", "auroc"} for c in m["per_class"].values())
+    assert {"auroc", "accuracy", "balanced_accuracy", "accuracy_argmax"} <= set(m)
+    grade_metrics = {"quadratic_weighted_kappa", "mean_absolute_grade_error"}
+    expected = grade_metrics if ordinal else set()
+    assert grade_metrics & set(m) == expected and grade_metrics & set(m["ci"]) == expected
+    model.save(tmp_path / "m.pt")
+    again = load(tmp_path / "m.pt")
+    assert again.ordinal == ordinal
+    np.testing.assert_allclose(again.predict(data.x), model.predict(data.x), atol=1e-6)
+
+
+def test_cumulative_loss_needs_ordered_grades():
+    with pytest.raises(ValueError, match="ordinal=True"):
+        SequenceClassifier(hidden=4).fit(_graded("signals"), loss="cumulative", epochs=1, **QUIET)

@@ -173,3 +173,18 @@ def test_lr_follows_the_schedule_during_fit():
     lrs = [h["lr"] for h in model.result.history]
     # After epoch e of 3 with one warm-up epoch: cosine at (e - 1) / 2 of the way.
     assert lrs == pytest.approx([3e-3 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 2)) for e in (1, 2, 3)], abs=1e-9)
+
+
+def test_cumulative_loss_is_the_mean_binary_cross_entropy_of_the_grade_events():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 3, 1, 2, 2, 0])
+    at_least = torch.softmax(logits, 1).flip(1).cumsum(1).flip(1)[:, 1:]  # P(grade >= k), k = 1..3
+    events = (y[:, None] >= torch.arange(1, 4)).double()
+    expected = F.binary_cross_entropy(at_least, events, reduction="none").mean(1)
+    assert torch.allclose(training.cumulative_loss(logits, y), expected.mean())
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=torch.float64)
+    assert torch.allclose(training.cumulative_loss(logits, y, w), (expected * w[y]).mean())
+    # Rank-aware: all mass one grade off costs less than all mass three grades off.
+    near, far = torch.tensor([[0.0, 9.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 0.0, 9.0]])
+    assert training.cumulative_loss(near, torch.tensor([0])) < training.cumulative_loss(far, torch.tensor([0]))

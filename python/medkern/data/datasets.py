@@ -8,14 +8,16 @@ import torch
 
 
 class ArrayDataset(torch.utils.data.Dataset):
-    """Tensors held in memory: images ``(N, C, H, W)`` in [0, 1] or signals ``(N, C, L)``, with int64 class
-    labels ``(N,)`` or float32 forecasting targets ``(N, horizon)``; ``transform`` is applied to each x_i."""
+    """Tensors held in memory: images ``(N, C, H, W)`` or volumes ``(N, C, D, H, W)`` in [0, 1], or signals
+    ``(N, C, L)``, with int64 class labels ``(N,)`` or float32 forecasting targets ``(N, horizon)``;
+    ``transform`` is applied to each x_i."""
 
     def __init__(self, x, y, transform=None):
         x = torch.as_tensor(x)
         y = torch.as_tensor(y)
-        if x.dim() not in (3, 4):
-            raise ValueError(f"x must be (N, C, L) signals or (N, C, H, W) images, got shape {tuple(x.shape)}")
+        if x.dim() not in (3, 4, 5):
+            raise ValueError(f"x must be (N, C, L) signals, (N, C, H, W) images or (N, C, D, H, W) volumes, got "
+                             f"shape {tuple(x.shape)}")
         if y.dim() not in (1, 2) or y.shape[0] != x.shape[0]:
             raise ValueError(f"y must be (N,) labels or (N, horizon) targets with N={x.shape[0]}, "
                              f"got shape {tuple(y.shape)}")
@@ -52,7 +54,7 @@ class DataSplits:
     train: ArrayDataset
     val: ArrayDataset | None
     test: ArrayDataset | None
-    kind: str                 # "image" or "sequence"
+    kind: str                 # "image", "volume" or "sequence"
     num_classes: int          # 0 for forecasting
     class_names: list
     source: str               # path or "synthetic:..."

@@ -7,7 +7,7 @@ from .datasets import ArrayDataset, DataSplits, stratified_split
 from .errors import DataFileError
 from .image_folder import read_image_folder
 from .medmnist import read_medmnist
-from .synthetic import synthetic_ecg, synthetic_lesions, synthetic_vitals
+from .synthetic import synthetic_ecg, synthetic_lesions, synthetic_nodules, synthetic_vitals
 from .ucr import read_ucr
 from .wfdb import AAMI_CLASSES, record_stem, wfdb_beats
 
@@ -15,6 +15,7 @@ TASKS = ("classify", "sequence", "forecast")
 # name -> (generator, kind, class names)
 SYNTHETIC = {
     "lesions": (synthetic_lesions, "image", ["benign", "malignant"]),
+    "nodules": (synthetic_nodules, "volume", ["benign", "malignant"]),
     "ecg": (synthetic_ecg, "sequence", ["normal", "abnormal"]),
     "vitals": (synthetic_vitals, "sequence", []),
 }
@@ -25,10 +26,11 @@ def load(path=None, *, test=None, task="classify", val_fraction=0.15, seed=0, te
          **reader_options) -> DataSplits:
     """Train/val/test splits from ``path``, chosen by what it is:
 
-    - None or ``"synthetic[:lesions|ecg|vitals]"``: the built-in generators (``n_train``, ``n_test`` and the
-      generator's own options, e.g. ``size``, ``length``, ``context``, ``horizon``); the default for
-      ``task`` is lesion images (classify), ECG beats (sequence) or vital signs (forecast);
-    - ``.npz``: a MedMNIST file with its own splits;
+    - None or ``"synthetic[:lesions|nodules|ecg|vitals]"``: the built-in generators (``n_train``, ``n_test``
+      and the generator's own options, e.g. ``size``, ``length``, ``context``, ``horizon``); the default for
+      ``task`` is lesion images (classify), ECG beats (sequence) or vital signs (forecast); ``nodules`` are
+      CT-like volumes to classify;
+    - ``.npz``: a MedMNIST file (2-D images or 3-D volumes) with its own splits;
     - ``.txt``/``.tsv`` (or the 2015 archive's ``<NAME>_TRAIN`` without a suffix): a UCR training file,
       ``test=`` its test file;
     - ``.hea``/``.dat``/``.atr`` or a record stem with a ``.hea`` beside it: a WFDB record cut into beat
@@ -52,7 +54,8 @@ def load(path=None, *, test=None, task="classify", val_fraction=0.15, seed=0, te
         if test is not None:
             raise ValueError(f"{path} is a MedMNIST file with its own test split; test= must not be given")
         splits, names = read_medmnist(path, **reader_options)
-        train, val, test_ds, kind = splits["train"], splits.get("val"), splits.get("test"), "image"
+        train, val, test_ds = splits["train"], splits.get("val"), splits.get("test")
+        kind = "volume" if train.x.dim() == 5 else "image"
     elif suffix in (".txt", ".tsv") or (path.is_file() and path.name.upper().endswith(("_TRAIN", "_TEST"))):
         train, test_ds, names = read_ucr(path, test, **reader_options)
         kind = "sequence"

@@ -102,6 +102,90 @@ def synthetic_lesions(n: int, size: int = 28, seed: int = 0, malignant_fraction:
     return ArrayDataset(np.clip(img, 0.0, 1.0).astype(np.float32), y)
 
 
+def _unit_vectors(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Directions uniform on the sphere, shaped ``(*shape, 3)``."""
+    v = rng.standard_normal((*shape, 3))
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _smooth_volume(rng: np.random.Generator, n: int, grid: int, size: int) -> np.ndarray:
+    """(n, size, size, size) smooth random fields of unit std: coarse noise, trilinearly upsampled."""
+    coarse = torch.from_numpy(rng.standard_normal((n, 1, grid, grid, grid)))
+    field = torch.nn.functional.interpolate(coarse, size=(size,) * 3, mode="trilinear", align_corners=False)
+    field = field[:, 0].numpy()
+    return (field - field.mean(axis=(1, 2, 3), keepdims=True)) / (field.std(axis=(1, 2, 3), keepdims=True) + 1e-8)
+
+
+def _segment_distance(points: np.ndarray, start: np.ndarray, direction: np.ndarray, length: np.ndarray) -> tuple:
+    """Distances ``(V, K)`` of points ``(V, 3)`` from K segments ``start + t direction``, 0 <= t <= length
+    (``start`` and unit ``direction`` (K, 3), ``length`` (K,)), and the t of each nearest point."""
+    along = points @ direction.T - (start * direction).sum(axis=1)
+    t = np.clip(along, 0.0, length)
+    # |p - s - t d|^2 = |p - s|^2 - 2 t (p - s).d + t^2 for unit d, without a (V, K, 3) array
+    squared = ((points ** 2).sum(axis=1)[:, None] - 2 * points @ start.T + (start ** 2).sum(axis=1)
+               - 2 * t * along + t ** 2)
+    return np.sqrt(np.maximum(squared, 0.0)), t
+
+
+def synthetic_nodules(n: int, size: int = 24, seed: int = 0, malignant_fraction: float = 0.3) -> ArrayDataset:
+    """Chest-CT-like volumes ``(n, 1, size, size, size)`` in [0, 1], each around a lung nodule; label 1 =
+    malignant.
+
+    Dark parenchyma of smooth texture with a few bright vessels running through it and noise, and one
+    nodule near the centre. Malignant nodules tend (the Lung-RADS and Brock model signs) to be larger,
+    lobulated (the radius varies with direction) and spiculated (thin spikes radiating from the surface);
+    benign ones are smaller, round and smooth-edged, and some are calcified (brighter). The tendencies are
+    drawn from overlapping distributions, so size alone does not decide.
+    """
+    if int(size) < 8:
+        raise ValueError(f"size must be at least 8, got {size}")
+    rng = np.random.default_rng(seed)
+    y = _labels(rng, n, malignant_fraction, "malignant_fraction")
+    n, malignant = len(y), y == 1
+    coords = (np.arange(size) + 0.5) / size * 2.0 - 1.0
+    points = np.stack(np.meshgrid(coords, coords, coords, indexing="ij"), axis=-1)  # (size, size, size, 3)
+
+    def draw(if_benign, if_malignant):
+        return np.where(malignant, if_malignant, if_benign)
+
+    radius = draw(rng.uniform(0.12, 0.3, n), rng.uniform(0.18, 0.4, n))
+    lobulation = draw(rng.beta(2.0, 6.0, n), rng.beta(4.0, 3.0, n)) * 0.35
+    lobe_dirs, lobe_freq = _unit_vectors(rng, (n, 3)), rng.integers(2, 5, (n, 3))
+    lobe_phase = rng.uniform(0, 2 * np.pi, (n, 3))
+    spikes = draw(rng.binomial(2, 0.25, n), rng.binomial(7, 0.5, n))  # spikes shown of the 7 drawn
+    spike_dirs, spike_len = _unit_vectors(rng, (n, 7)), rng.uniform(0.6, 1.4, (n, 7))
+    margin = draw(rng.uniform(0.02, 0.05, n), rng.uniform(0.04, 0.09, n))
+    density = np.where(~malignant & (rng.random(n) < 0.3), rng.uniform(0.85, 0.95, n), rng.uniform(0.5, 0.7, n))
+    centre = np.clip(rng.normal(0.0, 0.2, (n, 3)), -0.4, 0.4)
+    vessels = rng.integers(1, 5, n)  # of 4 drawn
+    vessel_start, vessel_dirs = rng.uniform(-1, 1, (n, 4, 3)), _unit_vectors(rng, (n, 4))
+    vessel_radius, vessel_density = rng.uniform(0.04, 0.1, (n, 4)), rng.uniform(0.4, 0.65, (n, 4))
+    background = rng.uniform(0.08, 0.18, n)[:, None, None, None]
+    texture = 0.04 * _smooth_volume(rng, n, 4, size)
+    noise = rng.uniform(0.02, 0.05, n)[:, None, None, None] * rng.standard_normal((n, size, size, size))
+
+    vol = (background + texture + noise).reshape(n, -1)
+    points = points.reshape(-1, 3)
+    for i in range(n):
+        rel = points - centre[i]
+        rho = np.linalg.norm(rel, axis=-1)
+        u = rel / np.maximum(rho, 1e-6)[:, None]
+        wobble = np.cos(lobe_freq[i] * np.pi * (u @ lobe_dirs[i].T) + lobe_phase[i]).mean(axis=-1)
+        inside = _sigmoid((radius[i] * (1.0 + lobulation[i] * wobble) - rho) / margin[i])
+        if spikes[i]:
+            length = radius[i] * (1 + spike_len[i, :spikes[i]])
+            dist, t = _segment_distance(rel, np.zeros((spikes[i], 3)), spike_dirs[i, :spikes[i]], length)
+            width = 0.04 * (1.0 - t / length)  # thin, narrowing outwards
+            inside = np.maximum(inside, _sigmoid((width - dist) / 0.015).max(axis=1))
+        k = vessels[i]
+        dist, _ = _segment_distance(points, vessel_start[i, :k], vessel_dirs[i, :k], np.full(k, 4.0))
+        tubes = vessel_density[i, :k] * _sigmoid((vessel_radius[i, :k] - dist) / 0.02)
+        vol[i] = np.maximum(vol[i], tubes.max(axis=1))
+        vol[i] = vol[i] * (1.0 - inside) + density[i] * inside
+    vol = vol.reshape(n, size, size, size)
+    return ArrayDataset(np.clip(vol, 0.0, 1.0)[:, None].astype(np.float32), y)
+
+
 def _ecg_waves(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Per-sample P, Q, R, S, T Gaussian parameters (time from the R peak in s, amplitude in mV, width in s),
     with normal between-subject variation; each entry is an (n, 5) array in P, Q, R, S, T order."""

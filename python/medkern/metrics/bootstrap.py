@@ -4,23 +4,17 @@ from __future__ import annotations
 import numpy as np
 
 from ._inputs import scored
-from .classification import METRICS
+from .classification import METRICS, ORDINAL_METRICS
+
+NAMED = {**METRICS, **ORDINAL_METRICS}
 
 
 def bootstrap_ci(y_true, prob, metric="auroc", n_boot=1000, alpha=0.05, seed=0, threshold=None) -> tuple[float, float]:
     """The (alpha/2, 1 - alpha/2) percentiles of ``metric`` over ``n_boot`` resamples with replacement,
-    seeded. ``metric`` names an entry of ``classification_metrics`` (a scalar one) or is a callable
-    ``f(y_true, prob) -> float``. Resamples where the metric is undefined (e.g. one class only) are left out;
+    seeded. ``metric`` names a scalar entry of ``classification_metrics`` (the ordinal ones included) or is a
+    callable ``f(y_true, prob) -> float``. Resamples where the metric is undefined (e.g. one class only) are left out;
     (NaN, NaN) if all are."""
-    if isinstance(metric, str):
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {sorted(METRICS)} or a callable, got {metric!r}")
-        fn = METRICS[metric]
-    elif callable(metric):
-        def fn(s):
-            return float(metric(s.y, s.p))
-    else:
-        raise TypeError(f"metric must be a name or a callable, got {type(metric).__name__}")
+    fn = _metric_fn(metric)
     if int(n_boot) < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0.0 < float(alpha) < 1.0:
@@ -39,9 +33,9 @@ def bootstrap_ci(y_true, prob, metric="auroc", n_boot=1000, alpha=0.05, seed=0, 
 def _metric_fn(metric):
     """``metric`` (a name of ``METRICS`` or a callable ``f(y_true, prob)``) as a function of a ``Scored``."""
     if isinstance(metric, str):
-        if metric not in METRICS:
-            raise ValueError(f"metric must be one of {sorted(METRICS)} or a callable, got {metric!r}")
-        return METRICS[metric]
+        if metric not in NAMED:
+            raise ValueError(f"metric must be one of {sorted(NAMED)} or a callable, got {metric!r}")
+        return NAMED[metric]
     if callable(metric):
         return lambda s: float(metric(s.y, s.p))
     raise TypeError(f"metric must be a name or a callable, got {type(metric).__name__}")

@@ -1,8 +1,9 @@
-"""Calibration: expected calibration error and the reliability curve."""
+"""Calibration: expected calibration error, the reliability curve, and the proper scores (NLL, Brier)."""
 from __future__ import annotations
 
 import numpy as np
 from sklearn.calibration import calibration_curve as _sk_calibration_curve
+from sklearn.metrics import brier_score_loss, log_loss
 
 from ._inputs import scored
 
@@ -41,3 +42,16 @@ def calibration_curve(y_true, prob, n_bins=10) -> tuple[np.ndarray, np.ndarray]:
     if s.binary:
         return _sk_calibration_curve(s.y, s.p, n_bins=n_bins, strategy="uniform")
     return _sk_calibration_curve(correct, conf, n_bins=n_bins, strategy="uniform")
+
+
+def calibration_metrics(y_true, prob, n_bins=15) -> dict:
+    """``nll`` (mean negative log-likelihood of the true class), ``brier`` (scikit-learn's: the squared error of
+    the positive-class probability for binary problems, of the whole probability vector for multiclass) and
+    top-label ``ece``: how far the probabilities are from the frequencies they claim."""
+    s = scored(y_true, prob)
+    labels = list(range(s.num_classes))
+    # float32 softmax outputs sum to 1 only up to rounding, which scikit-learn warns about
+    probs = s.scores / s.scores.sum(axis=1, keepdims=True)
+    return {"nll": float(log_loss(s.y, probs, labels=labels)),
+            "brier": float(brier_score_loss(s.y, probs, labels=labels)),
+            "ece": expected_calibration_error(s.y, s.p, n_bins)}

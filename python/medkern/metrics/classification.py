@@ -94,8 +94,16 @@ METRICS = {
     "ece": lambda s: expected_calibration_error(s.y, s.p),
 }
 
+# Ordered grades (retinopathy scales, severity scores), at the most probable grade.
+ORDINAL_METRICS = {
+    # Cohen's kappa with disagreements weighted by the squared grade distance; NaN where it is 0/0.
+    "quadratic_weighted_kappa": lambda s: float(_quiet(skm.cohen_kappa_score, s.y, s.argmax,
+                                                       labels=np.arange(s.num_classes), weights="quadratic")),
+    "mean_absolute_grade_error": lambda s: float(np.mean(np.abs(s.y - s.argmax))),
+}
 
-def classification_metrics(y_true, prob, threshold=None, class_names=None) -> dict:
+
+def classification_metrics(y_true, prob, threshold=None, class_names=None, ordinal=False) -> dict:
     """Every metric of ``METRICS`` plus ``auroc_per_class``, ``per_class`` (class name, or index as text ->
     its ``sensitivity``, ``ppv`` and ``auroc``), ``confusion_matrix`` (rows = truth), ``n`` and, for binary
     problems, the decision ``threshold`` (default 0.5) that makes the hard predictions. ``accuracy`` and
@@ -106,10 +114,11 @@ def classification_metrics(y_true, prob, threshold=None, class_names=None) -> di
     multiclass predictions are the argmax and sensitivity/specificity/PPV/NPV/F1 are macro averages over
     the classes where they are defined; AUROC/AUPRC are one-vs-rest macro averages over the classes present
     in ``y_true``. Undefined values are NaN (a class absent, no predicted positives, constant predictions
-    for MCC). All values are plain Python types.
+    for MCC). All values are plain Python types. With ``ordinal`` (classes are ordered grades), also
+    ``ORDINAL_METRICS``: the quadratic-weighted kappa and the mean absolute grade error.
     """
     s = scored(y_true, prob, threshold)
-    out = {name: fn(s) for name, fn in METRICS.items()}
+    out = {name: fn(s) for name, fn in {**METRICS, **(ORDINAL_METRICS if ordinal else {})}.items()}
     out["auroc_per_class"] = auroc_per_class(s)
     names = list(class_names) if class_names else [str(k) for k in range(s.num_classes)]
     if len(names) != s.num_classes:

@@ -60,7 +60,7 @@ class BaseModel:
 
 class Model(BaseModel):
     """Subclasses set ``TASK`` (``"classify"``, ``"sequence"`` or ``"forecast"``), ``INPUT_DIMS`` (3 for
-    (C, L) signals, 4 for (C, H, W) images), ``ARCH``, ``TRAIN``
+    (C, L) signals, 4 for (C, H, W) images, 5 for (C, D, H, W) volumes), ``ARCH``, ``TRAIN``
     (their training defaults, over ``TrainConfig``'s) and ``NETWORK`` (a class of ``networks``), and implement
     ``_data_shape``, ``_network_args``, ``_objective`` and ``evaluate``.
 
@@ -114,7 +114,7 @@ class Model(BaseModel):
         if x.dim() == self.INPUT_DIMS - 1 and not batch_only:
             x = x[None]
         if x.dim() != self.INPUT_DIMS:
-            what = "(N, C, H, W) images" if self.INPUT_DIMS == 4 else "(N, C, L) signals"
+            what = {3: "(N, C, L) signals", 4: "(N, C, H, W) images", 5: "(N, C, D, H, W) volumes"}[self.INPUT_DIMS]
             raise ValueError(f"{name} must hold {what}, got shape {tuple(x.shape)}")
         if self.shape and x.shape[1] != self.shape["in_channels"]:
             raise ValueError(f"{name} has {x.shape[1]} channels; the model was trained on {self.shape['in_channels']}")
@@ -164,10 +164,15 @@ class Model(BaseModel):
     def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """Class probabilities ``(N, K)`` (forecasters: the predicted values ``(N, horizon)``) for inputs
         ``x`` of one item or a batch."""
+        return self._outputs(x, batch_size)
+
+    def _outputs(self, x, batch_size: int, objective=None) -> np.ndarray:
+        """``objective``'s outputs (by default the prediction objective's) for inputs ``x``."""
         net = self._require_network()
         x = self._check_input(x, "x")
         device = next(net.parameters()).device
-        return training.predict_outputs(net, x, self._objective(None, None), batch_size=batch_size, device=device)
+        objective = self._objective(None, None) if objective is None else objective
+        return training.predict_outputs(net, x, objective, batch_size=batch_size, device=device)
 
     def state(self) -> dict:
         """Everything ``load`` needs, as plain values and tensors (loadable with ``weights_only=True``)."""
@@ -189,10 +194,25 @@ class Model(BaseModel):
 
 
 class Classifier(Model):
-    """Image and sequence classifiers: softmax over ``num_classes``; binary ones also carry a decision
-    threshold on the positive-class probability, chosen on validation data."""
+    """Image and sequence classifiers: softmax over ``num_classes``, divided by a temperature fitted on the
+    validation data (``calibrate``, on by default) so that the probabilities are calibrated; binary ones also
+    carry a decision threshold on the positive-class probability, chosen on validation data.
+
+    ``ordinal=True``: the classes are ordered grades (class 0 the lowest), trained by default on the
+    cumulative loss (``medkern.train.cumulative_loss``) and reported with the grade-agreement metrics too
+    (quadratic-weighted kappa, mean absolute grade error)."""
 
     TRAIN = {"monitor": "auroc"}
+
+    def __init__(self, *, ordinal: bool = False, **options):
+        super().__init__(**options)
+        self.ordinal = bool(ordinal)
+        self.temperature = 1.0
+
+    def fit(self, train, val=None, **options) -> "Classifier":
+        if self.ordinal:
+            options = {"loss": "cumulative", **options}
+        return super().fit(train, val, **options)
 
     def _data_shape(self, ds):
         if not ds.is_classification:
@@ -206,22 +226,48 @@ class Classifier(Model):
         return {}
 
     def _objective(self, train, config):
-        if config is None:
-            return training.Classification(self.shape["num_classes"])
+        if config is None:  # predicting
+            return training.Classification(self.shape["num_classes"], temperature=self.temperature,
+                                           ordinal=self.ordinal)
+        if config.loss == "cumulative" and not self.ordinal:
+            raise ValueError("loss='cumulative' is for ordered grades: make the model with ordinal=True")
         weight = None
         if config.class_weight == "balanced":
             weight = training.balanced_class_weights(train.y, self.shape["num_classes"])
-        return training.Classification(self.shape["num_classes"], config.loss, weight, config.focal_gamma)
+        return training.Classification(self.shape["num_classes"], config.loss, weight, config.focal_gamma,
+                                       ordinal=self.ordinal)
 
     @property
     def binary(self) -> bool:
         return self.shape.get("num_classes") == 2
 
     def _after_fit(self, val, config):
-        self.threshold = None
+        self.temperature, self.threshold = 1.0, None
+        if config.calibrate and val is not None:
+            self.calibrate(val)
         if self.binary and val is not None and config.threshold is not None and len(torch.unique(val.y)) == 2:
             self.threshold = metrics.choose_threshold(val.y.numpy(), self.predict(val.x)[:, 1],
                                                       config.threshold, config.target_sensitivity)
+
+    def calibrate(self, data) -> float:
+        """Fits the temperature on held-out ``data`` (``medkern.train.fit_temperature``) and returns it. A
+        binary model's threshold moves with it, so that every decision stays as it was: the temperature
+        changes only how sure the model says it is."""
+        ds = as_dataset(data, "data")
+        before, self.temperature = self.temperature, training.fit_temperature(self.logits(ds.x), ds.y.numpy())
+        if self.threshold is not None:
+            margin = before * torch.logit(torch.tensor(self.threshold, dtype=torch.float64))
+            self.threshold = float(torch.sigmoid(margin / self.temperature))
+        return self.temperature
+
+    def logits(self, x, batch_size: int = 256) -> np.ndarray:
+        """The network's outputs ``(N, K)`` before the temperature and the softmax (an ensemble's: the log
+        of its members' mean probabilities)."""
+        return self._outputs(x, batch_size, training.RawOutputs)
+
+    def _probabilities(self, logits: np.ndarray, temperature: float) -> np.ndarray:
+        objective = training.Classification(self.shape["num_classes"], temperature=temperature)
+        return objective.outputs(torch.from_numpy(logits)).numpy()
 
     def scores(self, probs: np.ndarray) -> np.ndarray:
         """What ``medkern.metrics`` takes: the positive-class probability for binary models."""
@@ -237,18 +283,34 @@ class Classifier(Model):
         return probs.argmax(axis=1)
 
     def evaluate(self, data, n_boot: int = 0, seed: int = 0) -> dict:
-        """``medkern.metrics.classification_metrics`` at the model's threshold, plus ``ci``: bootstrap 95%
-        intervals of the headline metrics when ``n_boot`` > 0."""
+        """``medkern.metrics.classification_metrics`` at the model's threshold (ordinal models: with the
+        grade-agreement metrics), plus ``ci``: bootstrap 95% intervals of the headline metrics when ``n_boot``
+        > 0, and ``calibration``: the temperature and ``medkern.metrics.calibration_metrics`` of the
+        probabilities ``before`` (temperature 1) and ``after`` scaling."""
         ds = as_dataset(data, "data")
-        probs = self.scores(self.predict(ds.x))
-        y = ds.y.numpy()
-        out = metrics.classification_metrics(y, probs, threshold=self.threshold if self.binary else None,
-                                             class_names=self.class_names or None)
+        logits, y = self.logits(ds.x), ds.y.numpy()
+        probs = self.scores(self._probabilities(logits, self.temperature))
+        threshold = self.threshold if self.binary else None
+        out = metrics.classification_metrics(y, probs, threshold=threshold, class_names=self.class_names or None,
+                                             ordinal=self.ordinal)
         if n_boot:
-            out["ci"] = {name: list(metrics.bootstrap_ci(y, probs, name, n_boot=n_boot, seed=seed,
-                                                         threshold=self.threshold if self.binary else None))
-                         for name in HEADLINE}
+            headline = HEADLINE + (tuple(metrics.ORDINAL_METRICS) if self.ordinal else ())
+            out["ci"] = {name: list(metrics.bootstrap_ci(y, probs, name, n_boot=n_boot, seed=seed, threshold=threshold))
+                         for name in headline}
+        out["calibration"] = {"temperature": self.temperature, **{
+            when: metrics.calibration_metrics(y, self._probabilities(logits, t))
+            for when, t in (("before", 1.0), ("after", self.temperature))}}
         return out
+
+    def state(self) -> dict:
+        return {**super().state(), "temperature": self.temperature, "ordinal": self.ordinal}
+
+    @classmethod
+    def from_state(cls, state: dict, layers: str | None = None) -> "Classifier":
+        model = super().from_state(state, layers)
+        # models saved before calibration and ordinal grades existed have neither
+        model.temperature, model.ordinal = state.get("temperature", 1.0), state.get("ordinal", False)
+        return model
 
 
 HEADLINE = ("auroc", "accuracy", "balanced_accuracy", "accuracy_argmax", "sensitivity", "specificity", "f1")

@@ -4,6 +4,7 @@ the same network with the same initial weights, and each layer medkern gains is 
 registers its swap."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -12,16 +13,27 @@ from torch import nn
 LAYERS = ("medkern", "torch")
 
 
-class BasicBlock(nn.Module):
-    """He et al. 2016: two 3x3 conv-BN pairs around an identity (or 1x1 projection) shortcut."""
+# torch's layer classes for images (2) and volumes (3): one ResNet serves both.
+SPATIAL = {
+    2: {"conv": nn.Conv2d, "norm": nn.BatchNorm2d, "max_pool": nn.MaxPool2d, "avg_pool": nn.AdaptiveAvgPool2d},
+    3: {"conv": nn.Conv3d, "norm": nn.BatchNorm3d, "max_pool": nn.MaxPool3d, "avg_pool": nn.AdaptiveAvgPool3d},
+}
+# Inputs larger than this (per side) get ResNet-18's stride-2 stem and max pool: a full-resolution first
+# stage would cost more than the rest of the network. A volume has side**3 voxels, so its limit is lower.
+FULL_RESOLUTION_MAX = {2: 64, 3: 32}
 
-    def __init__(self, cin: int, cout: int, stride: int):
+
+class BasicBlock(nn.Module):
+    """He et al. 2016: two 3x3 (3x3x3) conv-BN pairs around an identity (or 1x1 projection) shortcut."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dims: int = 2):
         super().__init__()
+        conv, norm = SPATIAL[dims]["conv"], SPATIAL[dims]["norm"]
         self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+            conv(cin, cout, 3, stride, 1, bias=False), norm(cout), nn.ReLU(inplace=True),
+            conv(cout, cout, 3, 1, 1, bias=False), norm(cout))
         self.shortcut = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            conv(cin, cout, 1, stride, bias=False), norm(cout))
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -29,27 +41,46 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """A small ResNet for images of any size: ``depth`` stages of ``blocks`` blocks, ``width * 2**i``
-    channels in stage i, halving the resolution from the second stage on, then global average pooling.
-    Images larger than 64 pixels get a stride-2 stem and a max pool first, as in ResNet-18."""
+    """A small ResNet for images (``dims=2``) or volumes (``dims=3``) of any size: ``depth`` stages of
+    ``blocks`` blocks, ``width * 2**i`` channels in stage i, halving the resolution from the second stage on,
+    then global average pooling. The stem convolution has stride ``stem_stride``; inputs larger than
+    ``FULL_RESOLUTION_MAX`` get a stride-2 stem and a max pool, as in ResNet-18.
+
+    ``flip_average``: predictions (eval mode, autograd off) are the log of the mean class probability over
+    the input and its mirror images along every spatial axis, for a network trained with those flips (a
+    test-time ensemble of views it learned to see alike). With autograd on, as in Grad-CAM, and in training
+    mode, the input alone goes through, so gradients refer to one view."""
 
     def __init__(self, in_channels: int, num_classes: int, *, width: int = 32, depth: int = 3, blocks: int = 1,
-                 dropout: float = 0.1, input_size: int = 28):
+                 dropout: float = 0.1, input_size: int = 28, dims: int = 2, stem_stride: int = 1,
+                 flip_average: bool = False):
         super().__init__()
-        big = input_size > 64
-        stem = [nn.Conv2d(in_channels, width, 3, 2 if big else 1, 1, bias=False), nn.BatchNorm2d(width),
+        self.flip_average = flip_average
+        if dims not in SPATIAL:
+            raise ValueError(f"dims must be one of {sorted(SPATIAL)}, got {dims!r}")
+        layer = SPATIAL[dims]
+        big = input_size > FULL_RESOLUTION_MAX[dims]
+        stem = [layer["conv"](in_channels, width, 3, 2 if big else stem_stride, 1, bias=False), layer["norm"](width),
                 nn.ReLU(inplace=True)]
-        self.stem = nn.Sequential(*stem, *([nn.MaxPool2d(3, 2, 1)] if big else []))
+        self.stem = nn.Sequential(*stem, *([layer["max_pool"](3, 2, 1)] if big else []))
         layers, c = [], width
         for i in range(depth):
             for b in range(blocks):
-                layers.append(BasicBlock(c, width * 2 ** i, 2 if i > 0 and b == 0 else 1))
+                layers.append(BasicBlock(c, width * 2 ** i, 2 if i > 0 and b == 0 else 1, dims))
                 c = width * 2 ** i
         # Grad-CAM reads the activations and gradients of ``features``, the last convolutional map.
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, num_classes))
+        self.head = nn.Sequential(layer["avg_pool"](1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, num_classes))
 
     def forward(self, x):
+        if self.flip_average and not self.training and not torch.is_grad_enabled():
+            axes = range(2, x.dim())
+            views = [x.flip(flipped) for k in range(len(axes) + 1) for flipped in itertools.combinations(axes, k)]
+            logp = torch.stack([self._logits(view).log_softmax(dim=1) for view in views])
+            return torch.logsumexp(logp, dim=0) - math.log(len(views))
+        return self._logits(x)
+
+    def _logits(self, x):
         return self.head(self.features(self.stem(x)))
 
     def embed(self, x):

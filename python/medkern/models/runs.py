@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 from .. import data as datasets, viz
+from ..data.metadata import declares_ordinal
 from ..train import context
-from . import BY_TASK, load
+from . import load, model_for
 
 MODEL_FILE = "model.pt"
 TEST_FRACTION = 0.2  # carved from the training data, stratified, when the source has no test split
@@ -17,15 +18,19 @@ TEST_FRACTION = 0.2  # carved from the training data, stratified, when the sourc
 
 def train_run(task: str, out, *, data=None, test=None, val_fraction: float = 0.15, seed: int = 0,
               layers: str = "medkern", arch: dict | None = None, options: dict | None = None,
-              reader: dict | None = None, n_boot: int = 200, resume: bool = False, log=print) -> dict | None:
-    """Loads ``data`` (see ``medkern.data.load``), trains the task's model with ``arch`` and training
-    ``options`` and writes ``out``: ``model.pt``, ``checkpoint.pt``, ``metrics.json``, ``history.csv`` and
-    the plots. Under ``torchrun`` every process trains and the first writes; returns the metrics record
-    there, None elsewhere."""
+              reader: dict | None = None, n_boot: int = 200, resume: bool = False, labels: str | None = None,
+              log=print) -> dict | None:
+    """Loads ``data`` (see ``medkern.data.load``), trains the task's model for that kind of data
+    (``medkern.models.model_for``: classify trains a ``VolumeClassifier`` on volumes) with ``arch`` and training
+    ``options`` and writes ``out``: ``model.pt``, ``checkpoint.pt``, ``metrics.json``, ``summary.txt``,
+    ``history.csv`` and the plots. ``labels``: ``"ordinal"`` (ordered grades), ``"nominal"``, or None for what
+    the data's metadata says (``medkern.data.metadata.declares_ordinal``). Under ``torchrun`` every process
+    trains and the first writes; returns the metrics record there, None elsewhere."""
     out = Path(out)
     splits = datasets.load(data, test=test, task=task, val_fraction=val_fraction, seed=seed,
                            test_fraction=TEST_FRACTION, **(reader or {}))
-    model = BY_TASK[task](layers=layers, seed=seed, **(arch or {}))
+    model = model_for(task, splits.kind)(layers=layers, seed=seed, **_label_options(task, labels, data),
+                                         **(arch or {}))
     model.class_names = list(splits.class_names)
     main = context((options or {}).get("device", "auto")).is_main  # joins the process group under torchrun
     if main:
@@ -37,11 +42,20 @@ def train_run(task: str, out, *, data=None, test=None, val_fraction: float = 0.1
     if not main:
         return None
     model.save(out / MODEL_FILE)
-    extra = {"task": task, "model": type(model).__name__, "data": splits.source, "class_names": model.class_names,
-             "layers": layers, "arch": model.arch, "train": model.train_config, "threshold": model.threshold,
-             "best_epoch": model.result.best_epoch, "epochs_run": len(model.result.history)}
+    shapes = {name: list(ds.x.shape) for name, ds in (("train", splits.train), ("val", splits.val),
+                                                       ("test", splits.test)) if ds is not None}
     return viz.write_run(out, model, test=splits.test, val=splits.val, history=model.result.history, n_boot=n_boot,
-                         extra=extra)
+                         extra={"task": task, "data": splits.source, "shapes": shapes})
+
+
+def _label_options(task: str, labels: str | None, data) -> dict:
+    if labels not in (None, "nominal", "ordinal"):
+        raise ValueError(f"labels must be 'nominal', 'ordinal' or None (the data's metadata decides), got {labels!r}")
+    if task == "forecast":
+        if labels is not None:
+            raise ValueError("labels applies to classification tasks, not forecasting")
+        return {}
+    return {"ordinal": labels == "ordinal" or (labels is None and declares_ordinal(data))}
 
 
 def evaluate_run(run_dir, data, *, test=None, reader: dict | None = None, n_boot: int = 200, out=None) -> dict:
@@ -59,7 +73,8 @@ def evaluate_run(run_dir, data, *, test=None, reader: dict | None = None, n_boot
 
 def read_inputs(model, paths) -> tuple[list[str], torch.Tensor]:
     """Items to predict from files: images (PNG/JPEG, resized as in training), ``.npy`` arrays of one item
-    or a batch, or text files with one series per row (a leading label column, as in UCR files, is
+    (with or without its channel axis where there is one channel) or a batch (uint8 ones scaled to [0, 1]),
+    or text files with one series per row (a leading label column, as in UCR files, is
     dropped when the row is one longer than the model's input)."""
     from ..data.image_folder import IMAGE_SUFFIXES, _read_image
 
@@ -70,13 +85,16 @@ def read_inputs(model, paths) -> tuple[list[str], torch.Tensor]:
         suffix = p.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             if model.INPUT_DIMS != 4:
-                raise ValueError(f"{p}: an image, but the model ({type(model).__name__}) takes signals")
+                raise ValueError(f"{p}: an image, but the model ({type(model).__name__}) does not take images")
             arr = _read_image(p, model.shape["input_size"][0], model.shape["in_channels"])[None]
         elif suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
-            arr = arr[None] if arr.ndim == model.INPUT_DIMS - 1 else arr
-            if model.INPUT_DIMS == 3 and arr.ndim == 1:
+            if arr.dtype == np.uint8:  # scaled to [0, 1] as the MedMNIST reader scales its images and volumes
+                arr = arr / 255.0
+            if arr.ndim == model.INPUT_DIMS - 2:  # one item without a channel axis: (L,), (H, W) or (D, H, W)
                 arr = arr[None, None]
+            elif arr.ndim == model.INPUT_DIMS - 1:
+                arr = arr[None]
         elif suffix in (".txt", ".csv", ".tsv"):
             arr = np.loadtxt(p, delimiter="," if suffix == ".csv" else None, ndmin=2)
             if arr.shape[1] == model.shape.get("length", -1) + 1:

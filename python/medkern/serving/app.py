@@ -127,8 +127,8 @@ def _from_image(body: bytes, predictor: Predictor):
     from ..data.image_folder import _read_image
 
     if predictor.model.INPUT_DIMS != 4:
-        raise HTTPException(415, f"an image, but the model ({type(predictor.model).__name__}) takes signals; send "
-                                 "JSON or .npy")
+        raise HTTPException(415, f"an image, but the model ({type(predictor.model).__name__}) does not take images; "
+                                 "send JSON or .npy")
     try:
         with Image.open(io.BytesIO(body)) as im:  # reads the header only
             w, h = im.size

@@ -108,7 +108,7 @@ class Predictor:
     # -- shape and input checks ------------------------------------------------------------------------
     def _item_shape(self) -> tuple:
         shape = self.model.shape
-        if self.model.INPUT_DIMS == 4:
+        if "input_size" in shape:  # images and volumes
             return (int(shape["in_channels"]), *map(int, shape["input_size"]))
         return (int(shape["in_channels"]), int(shape["length"]))
 

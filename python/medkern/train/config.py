@@ -27,7 +27,9 @@ class TrainConfig:
     ``ema``: validate and keep an exponential moving average of the weights (and batch-norm statistics)
     with this decay per step, which smooths the epoch-to-epoch noise of small data sets.
     ``threshold`` (binary tasks, needs validation data): ``"youden"``, ``"sensitivity"`` (with
-    ``target_sensitivity``) or None for 0.5."""
+    ``target_sensitivity``) or None for 0.5. ``calibrate``: fit a temperature on the validation data so that
+    the predicted probabilities are calibrated. ``loss``: ``"ce"``, ``"focal"`` or, for ordered grades,
+    ``"cumulative"``."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -46,6 +48,7 @@ class TrainConfig:
     augment: bool = True
     threshold: str | None = "youden"
     target_sensitivity: float | None = None
+    calibrate: bool = True
     seed: int = 0
     num_workers: int = 0
     device: str = "auto"
@@ -66,7 +69,7 @@ class TrainConfig:
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             raise ValueError(f"num_workers must be an integer >= 0, got {self.num_workers!r}")
         choices = {"schedule": ("cosine", "constant"), "class_weight": (None, "balanced"),
-                   "sampler": (None, "weighted"), "loss": ("ce", "focal"),
+                   "sampler": (None, "weighted"), "loss": ("ce", "focal", "cumulative"),
                    "threshold": (None, "youden", "sensitivity")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -28,29 +28,49 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0,
     return loss.mean()
 
 
+def cumulative_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Ordered grades 0..K-1: the binary cross-entropy of each of the K-1 events "grade >= k" under the
+    softmax's cumulative probabilities, averaged over the events and the batch. A prediction two grades off
+    is wrong about two events, so distant errors cost more than near ones (a cumulative-link loss that keeps
+    the K class probabilities, rank-consistent by construction); ``weight`` (per class) weights the items."""
+    logp = F.log_softmax(logits, dim=1)
+    log_at_least = torch.logcumsumexp(logp.flip(1), dim=1).flip(1)[:, 1:]  # log P(grade >= k), k = 1..K-1
+    log_below = torch.logcumsumexp(logp, dim=1)[:, :-1]                    # log P(grade < k)
+    events = target[:, None] >= torch.arange(1, logits.shape[1], device=logits.device)
+    loss = -torch.where(events, log_at_least, log_below).mean(dim=1)
+    if weight is not None:
+        loss = loss * weight.to(loss.dtype)[target]
+    return loss.mean()
+
+
 class Classification:
-    """Cross-entropy (optionally class-weighted) or focal loss on logits; validation metrics from
-    ``medkern.metrics.classification_metrics`` on the softmax probabilities."""
+    """Cross-entropy (optionally class-weighted), focal or, for ordered grades, cumulative loss on logits;
+    outputs are softmax(logits / ``temperature``) (1 while training; a fitted one calibrates predictions);
+    validation metrics from ``medkern.metrics.classification_metrics`` on those probabilities (``ordinal``:
+    with the grade-agreement ones)."""
 
     def __init__(self, num_classes: int, loss: str = "ce", class_weight: torch.Tensor | None = None,
-                 focal_gamma: float = 2.0):
+                 focal_gamma: float = 2.0, temperature: float = 1.0, ordinal: bool = False):
         self.num_classes = num_classes
         self.kind = loss
         self.weight = class_weight
         self.gamma = focal_gamma
+        self.temperature = float(temperature)
+        self.ordinal = ordinal
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(logits.device)
         if self.kind == "focal":
             return focal_loss(logits, y, self.gamma, weight)
+        if self.kind == "cumulative":
+            return cumulative_loss(logits, y, weight)
         return F.cross_entropy(logits, y, weight=weight)
 
-    @staticmethod
-    def outputs(logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits.float(), dim=1)
+    def outputs(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float() / self.temperature, dim=1)
 
     def metrics(self, y: np.ndarray, probs: np.ndarray) -> dict:
-        m = metrics.classification_metrics(y, probs)
+        m = metrics.classification_metrics(y, probs, ordinal=self.ordinal)
         return {k: v for k, v in m.items() if isinstance(v, float)}
 
 

@@ -1,4 +1,5 @@
-"""Where a model looks: Grad-CAM maps for image models and per-time-step saliency for sequence models."""
+"""Where a model looks: Grad-CAM maps for image and volume models (volumes drawn as axial slices) and
+per-time-step saliency for sequence models."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,8 @@ def _targets(logits: torch.Tensor, target) -> torch.Tensor:
 
 def grad_cam(network: torch.nn.Module, layer, x: torch.Tensor, target=None) -> np.ndarray:
     """Selvaraju et al. 2017: the ReLU of the feature maps of ``layer`` weighted by the spatial mean of the
-    target logit's gradient, upsampled to the input and scaled to [0, 1] per image; ``(N, H, W)``.
+    target logit's gradient, upsampled to the input and scaled to [0, 1] per item; ``(N, H, W)`` for images,
+    ``(N, D, H, W)`` for volumes.
     ``layer`` may be a list of modules (an ensemble's members): their maps, each for the network's
     output, are summed before the scaling."""
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
@@ -41,12 +43,14 @@ def grad_cam(network: torch.nn.Module, layer, x: torch.Tensor, target=None) -> n
     finally:
         for handle in handles:
             handle.remove()
+    spatial = tuple(range(2, x.dim()))
     cam = 0
     for store in stores:
-        weights = store["grad"].mean(dim=(2, 3), keepdim=True)
+        weights = store["grad"].mean(dim=spatial, keepdim=True)
         cam = cam + F.relu((weights * store["act"]).sum(dim=1, keepdim=True))
-    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    peak = cam.flatten(1).amax(dim=1).clamp(min=1e-12)[:, None, None]
+    cam = F.interpolate(cam, size=x.shape[2:], mode="bilinear" if x.dim() == 4 else "trilinear",
+                        align_corners=False)[:, 0]
+    peak = cam.flatten(1).amax(dim=1).clamp(min=1e-12).view(-1, *[1] * len(spatial))
     return (cam / peak).detach().cpu().numpy()
 
 
@@ -81,6 +85,32 @@ def gradcam_overlays(images, cams, y, probs, class_names, path) -> Path:
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle("Grad-CAM: regions that raised the predicted class")
+    return _save(fig, path)
+
+
+SLICE_INCHES = 1.4  # the side of one slice's panel in ``gradcam_slices``
+
+
+def gradcam_slices(volumes, cams, y, probs, class_names, path, n_slices: int = 8) -> Path:
+    """One row per volume ``(C, D, H, W)``: ``n_slices`` axial slices (along D, evenly spaced, the outer ones
+    skipped) of its first channel with its Grad-CAM map ``(D, H, W)`` over them. The figure is
+    ``n_slices * SLICE_INCHES`` wide and ``len(volumes) * (SLICE_INCHES + 0.4)`` high (the titles)."""
+    rows, depth = len(volumes), np.asarray(volumes).shape[2]
+    n_slices = min(n_slices, depth)
+    picked = np.linspace(0, depth - 1, n_slices + 2)[1:-1].round().astype(int) if depth > n_slices else \
+        np.arange(depth)
+    fig, axes = plt.subplots(rows, n_slices, figsize=(n_slices * SLICE_INCHES, rows * (SLICE_INCHES + 0.4)),
+                             squeeze=False)
+    for row, vol, cam, title in zip(axes, volumes, cams, _titles(y, probs, class_names)):
+        vol = np.asarray(vol)
+        for ax, z in zip(row, picked):
+            ax.imshow(vol[0, z], cmap="gray", vmin=0, vmax=1)
+            ax.imshow(cam[z], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            ax.set_title(f"z={z}", fontsize=7)
+        row[0].set_title(title.replace(", ", ",\n") + f"\nz={picked[0]}", fontsize=7)  # a panel wide
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle("Grad-CAM on axial slices: regions that raised the predicted class")
     return _save(fig, path)
 
 

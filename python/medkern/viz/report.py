@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from . import explain, plots
+from .summary import write_summary
 
 
 def _plain(value):
@@ -48,24 +49,38 @@ def _explain(model, ds, probs, out: Path, n: int) -> Path:
     by_class = [np.flatnonzero(y == k) for k in np.unique(y)]
     pick = [idx[i] for i in range(n) for idx in by_class if i < len(idx)][:n]
     x = ds.x[pick].to(next(model.network.parameters()).device)
-    if model.INPUT_DIMS == 4:
+    if model.INPUT_DIMS in (4, 5):
         cams = explain.grad_cam(model.network, model.cam_layer(), x)
-        return explain.gradcam_overlays(ds.x[pick].numpy(), cams, y[pick], probs[pick], model.class_names,
-                                        out / "gradcam.png")
+        draw = explain.gradcam_overlays if model.INPUT_DIMS == 4 else explain.gradcam_slices
+        return draw(ds.x[pick].numpy(), cams, y[pick], probs[pick], model.class_names, out / "gradcam.png")
     sal = explain.time_saliency(model.network, x)
     return explain.saliency_plots(ds.x[pick].numpy(), sal, y[pick], probs[pick], model.class_names,
                                   out / "saliency.png")
 
 
+def recipe(model) -> dict:
+    """What was trained, as the model knows it; a model loaded for evaluation has no training record."""
+    out = {"model": type(model).__name__, "network": model.NETWORK.__name__, "layers": model.layers,
+           "arch": model.arch, "ensemble": model.ensemble}
+    if model.TASK != "forecast":
+        out.update(class_names=list(model.class_names), ordinal=model.ordinal, threshold=model.threshold,
+                   temperature=model.temperature)
+    if model.result is not None:
+        out.update(train=model.train_config, best_epoch=model.result.best_epoch, best_score=model.result.best_score,
+                   epochs_run=len(model.result.history))
+    return out
+
+
 def write_run(out, model, *, test=None, val=None, history=(), n_boot: int = 1000, extra: dict | None = None,
               n_explain: int = 8) -> dict:
-    """Writes ``metrics.json`` (``test`` and ``val`` metrics, classifiers with bootstrap 95% intervals in
-    ``ci``), ``history.csv``, and the plots: ``curves.png``; for classifiers ``roc.png``, ``pr.png``,
-    ``confusion.png``, ``calibration.png`` and ``gradcam.png`` (images) or ``saliency.png`` (signals); for
-    forecasters ``forecast.png``. Returns what went into ``metrics.json``."""
+    """Writes ``metrics.json`` (the model's ``recipe``, ``extra``, and ``test`` and ``val`` metrics, classifiers
+    with bootstrap 95% intervals in ``ci``), ``summary.txt`` (the same told in words), ``history.csv``, and the
+    plots: ``curves.png``; for classifiers ``roc.png``, ``pr.png``, ``confusion.png``, ``calibration.png`` and
+    ``gradcam.png`` (images; volumes as axial slices) or ``saliency.png`` (signals); for forecasters
+    ``forecast.png``. Returns what went into ``metrics.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    record = dict(extra or {})
+    record = {**recipe(model), **(extra or {})}
     classifier = model.TASK != "forecast"
     for name, ds in (("val", val), ("test", test)):
         if ds is not None:
@@ -89,4 +104,5 @@ def write_run(out, model, *, test=None, val=None, history=(), n_boot: int = 1000
         else:
             plots.forecasts(test.x.numpy(), y, probs, out / "forecast.png", model.arch["target_channel"])
     write_json(record, out / "metrics.json")
+    write_summary(record, out / "summary.txt")
     return record
