@@ -59,6 +59,14 @@ struct Pool3dCall {
     }
   }
 
+  // Average pooling's window (no dilation) and torch's divisor rules (divisor_override 0: none).
+  void set_average_window(const Axes3& k, const Axes3& st, const Axes3& pad, bool count_include_pad,
+                          int64_t divisor_override) {
+    set_window(k, st, pad, {1, 1, 1});
+    s.count_include_pad = count_include_pad;
+    s.divisor_override = divisor_override;
+  }
+
   void set_indices(py::handle obj) {
     indices = view_of(obj, "indices", Holds::indices);
     expect_same_device(indices, y, "indices");
@@ -113,9 +121,7 @@ inline void bind_pool3d(py::module_& m) {
       [](py::handle x_, py::handle y_, const Axes3& k, const Axes3& st, const Axes3& pad, bool count_include_pad,
          int64_t divisor_override) {
         Pool3dCall c = pool3d_forward_call(x_, y_);
-        c.set_window(k, st, pad, {1, 1, 1});
-        c.s.count_include_pad = count_include_pad;
-        c.s.divisor_override = divisor_override;
+        c.set_average_window(k, st, pad, count_include_pad, divisor_override);
         c.run([](auto& a) { cpu::avg_pool3d_forward(a); });
       },
       arg("input"), arg("out"), arg("kernel"), arg("stride"), arg("padding"), arg("count_include_pad"),
@@ -125,9 +131,7 @@ inline void bind_pool3d(py::module_& m) {
       [](py::handle dy_, py::handle dx_, const Axes3& k, const Axes3& st, const Axes3& pad, bool count_include_pad,
          int64_t divisor_override) {
         Pool3dCall c = pool3d_backward_call(dy_, dx_);
-        c.set_window(k, st, pad, {1, 1, 1});
-        c.s.count_include_pad = count_include_pad;
-        c.s.divisor_override = divisor_override;
+        c.set_average_window(k, st, pad, count_include_pad, divisor_override);
         c.run([](auto& a) { cpu::avg_pool3d_backward(a); });
       },
       arg("grad_output"), arg("grad_input"), arg("kernel"), arg("stride"), arg("padding"), arg("count_include_pad"),
