@@ -143,15 +143,17 @@ def test_not_folded_where_the_output_could_change():
     shared = torch.nn.Sequential(conv, bn, torch.nn.ReLU())
     twice = torch.nn.Sequential(shared, torch.nn.Sequential(conv))  # the conv is used elsewhere too
     medkern.patch(twice)
-    assert type(bn) is torch.nn.BatchNorm2d and "folded_batchnorm" not in conv.__dict__
+    # Not folded; swapped for medkern's BatchNorm, which takes the ReLU (it is used once).
+    assert type(bn) is medkern.nn.BatchNorm2d and bn.fused_activation == "relu"
+    assert "folded_batchnorm" not in conv.__dict__
     hooked = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     hooked[1].register_forward_hook(lambda *a: None)
     medkern.patch(hooked)
-    assert type(hooked[1]) is torch.nn.BatchNorm2d
+    assert type(hooked[1]) is medkern.nn.BatchNorm2d
     no_stats = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4, track_running_stats=False))
     reference = copy.deepcopy(no_stats).eval()
     medkern.patch(no_stats).eval()
-    assert type(no_stats[1]) is torch.nn.BatchNorm2d  # batch statistics even in eval: nothing to fold
+    assert type(no_stats[1]) is medkern.nn.BatchNorm2d  # batch statistics even in eval: nothing to fold
     x = torch.randn(2, 3, 9, 9)
     assert rel_err(no_stats(x), reference(x)) < 1e-5
 

@@ -24,13 +24,6 @@ inline void samples_of(const TensorView& v, const char* name, int64_t& N, int64_
   M = v.numel() / N;
 }
 
-inline void expect_like(const TensorView& v, const TensorView& ref, const char* name, const char* ref_name) {
-  expect_same(v, ref, name);
-  bool ok = v.ndim == ref.ndim;
-  for (int i = 0; ok && i < v.ndim; ++i) ok = v.shape[i] == ref.shape[i];
-  if (!ok) fail_value(std::string(name) + ": shape " + shape_str(v) + " differs from " + ref_name + "'s " + shape_str(ref));
-}
-
 inline GanSide gan_side(int term, double param, bool present, const char* name) {
   if (term < kGanTermNone || term > kGanTermLinear) fail_value(std::string(name) + "_term: unknown term " + std::to_string(term));
   if ((term != kGanTermNone) != present)

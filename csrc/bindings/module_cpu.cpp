@@ -9,6 +9,7 @@
 #include "../cpu/pool2d.h"
 #include "../cpu/rnn.h"
 #include "../cpu/simd.h"
+#include "batch_norm_binding.h"
 #include "conv_binding.h"
 #include "conv_plan_binding.h"
 #include "gan_loss_binding.h"
@@ -88,6 +89,7 @@ PYBIND11_MODULE(_C, m) {
   medkern::bind_conv_plan(m);
   medkern::bind_pool2d<medkern::CpuPool2d>(m);
   medkern::bind_pool3d(m);
+  medkern::bind_batch_norm(m);
   medkern::bind_rnn<medkern::CpuRnn>(m);
   medkern::bind_gan_loss<medkern::CpuGanLoss>(m);
   medkern::bind_host_cache(m);

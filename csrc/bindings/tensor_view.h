@@ -160,6 +160,14 @@ inline void expect_output(const TensorView& v, const TensorView& ref, std::initi
   expect_shape(v, shape, name);
 }
 
+// A tensor like `ref`: its dtype, device and shape.
+inline void expect_like(const TensorView& v, const TensorView& ref, const char* name, const char* ref_name) {
+  expect_same(v, ref, name);
+  bool ok = v.ndim == ref.ndim;
+  for (int i = 0; ok && i < v.ndim; ++i) ok = v.shape[i] == ref.shape[i];
+  if (!ok) fail_value(std::string(name) + ": shape " + shape_str(v) + " differs from " + ref_name + "'s " + shape_str(ref));
+}
+
 // Whether the memory spans of two views (first to last element they address) intersect.
 inline bool overlaps(const TensorView& x, const TensorView& y) {
   auto span = [](const TensorView& v) {

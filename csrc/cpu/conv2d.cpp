@@ -21,6 +21,7 @@
 #include "conv2d_forward_shifted.h"
 #include "conv2d_grad_input_shifted.h"
 #include "conv2d_grad_weight_shifted.h"
+#include "conv_grad_weight_winograd.h"
 #include "conv2d_weight_panels.h"
 #include "conv2d_winograd_panels.h"
 #include "conv2d_winograd.h"
@@ -475,7 +476,11 @@ void conv2d_grad_input(const ConvArgs<T>& a) {
 
 template <typename T>
 void conv2d_grad_weight(const ConvArgs<T>& a) {
-  switch (plan_grad_weight(a.s, is_double<T>).path) {
+  const ConvPlan plan = plan_grad_weight(a.s, is_double<T>);
+  switch (plan.path) {
+    case ConvPath::grad_weight_winograd_f4x3:
+    case ConvPath::grad_weight_winograd_f2x3:
+    case ConvPath::grad_weight_winograd3d_f2x3: return conv_grad_weight_winograd(plan.path, a.s, a.x, a.dy, a.dw);
     case ConvPath::grad_weight_grid: return conv2d_grad_weight_shifted(a.s, a.x, a.dy, a.dw);
     case ConvPath::grad_weight_gemm_across_images: return grad_weight_gemm(a, true);
     case ConvPath::grad_weight_gemm: return grad_weight_gemm(a, false);

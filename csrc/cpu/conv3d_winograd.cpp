@@ -39,26 +39,6 @@ struct TileGrid {
         total(s.N * per_image) {}
 };
 
-// out = C x3 in: the 1-d transform `c` (Rows x Cols) along each axis of a Cols^3 block, giving Rows^3.
-template <typename T, int Rows, int Cols, class X>
-void transform3(const double (&c)[Rows][Cols], const X* in, X* out) {
-  X a[Cols * Cols * Rows], b[Cols * Rows * Rows], line_in[Cols], line_out[Rows];
-  for (int i = 0; i < Cols; ++i)  // along the last axis
-    for (int j = 0; j < Cols; ++j) apply<T>(c, in + (i * Cols + j) * Cols, a + (i * Cols + j) * Rows);
-  for (int i = 0; i < Cols; ++i)  // along the middle axis
-    for (int l = 0; l < Rows; ++l) {
-      for (int j = 0; j < Cols; ++j) line_in[j] = a[(i * Cols + j) * Rows + l];
-      apply<T>(c, line_in, line_out);
-      for (int j = 0; j < Rows; ++j) b[(i * Rows + j) * Rows + l] = line_out[j];
-    }
-  for (int j = 0; j < Rows; ++j)  // along the first axis
-    for (int l = 0; l < Rows; ++l) {
-      for (int i = 0; i < Cols; ++i) line_in[i] = b[(i * Rows + j) * Rows + l];
-      apply<T>(c, line_in, line_out);
-      for (int i = 0; i < Rows; ++i) out[(i * Rows + j) * Rows + l] = line_out[i];
-    }
-}
-
 // U_e = (G x3 g)_e for every (k, c), packed as GEMM A operands (K x C), U_e at e * packed_a_size(K, C).
 template <typename T>
 void transform_weights(const ConvShape& s, const T* w, T* packed) {
@@ -69,7 +49,7 @@ void transform_weights(const ConvShape& s, const T* w, T* packed) {
 #pragma omp for schedule(static)
     for (int64_t kc = 0; kc < K * C; ++kc) {
       T u[kE];
-      transform3<T>(F2x3::G, w + kc * kR * kR * kR, u);
+      transform_nd<T, 3>(F2x3::G, w + kc * kR * kR * kR, u);
       for (int e = 0; e < kE; ++e) raw[(e * K + kc / C) * C + kc % C] = u[e];
     }
 #pragma omp for schedule(static)
@@ -136,7 +116,7 @@ void transform_input(const ConvShape& s, const TileGrid& g, const T* x, int64_t 
         gather_patch<T, L>(s, x + (places[lane].img * C + c) * DHW, places[lane], lane, d);
       V dv[kE], uv[kE];
       for (int e = 0; e < kE; ++e) dv[e] = Vec<T>::load(d[e]);
-      transform3<T>(F2x3::BT, dv, uv);
+      transform_nd<T, 3>(F2x3::BT, dv, uv);
       const int64_t k0 = c / KC * KC, kc = std::min(KC, C - k0);
       T* at = v + k0 * cols + (t / NR) * NR * kc + (c - k0) * NR + t % NR;
       for (int e = 0; e < kE; ++e) Vec<T>::store(at + e * C * cols, uv[e]);
@@ -192,7 +172,7 @@ void transform_output(const ConvShape& s, const TileGrid& g, const T* m, int64_t
     for (int64_t k = 0; k < K; ++k) {
       V in[kE], out[kM * kM * kM];
       for (int e = 0; e < kE; ++e) in[e] = Vec<T>::load(m + (e * K + k) * cols + t);
-      transform3<T>(F2x3::AT, in, out);
+      transform_nd<T, 3>(F2x3::AT, in, out);
       const V b = Vec<T>::broadcast(bias ? bias[k] : T(0));
       for (auto& o : out) o = ep.apply(o + b);
       for (int lane = 0; lane < lanes; ++lane) {

@@ -37,6 +37,13 @@ constexpr int64_t kWinogradF4x3MinChannels = 64, kWinogradF4x3MinPositions = 28 
 // gemm_across_images although it needed 0.43 of the products: its per-tile transforms and the short GEMM rows of a
 // small block; at 14^3 (128 channels) and 28^3 (64) it ran 1.3x and 1.5x faster than the GEMMs.
 constexpr int64_t kWinograd3dMinPositions = 1000;
+// The grad-weight's Winograd reduces over the batch's tiles, a vector of channels at a time: below 32 channels
+// on either side (16 at 28x28, batch 32: as fast as the grid; 3 -> 16 at 64x64: 4x slower) the vectors run
+// part empty; and each call pays a pass over the a*a*K*C transformed sums, which few tiles do not repay (256
+// channels at 4x4, batch 8: 32 F(2x2, 3x3) tiles, 1.4x slower than gemm_across_images; batch 1 at 14x14: 49
+// tiles, even; F(4x4, 3x3) at 128x8x8, batch 32: 128 tiles, 2.8x faster than the grid).
+constexpr int64_t kWinogradGradWeightMinChannels = 32;
+constexpr int64_t kWinogradGradWeightF4x3MinTiles = 64, kWinogradGradWeightF2x3MinTiles = 128;
 // The transforms cost too: Winograd runs where it needs at most this share of direct convolution's products.
 constexpr double kWinogradMaxProductShare = 0.75;
 // The direct few-output loop needs a reduction of this length to beat packing a GEMM ...
@@ -79,12 +86,30 @@ int64_t panel_columns(bool double_precision) {
   return double_precision ? GemmTile<double>::NR : GemmTile<float>::NR;
 }
 
+// The tiles of the whole batch.
+int64_t batch_tiles(const WinogradTile& f, const ConvShape& s) {
+  return s.N * ceil_div(s.P, int64_t(f.m)) * ceil_div(s.Q, int64_t(f.m));
+}
+
 // Winograd's products, a*a per tile and phase plane over whole column panels (at batch 1 a small map leaves
 // most of its one panel empty), against direct convolution's R*S per output and input channel.
 double winograd_products(const WinogradTile& f, const ConvShape& s, bool double_precision) {
   const int64_t nr = panel_columns(double_precision);
-  const int64_t tiles = s.N * ceil_div(s.P, int64_t(f.m)) * ceil_div(s.Q, int64_t(f.m));
-  return double(f.a * f.a * f.stride * f.stride) * double(ceil_div(tiles, nr) * nr);
+  return double(f.a * f.a * f.stride * f.stride) * double(ceil_div(batch_tiles(f, s), nr) * nr);
+}
+
+// The grad-weight's products, a^d per tile against r^d per output direct: its GEMMs reduce over the tiles, so no
+// column panel is rounded up. F(2x2x2, 3x3x3) is F(2x2, 3x3) along the depth too.
+bool wants_winograd_grad_weight(const WinogradTile& f, const ConvShape& s, int64_t min_tiles) {
+  const int dims = s.planar() ? 2 : 3;
+  const int64_t tiles = batch_tiles(f, s) * (dims == 3 ? ceil_div(s.O, int64_t(f.m)) : 1);
+  double products = double(tiles), direct = double(s.N * s.out_volume());
+  for (int d = 0; d < dims; ++d) {
+    products *= f.a;
+    direct *= 3;
+  }
+  return s.C >= kWinogradGradWeightMinChannels && s.K >= kWinogradGradWeightMinChannels && tiles >= min_tiles &&
+         products <= kWinogradMaxProductShare * direct;
 }
 
 bool fewer_products(const WinogradTile& f, const ConvShape& s, bool double_precision) {
@@ -155,6 +180,7 @@ void for_each_phase_shape(const ConvShape& s, Fn&& f) {
 bool volumetric(ConvPath p) {
   switch (p) {
     case ConvPath::winograd3d_f2x3:
+    case ConvPath::grad_weight_winograd3d_f2x3:
     case ConvPath::forward_gemm:
     case ConvPath::forward_gemm_across_images:
     case ConvPath::as_forward:
@@ -171,12 +197,15 @@ bool applies(ConvPath p, const ConvShape& s) {
     case ConvPath::winograd_f2x3_panels:
     case ConvPath::winograd_f4x3:
     case ConvPath::winograd_f2x3:
+    case ConvPath::grad_weight_winograd_f4x3:
+    case ConvPath::grad_weight_winograd_f2x3:
       return plain(s) && s.R == 3 && s.S == 3 && s.stride_h == 1 && s.stride_w == 1;
     case ConvPath::winograd_f4x4_phases:
       return plain(s) && (s.R == 7 || s.R == 8) && (s.S == 7 || s.S == 8) && s.stride_h == 2 && s.stride_w == 2;
     case ConvPath::winograd_f2x2_phases:
       return plain(s) && s.R == 4 && s.S == 4 && s.stride_h == 2 && s.stride_w == 2;
     case ConvPath::winograd3d_f2x3:
+    case ConvPath::grad_weight_winograd3d_f2x3:
       return !s.planar() && plain(s) && s.dil_d == 1 && s.T == 3 && s.R == 3 && s.S == 3 && s.stride_d == 1 &&
              s.stride_h == 1 && s.stride_w == 1;
     case ConvPath::few_outputs: return s.k_per_group() <= 4;
@@ -206,10 +235,13 @@ const char* requirement(ConvPath p, const ConvShape& s) {
   switch (p) {
     case ConvPath::winograd_f2x3_panels:
     case ConvPath::winograd_f4x3:
-    case ConvPath::winograd_f2x3: return "a 3x3 kernel, stride 1, dilation 1 and one group";
+    case ConvPath::winograd_f2x3:
+    case ConvPath::grad_weight_winograd_f4x3:
+    case ConvPath::grad_weight_winograd_f2x3: return "a 3x3 kernel, stride 1, dilation 1 and one group";
     case ConvPath::winograd_f4x4_phases: return "a 7x7 or 8x8 kernel, stride 2, dilation 1 and one group";
     case ConvPath::winograd_f2x2_phases: return "a 4x4 kernel, stride 2, dilation 1 and one group";
-    case ConvPath::winograd3d_f2x3: return "a volume, a 3x3x3 kernel, stride 1, dilation 1 and one group";
+    case ConvPath::winograd3d_f2x3:
+    case ConvPath::grad_weight_winograd3d_f2x3: return "a volume, a 3x3x3 kernel, stride 1, dilation 1 and one group";
     case ConvPath::few_outputs: return "at most 4 output channels per group";
     case ConvPath::forward_weight_panels:
     case ConvPath::forward_gemm_across_images:
@@ -252,6 +284,12 @@ bool preferred(ConvPath p, const ConvShape& s, bool double_precision, bool weigh
              (grid_waste_at_most(s, kGridWasteNum, kGridWasteDen) ||
               (s.c_per_group() <= kGridThinMaxInputs && grid_waste_at_most(s, kGridThinWasteNum, kGridThinWasteDen)));
     case ConvPath::phases: return s.C * kPhasesMaxOutputsPerInput > s.K;
+    case ConvPath::grad_weight_winograd_f4x3:
+      return wants_winograd_grad_weight(kWinogradF4x3, s, kWinogradGradWeightF4x3MinTiles);
+    case ConvPath::grad_weight_winograd_f2x3:
+      return wants_winograd_grad_weight(kWinogradF2x3, s, kWinogradGradWeightF2x3MinTiles);
+    case ConvPath::grad_weight_winograd3d_f2x3:
+      return wants_winograd_grad_weight(kWinogradF2x3, s, kWinogradGradWeightF2x3MinTiles);
     case ConvPath::grad_weight_grid: return grid_waste_at_most(s, kGridWasteNum, kGridWasteDen);
     default: return true;  // as_forward and the GEMM fallbacks
   }
@@ -282,6 +320,9 @@ constexpr PathInfo kPaths[] = {
     {ConvPath::as_forward, ConvDirection::grad_input, "as_forward"},
     {ConvPath::phases, ConvDirection::grad_input, "phases"},
     {ConvPath::gemm_col2im, ConvDirection::grad_input, "gemm_col2im"},
+    {ConvPath::grad_weight_winograd_f4x3, ConvDirection::grad_weight, "winograd_f4x3"},
+    {ConvPath::grad_weight_winograd_f2x3, ConvDirection::grad_weight, "winograd_f2x3"},
+    {ConvPath::grad_weight_winograd3d_f2x3, ConvDirection::grad_weight, "winograd3d_f2x3"},
     {ConvPath::grad_weight_grid, ConvDirection::grad_weight, "grid"},
     {ConvPath::grad_weight_gemm_across_images, ConvDirection::grad_weight, "gemm_across_images"},
     {ConvPath::grad_weight_gemm, ConvDirection::grad_weight, "gemm"},

@@ -23,7 +23,11 @@
 //                phases>F               stride > 1: one forward convolution per stride phase with its
 //                                       sub-kernel, each run by forward plan F (F1+F2 where phases differ)
 //                gemm_col2im            GEMM into im2col columns, added back by col2im (conv2d.cpp)
-//   grad-weight  grid                   dot products of shifted grid rows (conv2d_grad_weight_shifted.cpp)
+//   grad-weight  winograd_f4x3          F(4x4, 3x3) for 3x3 stride-1 layers on larger maps, reducing over the
+//                                       batch's tiles (conv_grad_weight_winograd.cpp)
+//                winograd_f2x3          F(2x2, 3x3) likewise, for 3x3 stride-1 layers
+//                winograd3d_f2x3        F(2x2x2, 3x3x3) likewise, for 3x3x3 stride-1 layers of volumes
+//                grid                   dot products of shifted grid rows (conv2d_grad_weight_shifted.cpp)
 //                gemm_across_images     GEMM reducing over the positions of the whole batch (conv2d.cpp)
 //                gemm                   GEMM reducing over each image's positions (conv2d.cpp)
 //
@@ -51,7 +55,7 @@ enum class ConvPath : int {
   // grad-input
   grad_input_grid, as_forward, phases, gemm_col2im,
   // grad-weight
-  grad_weight_grid, grad_weight_gemm_across_images, grad_weight_gemm,
+  grad_weight_winograd_f4x3, grad_weight_winograd_f2x3, grad_weight_winograd3d_f2x3, grad_weight_grid, grad_weight_gemm_across_images, grad_weight_gemm,
   count
 };
 

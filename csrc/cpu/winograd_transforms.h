@@ -80,4 +80,26 @@ inline void apply(const double (&c)[Rows][Cols], const X* in, X* out) {
   }
 }
 
+// out = C (x) in along every axis of a Cols^Dims block (row-major), giving Rows^Dims: one pass per axis, each
+// transforming the last axis and moving it to the front, so that after Dims passes the axes are back in order.
+template <typename T, int Dims, int Rows, int Cols, class X>
+void transform_nd(const double (&c)[Rows][Cols], const X* in, X* out) {
+  constexpr int kMax = Rows > Cols ? Rows : Cols;
+  X buffers[2][Dims == 1 ? 1 : kMax * kMax * (Dims == 3 ? kMax : 1)];
+  const X* src = in;
+  int lines = 1;  // the product of the other axes' extents: Rows for each axis done, Cols for each not
+  for (int d = 1; d < Dims; ++d) lines *= Cols;
+#pragma GCC unroll 3
+  for (int pass = 0; pass < Dims; ++pass) {
+    X* dst = pass == Dims - 1 ? out : buffers[pass % 2];
+    for (int line = 0; line < lines; ++line) {
+      X res[Rows];
+      apply<T>(c, src + line * Cols, res);
+      for (int r = 0; r < Rows; ++r) dst[r * lines + line] = res[r];
+    }
+    src = dst;
+    if (pass < Dims - 1) lines = lines / Cols * Rows;
+  }
+}
+
 }  // namespace medkern::cpu

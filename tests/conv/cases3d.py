@@ -96,6 +96,9 @@ HAND_PICKED = [
     # F(2x2x2, 3x3x3): enough channels and positions; odd extents leave partial tiles on every axis.
     VolumeCase(2, 16, (9, 11, 13), 20, (3, 3, 3), padding=(1, 1, 1), name="winograd_3x3x3",
                plans=("winograd3d_f2x3", "as_forward>winograd3d_f2x3", "gemm_across_images")),
+    # The grad-weight's F(2x2x2, 3x3x3) needs 32 channels a side; channel counts that fill no vector, 300 tiles.
+    VolumeCase(2, 33, (9, 10, 11), 40, (3, 3, 3), padding=(1, 1, 1), name="grad_weight_winograd_3x3x3",
+               plans=("gemm_across_images", "as_forward>gemm_across_images", "winograd3d_f2x3")),
     VolumeCase(2, 6, (5, 5, 5), 6, (3, 3, 3), stride=(1, 2, 1), padding=(1, 1, 1), groups=6, name="depthwise",
                plans=("gemm_across_images", "gemm_col2im", "gemm_across_images")),
     VolumeCase(1, 3, (7, 8, 9), 40, (1, 1, 1), name="pointwise_40_outputs",

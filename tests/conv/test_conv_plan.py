@@ -61,7 +61,8 @@ def test_every_path_is_the_plan_of_some_named_case():
         "winograd_f2x3_panels", "winograd_f4x3", "winograd_f2x3", "winograd_f4x4_phases", "winograd_f2x2_phases", "few_outputs", "grid", "gemm_weight_panels",
         "gemm_across_images", "gemm"}
     assert {p for d, p in planned if d == "grad_input"} == {"grid", "as_forward", "phases", "gemm_col2im"}
-    assert {p for d, p in planned if d == "grad_weight"} == {"grid", "gemm_across_images", "gemm"}
+    assert {p for d, p in planned if d == "grad_weight"} == {"winograd_f4x3", "winograd_f2x3", "grid",
+                                                             "gemm_across_images", "gemm"}
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
@@ -161,8 +162,11 @@ def test_forced_path_that_does_not_apply_raises_through_the_op():
             medkern.ops.conv2d(x, w)
         with pytest.raises(ValueError, match="does not apply"):
             conv_plan(x.shape, w.shape)
-        # A direction without a path of that name plans freely.
-        assert conv_plan(x.shape, w.shape, direction="grad_weight") in ("grid", "gemm_across_images", "gemm")
+        # The grad-weight has a path of that name, which does not apply either ...
+        with pytest.raises(ValueError, match="winograd_f2x3.*does not apply to this grad-weight.*3x3 kernel"):
+            conv_plan(x.shape, w.shape, direction="grad_weight")
+        # ... and a direction without one plans freely.
+        assert not conv_plan(x.shape, w.shape, direction="grad_input").startswith("winograd")
     assert forced_conv_path() == ""
     with force_conv_path("as_forward>winograd_f4x4_phases"):
         with pytest.raises(ValueError, match="as_forward>winograd_f4x4_phases.*7x7 or 8x8"):

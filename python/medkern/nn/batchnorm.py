@@ -9,18 +9,16 @@ optimiser step or a loaded state_dict is never answered from stale weights."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from .norm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 
 
 class _Folded:
     """A BatchNorm whose convolution applies it while its statistics are fixed (see the module text). Set in
     place by class change: parameters, buffers, hooks and state_dict keys stay torch's.
 
-    ``activation`` / ``negative_slope``: the ReLU or LeakyReLU fused after it, applied here when this layer
-    normalises and by the convolution otherwise."""
-
-    activation: str | None = None
-    negative_slope: float = 0.0
+    ``fused_activation`` / ``negative_slope``: the ReLU or LeakyReLU fused after it, applied by the convolution
+    while the statistics are fixed and by this layer's own pass otherwise."""
 
     def statistics_fixed(self) -> bool:
         """torch's rule for using the running statistics: eval mode, and running statistics kept."""
@@ -29,33 +27,28 @@ class _Folded:
     def forward(self, input):
         if self.statistics_fixed():
             return input  # already normalised by the convolution before this layer
-        out = super().forward(input)
-        if self.activation == "relu":
-            return F.relu(out)
-        if self.activation == "leaky_relu":
-            return F.leaky_relu(out, self.negative_slope)
-        return out
+        return super().forward(input)
 
     def extra_repr(self) -> str:
-        act = {"relu": ", activation=relu", "leaky_relu": f", activation=leaky_relu({self.negative_slope})"}
-        return super().extra_repr() + ", folded into the preceding conv in eval" + act.get(self.activation, "")
+        return super().extra_repr() + ", folded into the preceding conv in eval"
 
 
-class FoldedBatchNorm1d(_Folded, torch.nn.BatchNorm1d):
+class FoldedBatchNorm1d(_Folded, BatchNorm1d):
     __doc__ = _Folded.__doc__
 
 
-class FoldedBatchNorm2d(_Folded, torch.nn.BatchNorm2d):
+class FoldedBatchNorm2d(_Folded, BatchNorm2d):
     __doc__ = _Folded.__doc__
 
 
-class FoldedBatchNorm3d(_Folded, torch.nn.BatchNorm3d):
+class FoldedBatchNorm3d(_Folded, BatchNorm3d):
     __doc__ = _Folded.__doc__
 
 
-# The BatchNorm each convolution folds, and what it becomes.
+# The BatchNorm each convolution folds (torch's, or medkern's where patch swapped it), and what it becomes.
 FOLDED = {torch.nn.BatchNorm1d: FoldedBatchNorm1d, torch.nn.BatchNorm2d: FoldedBatchNorm2d,
-          torch.nn.BatchNorm3d: FoldedBatchNorm3d}
+          torch.nn.BatchNorm3d: FoldedBatchNorm3d, BatchNorm1d: FoldedBatchNorm1d, BatchNorm2d: FoldedBatchNorm2d,
+          BatchNorm3d: FoldedBatchNorm3d}
 
 
 def fold_batchnorm(weight, bias, gamma, beta, mean, var, eps: float, dtype):

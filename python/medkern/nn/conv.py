@@ -26,7 +26,7 @@ class _MedkernConv:
         bn = self.__dict__.get("folded_batchnorm")
         if bn is not None and bn.statistics_fixed():
             weight, bias = folded_weights(self, bn, weight, bias)
-            act = (bn.activation, bn.negative_slope)
+            act = (bn.fused_activation, bn.negative_slope)
         padding = self.padding
         if self.padding_mode != "zeros":
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)

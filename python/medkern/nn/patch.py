@@ -60,16 +60,19 @@ def _fused_form(act: torch.nn.Module):
 
 def _fuse_sequences(model: torch.nn.Module) -> None:
     """Fuses only where the outputs stay the same: the container is an exact ``nn.Sequential`` (a subclass
-    may have its own forward), the conv is medkern's and it and a fused BatchNorm are used nowhere else in
-    the model (a shared conv would gain the activation at its other uses too; an activation may be shared,
-    only this slot of it is replaced), and no fused layer has hooks (which would observe the intermediate
-    outputs or calls). ReLU/LeakyReLU hold no state and the BatchNorm stays where it was, so state_dict
-    keys stay."""
+    may have its own forward), the conv or BatchNorm is medkern's and it and a fused BatchNorm are used nowhere
+    else in the model (a shared layer would gain the activation at its other uses too; an activation may be
+    shared, only this slot of it is replaced), and no fused layer has hooks (which would observe the
+    intermediate outputs or calls). ReLU/LeakyReLU hold no state and the BatchNorm stays where it was, so
+    state_dict keys stay."""
     from .batchnorm import FOLDED
     from .conv import Conv1d, Conv2d, Conv3d
+    from .norm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 
-    # A convolution and the BatchNorm that can follow it.
-    norm_of = {Conv1d: torch.nn.BatchNorm1d, Conv2d: torch.nn.BatchNorm2d, Conv3d: torch.nn.BatchNorm3d}
+    # A convolution and the BatchNorms (torch's, or medkern's where it was swapped in) that can follow it.
+    norms_of = {Conv1d: (torch.nn.BatchNorm1d, BatchNorm1d), Conv2d: (torch.nn.BatchNorm2d, BatchNorm2d),
+                Conv3d: (torch.nn.BatchNorm3d, BatchNorm3d)}
+    norms = (BatchNorm1d, BatchNorm2d, BatchNorm3d)
 
     uses: dict[int, int] = {}
     for _, m in model.named_modules(remove_duplicate=False):
@@ -78,31 +81,37 @@ def _fuse_sequences(model: torch.nn.Module) -> None:
     def free(*layers) -> bool:
         return all(uses[id(m)] == 1 and not _has_hooks(m) for m in layers)
 
+    def fuse_activation(seq, names, at: int, layer) -> bool:
+        """Moves the activation in slot ``at`` into ``layer`` (conv or BatchNorm) where it can be fused."""
+        act = seq._modules[names[at]] if at < len(names) else None
+        form = _fused_form(act) if act is not None else None
+        if form is None or _has_hooks(act):
+            return False
+        layer.fused_activation, layer.negative_slope = form
+        seq._modules[names[at]] = torch.nn.Identity()
+        return True
+
     for seq in model.modules():
         if type(seq) is not torch.nn.Sequential:
             continue
         names = list(seq._modules)
         i = 0
         while i < len(names) - 1:
-            conv, nxt = seq._modules[names[i]], seq._modules[names[i + 1]]
+            layer, nxt = seq._modules[names[i]], seq._modules[names[i + 1]]
             i += 1
-            if (type(conv) not in norm_of or getattr(conv, "fused_activation", None) is not None
-                    or "folded_batchnorm" in conv.__dict__):
+            if getattr(layer, "fused_activation", None) is not None or "folded_batchnorm" in layer.__dict__:
                 continue
-            if (type(nxt) is norm_of[type(conv)] and nxt.num_features == conv.out_channels
-                    and nxt.running_mean is not None and free(conv, nxt)):
-                nxt.__class__ = FOLDED[type(nxt)]
-                conv.__dict__["folded_batchnorm"] = nxt
-                act = seq._modules[names[i + 1]] if i + 1 < len(names) else None
-                form = _fused_form(act) if act is not None else None
-                if form is not None and not _has_hooks(act):
-                    nxt.activation, nxt.negative_slope = form
-                    seq._modules[names[i + 1]] = torch.nn.Identity()
+            if type(layer) in norms:
+                if free(layer) and fuse_activation(seq, names, i, layer):
                     i += 1
-                i += 1
                 continue
-            form = _fused_form(nxt)
-            if form is not None and free(conv) and not _has_hooks(nxt):
-                conv.fused_activation, conv.negative_slope = form
-                seq._modules[names[i]] = torch.nn.Identity()
+            if type(layer) not in norms_of:
+                continue
+            if (type(nxt) in norms_of[type(layer)] and nxt.num_features == layer.out_channels
+                    and nxt.running_mean is not None and free(layer, nxt)):
+                nxt.__class__ = FOLDED[type(nxt)]
+                layer.__dict__["folded_batchnorm"] = nxt
+                i += 1 + fuse_activation(seq, names, i + 1, nxt)
+                continue
+            if free(layer) and fuse_activation(seq, names, i, layer):
                 i += 1

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
+from .._geometry import ACTIVATIONS
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
@@ -58,3 +60,19 @@ def int_tuple(v, name: str, n: int, minimum: int | None = None) -> tuple[int, ..
     if len(v) != n:
         raise ValueError(f"{name}: expected {n} values, got {len(v)}")
     return tuple(integer(x, name, minimum) for x in v)
+
+
+def activation(activation, negative_slope) -> tuple[int, float]:
+    """(ACTIVATIONS code, slope). The backward reads the activation's derivative off the output, which
+    only works for slopes >= 0 (with a negative slope a positive output can come from a negative input)."""
+    if activation is None:
+        return 0, 0.0
+    if activation not in ("relu", "leaky_relu"):
+        raise ValueError(f"activation: expected None, 'relu' or 'leaky_relu', got {activation!r}")
+    if activation == "relu":
+        return ACTIVATIONS["relu"], 0.0
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
+        raise TypeError(f"negative_slope: expected a float, got {type(negative_slope).__name__}")
+    if not 0.0 <= negative_slope < float("inf"):
+        raise ValueError(f"negative_slope: the fused leaky_relu needs a finite slope >= 0, got {negative_slope}")
+    return ACTIVATIONS["leaky_relu"], float(negative_slope)

@@ -58,22 +58,6 @@ def _output_shape(input_shape, weight_shape, stride, padding, dilation):
               for i, (n, k, s_, dl) in enumerate(zip(input_shape[2:], weight_shape[2:], stride, dilation))))
 
 
-def _normalise_activation(activation, negative_slope) -> tuple[int, float]:
-    """(ACTIVATIONS code, slope). The backward reads the activation's derivative off the output, which
-    only works for slopes >= 0 (with a negative slope a positive output can come from a negative input)."""
-    if activation is None:
-        return 0, 0.0
-    if activation not in ("relu", "leaky_relu"):
-        raise ValueError(f"activation: expected None, 'relu' or 'leaky_relu', got {activation!r}")
-    if activation == "relu":
-        return ACTIVATIONS["relu"], 0.0
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float)):
-        raise TypeError(f"negative_slope: expected a float, got {type(negative_slope).__name__}")
-    if not 0.0 <= negative_slope < float("inf"):
-        raise ValueError(f"negative_slope: the fused leaky_relu needs a finite slope >= 0, got {negative_slope}")
-    return ACTIVATIONS["leaky_relu"], float(negative_slope)
-
-
 def _params(stride, padding, dilation, groups, activation=0, negative_slope=0.0) -> ConvParams:
     return ConvParams(tuple(stride), tuple(padding[:len(stride)]), tuple(dilation), groups, activation,
                       negative_slope)
@@ -335,7 +319,7 @@ def _checked_batch(input, weight, bias, d: int):
 
 
 def _conv(input, weight, bias, stride, padding, dilation, groups, activation, negative_slope, d: int):
-    act = _normalise_activation(activation, negative_slope)
+    act = v.activation(activation, negative_slope)
     x, unbatched = _checked_batch(input, weight, bias, d)
     geometry = _normalise_conv(x, weight, bias, stride, padding, dilation, groups)
     y = route(_forward, _conv_twin, _CUSTOM[d].forward, x, weight, bias)(x, weight, bias, *geometry, *act)
