@@ -1,6 +1,6 @@
-"""``medkern bench --family networks`` on a tiny network: the table, the CSV rows, and the check that keeps a
-variant disagreeing with torch from being timed. The variants are passed in, so nothing here needs
-``medkern.optimize`` to exist."""
+"""``medkern bench --family networks`` (inference) and ``--family networks --train`` (training steps) on tiny
+networks: the table, the CSV rows, and the check that keeps a variant disagreeing with torch from being timed.
+The variants are passed in, so nothing here needs ``medkern.optimize`` to exist."""
 import csv
 import importlib.util
 import math
@@ -21,7 +21,7 @@ def _tiny():
 TINY = networks.NetworkCase("tiny", _tiny, (1, 8, 8))
 
 
-def _broken(model, x):
+def _broken(*args):  # a networks variant gets (model, x), a training variant (model)
     raise RuntimeError("compiler crashed")
 
 
@@ -94,25 +94,97 @@ def test_slow_rows_only_when_named_and_networks_only_in_float32():
         runner.run(family=runner.NETWORKS, dtype=torch.float64)
 
 
-def _tiny_volume():
-    return nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.BatchNorm3d(4), nn.ReLU(), nn.MaxPool3d(2),
-                         nn.Conv3d(4, 4, 3), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 2))
+class _TinyRecurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru, self.out = nn.GRU(1, 4, batch_first=True, bidirectional=True), nn.Linear(8, 2)
+
+    def forward(self, x):  # (N, 1, L), as the ECG network's input
+        return self.out(self.gru(x.transpose(1, 2))[0][:, -1])
 
 
-TINY_TRAINING = training.TrainingCase(networks.NetworkCase("tiny3d", _tiny_volume, (1, 8, 8, 8)), 2)
+def _tiny_generator():
+    return nn.Sequential(nn.Linear(4, 16), nn.Unflatten(1, (1, 4, 4)), nn.Conv2d(1, 2, 3, padding=1),
+                         nn.BatchNorm2d(2), nn.ReLU(), nn.Conv2d(2, 1, 3, padding=1), nn.Tanh())
 
 
-def test_training_steps_are_checked_then_timed(tmp_path, monkeypatch):
-    variants = {"eager": training.VARIANTS["eager"], "medkern": training.VARIANTS["medkern"],
-                "wrong": lambda model: (lambda x: model(x) * 1.01)}
-    monkeypatch.setattr(training, "VARIANTS", variants)
+def _tiny_discriminator():
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.LeakyReLU(0.2), nn.Dropout(0.5), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(4, 1))
+
+
+TINY_TRAINING = [
+    training.classifier(TINY, 2),
+    training.classifier(networks.NetworkCase("tiny_gru", _TinyRecurrent, (1, 12)), 3),
+    training.gan("tiny_gan", networks.NetworkCase("generator", _tiny_generator, (4,)),
+                 networks.NetworkCase("discriminator", _tiny_discriminator, (1, 4, 4)), 4),
+]
+
+
+def test_training_steps_are_checked_then_timed(tmp_path):
+    """A classifier, a recurrent classifier and a GAN pair, each through check-then-time; inductor is left out
+    (compiling each tiny graph would take most of a minute), the medkern backend is in."""
+    variants = {"eager": training.VARIANTS["eager"], "patch": training.VARIANTS["patch"],
+                "medkern": training.VARIANTS["medkern"], "wrong": lambda model: (lambda x: model(x) * 1.01),
+                "broken": _broken}
     out = tmp_path / "training.csv"
     printed = []
-    rows = training.run(cases=[TINY_TRAINING], repeats=1, min_round_s=1e-4, csv_path=out, print_fn=printed.append)
-    status = {r["variant"]: r["status"] for r in rows}
-    assert status == {"eager": "ok", "medkern": "ok", "wrong": "mismatch"}
+    rows = training.run(cases=TINY_TRAINING, variants=variants, repeats=1, min_round_s=1e-4, csv_path=out,
+                        print_fn=printed.append)
+    status = {(r["network"], r["variant"]): r["status"] for r in rows}
+    for case in ("tiny", "tiny_gru", "tiny_gan"):
+        assert {v: status[case, v] for v in variants} == {"eager": "ok", "patch": "ok", "medkern": "ok",
+                                                           "wrong": "mismatch", "broken": "error"}, case
     assert all(math.isnan(r["ms_per_step"]) == (r["status"] != "ok") for r in rows)
-    assert any("wrong MISMATCH" in line for line in printed)
+    assert all(r["speedup_vs_eager"] > 0 for r in rows if r["status"] == "ok")
+    text = "\n".join(printed)
+    assert "wrong MISMATCH" in text and "broken ERROR: RuntimeError: compiler crashed" in text
     with out.open() as f:
-        assert len(list(csv.DictReader(f))) == 3
-    assert [c.name for c in training.CASES if not c.opt_in] == ["monai_resnet18_3d_28_b8"]
+        assert len(list(csv.DictReader(f))) == len(rows) == 3 * len(variants)
+    if importlib.util.find_spec("matplotlib"):
+        assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_training_dropout_is_off_and_a_gan_phase_updates_its_own_network():
+    case = TINY_TRAINING[2]
+    models = {k: training._trainable(networks.prepared(net)) for k, net in case.networks.items()}
+    assert models["discriminator"].training and models["discriminator"][2].p == 0
+    batch = case.inputs(case.batch, torch.Generator().manual_seed(0))
+    optimizers = {k: torch.optim.AdamW(m.parameters(), lr=1e-2) for k, m in models.items()}
+    before = {k: [p.detach().clone() for p in m.parameters()] for k, m in models.items()}
+    training._step(case, models, models, optimizers, batch)
+    for k, m in models.items():  # each network moved by its own phase
+        assert all(not torch.equal(a, b) for a, b in zip(before[k], m.parameters())), k
+
+
+def test_slow_training_cases_only_when_named(monkeypatch):
+    assert [c.row_name for c in training.CASES if not c.opt_in] == [
+        "monai_gan_28_b64", "image_resnet_b32", "ecg_conv_gru_b64", "image_gan_b64"]
+    measured = []
+
+    def measure(case, variants, **kwargs):
+        measured.append(case.row_name)
+        return {v: {"status": "ok", "detail": "", "rel_error": 0.0, "seconds": 1.0} for v in variants}
+    monkeypatch.setattr(training, "measure", measure)
+    printed = []
+    training.run(select="densenet", print_fn=printed.append)
+    assert measured == [] and any("--case monai_densenet121_64_b16" in line for line in printed)
+    training.run(select="monai_densenet121_64_b16", print_fn=printed.append)
+    assert measured == ["monai_densenet121_64_b16"]
+
+
+@pytest.mark.parametrize("family", [["networks", "--train"], ["training"]])
+def test_cli_train_flag_runs_the_training_family(monkeypatch, family):
+    from medkern import cli
+
+    calls = []
+    monkeypatch.setattr(training, "run", lambda **kw: calls.append(kw) or [])
+    assert cli.main(["bench", "--family", *family, "--case", "tiny", "--csv", ""]) == 0
+    assert [c["select"] for c in calls] == ["tiny"]
+
+
+def test_cli_train_flag_needs_the_networks_family(capsys):
+    from medkern import cli
+
+    assert cli.main(["bench", "--family", "conv", "--train"]) == 2
+    assert "--train" in capsys.readouterr().err

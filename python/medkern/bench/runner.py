@@ -23,7 +23,8 @@ FAMILIES = {"conv": conv.CASES, "pool": pool.CASES, "gan_loss": gan_loss.CASES, 
 # Whole-network inference against torch.compile and ONNX Runtime: minutes of compiling and exporting, so it is not
 # part of the default (all layer families) run and runs only when named.
 NETWORKS = "networks"
-# Whole-network training steps against torch eager and torch.compile: likewise only when named.
+# Whole-network training steps against torch eager, torch.compile, medkern.patch and the medkern backend: likewise
+# only when named.
 TRAINING = "training"
 
 

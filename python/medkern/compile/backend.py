@@ -1,6 +1,7 @@
 """``torch.compile(model, backend="medkern")``: Dynamo captures the graph, AOTAutograd lowers it to ATen ops,
-and an inference graph (no gradient wanted) goes through medkern's passes (passes.py). A training graph runs
-its forward and backward as captured, which is correct but not faster: training fusions are not built yet."""
+and an inference graph (no gradient wanted) goes through medkern's passes (passes.py). A training graph's
+forward and backward run their convolutions and batch normalisations on medkern's kernels (training.py); the
+inference passes' fusions (BatchNorm folding, epilogues, prologues) are not built for training yet."""
 from __future__ import annotations
 
 import functools
@@ -13,6 +14,7 @@ from ..nn import patch
 from .hoist import hoist_parameter_work
 from .passes import fuse_convolutions
 from .pooling import use_medkern_pooling
+from .training import use_medkern_kernels
 
 _RECURRENT = (torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell, torch.nn.GRUCell)
 
@@ -25,7 +27,8 @@ def _inference(gm: torch.fx.GraphModule, example_inputs, weight_positions):
     return make_boxed_func(gm)
 
 
-def _as_captured(gm: torch.fx.GraphModule, example_inputs):
+def _training(gm: torch.fx.GraphModule, example_inputs):
+    use_medkern_kernels(gm)
     return make_boxed_func(gm)
 
 
@@ -39,7 +42,7 @@ def _weight_positions(gm: torch.fx.GraphModule, example_inputs) -> list[bool]:
 def medkern_backend(gm: torch.fx.GraphModule, example_inputs, **kwargs):
     """The ``torch_dynamo_backends`` entry point named ``medkern``."""
     inference = functools.partial(_inference, weight_positions=_weight_positions(gm, example_inputs))
-    aot = aot_autograd(fw_compiler=_as_captured, bw_compiler=_as_captured, inference_compiler=inference)
+    aot = aot_autograd(fw_compiler=_training, bw_compiler=_training, inference_compiler=inference)
     return aot(gm, example_inputs, **kwargs)
 
 
