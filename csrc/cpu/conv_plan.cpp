@@ -41,9 +41,10 @@ constexpr int64_t kWinograd3dMinPositions = 1000;
 // on either side (16 at 28x28, batch 32: as fast as the grid; 3 -> 16 at 64x64: 4x slower) the vectors run
 // part empty; and each call pays a pass over the a*a*K*C transformed sums, which few tiles do not repay (256
 // channels at 4x4, batch 8: 32 F(2x2, 3x3) tiles, 1.4x slower than gemm_across_images; batch 1 at 14x14: 49
-// tiles, even; F(4x4, 3x3) at 128x8x8, batch 32: 128 tiles, 2.8x faster than the grid).
+// tiles, even). F(4x4, 3x3)'s sums are 36/16 as many: 512 channels at 4x4, batch 128 (128 tiles) ran 1.4x slower
+// than F(2x2, 3x3)'s 512 tiles; 256 at 7x7 (512 tiles) 1.3x faster.
 constexpr int64_t kWinogradGradWeightMinChannels = 32;
-constexpr int64_t kWinogradGradWeightF4x3MinTiles = 64, kWinogradGradWeightF2x3MinTiles = 128;
+constexpr int64_t kWinogradGradWeightF4x3MinTiles = 256, kWinogradGradWeightF2x3MinTiles = 128;
 // The transforms cost too: Winograd runs where it needs at most this share of direct convolution's products.
 constexpr double kWinogradMaxProductShare = 0.75;
 // The direct few-output loop needs a reduction of this length to beat packing a GEMM ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -34,10 +35,14 @@ def _bench(args) -> int:
     from medkern.bench import runner
 
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    family = args.family
+    if args.train:  # whole networks, trained: --family networks --train is --family training
+        if family not in (runner.NETWORKS, runner.TRAINING):
+            raise ValueError(f"--train goes with --family {runner.NETWORKS}")
+        family = runner.TRAINING
     csv_path = args.csv if args.csv is not None else {
-        runner.NETWORKS: "bench-networks.csv", runner.TRAINING: "bench-training.csv"}.get(args.family,
-                                                                                       "bench-results.csv")
-    rows = runner.run(device=args.device, backend=args.backend, select=args.case, family=args.family,
+        runner.NETWORKS: "bench-networks.csv", runner.TRAINING: "bench-training.csv"}.get(family, "bench-results.csv")
+    rows = runner.run(device=args.device, backend=args.backend, select=args.case, family=family,
                       repeats=args.repeats, min_round_s=args.min_round, csv_path=csv_path, dtype=dtype)
     # A networks variant that disagrees with torch (or raised) was not timed: the run did not do its job.
     return 1 if any(r.get("status") in ("mismatch", "error") for r in rows) else 0
@@ -75,11 +80,18 @@ def _train(args) -> int:
                     if v is not None})
     if args.no_augment:
         options["augment"] = False
+    if getattr(args, "cv_records", None):
+        return _cv_records(args, arch, options)
+    budget, recipe = _budget(args), None
+    if getattr(args, "recipe", None):
+        saved = json.loads(Path(args.recipe).read_text())
+        recipe = saved.get("recipe", saved)  # a run's metrics.json, or its "recipe" alone
     try:
         record = runs.train_run(args.task, args.out, data=args.data, test=args.test, val_fraction=args.val_fraction,
                                 seed=args.seed, layers=args.layers, arch=arch, options=options,
                                 reader=_reader(args), n_boot=args.n_boot, resume=args.resume,
-                                labels=getattr(args, "labels", None), log=None if args.quiet else print)
+                                labels=getattr(args, "labels", None), time_budget=budget, recipe=recipe,
+                                log=None if args.quiet else print)
     finally:
         shutdown()
     if record is not None:
@@ -87,10 +99,38 @@ def _train(args) -> int:
     return 0
 
 
+def _cv_records(args, arch, options) -> int:
+    from medkern.models.record_cv import cross_validate_records, se_ppv_table
+
+    given = {k: v for k, v in options.items() if v is not None}  # unset flags keep the cross-validation's defaults
+    record = cross_validate_records(args.data, folds=args.cv_records, seed=args.seed, val_fraction=args.val_fraction,
+                                    layers=args.layers, arch=arch, options=given, reader=_reader(args), out=args.out,
+                                    log=None if args.quiet else print)
+    print(f"{record['protocol']}, pooled over {record['n']} beats in {record['seconds']:.0f} s "
+          f"({args.out}/metrics.json)")
+    print(se_ppv_table(record["test"]))
+    return 0
+
+
+def _budget(args):
+    """The time budget for the recipe search: "auto" (the default for the data's kind) unless the run is made
+    by hand (--epochs, --ensemble, --resume, --recipe) or --time-budget 0 turns the search off."""
+    if args.task == "forecast":
+        return None
+    hand_made = [flag for flag, on in (("--epochs", args.epochs is not None), ("--ensemble", args.ensemble is not None),
+                                       ("--resume", args.resume), ("--recipe", args.recipe is not None)) if on]
+    if args.time_budget and hand_made:
+        raise ValueError(f"--time-budget chooses the recipe; {', '.join(hand_made)} fix it by hand: give one or the "
+                         "other")
+    if hand_made or args.time_budget == 0:
+        return None
+    return args.time_budget or "auto"
+
+
 def _reader(args) -> dict:
     if args.data is None or str(args.data).startswith("synthetic"):
         return {k: v for k, v in (("n_train", args.n_train), ("n_test", args.n_test)) if v is not None}
-    return {}
+    return {"records": args.records.split(",")} if getattr(args, "records", None) else {}
 
 
 def _print_metrics(m: dict, title: str) -> None:
@@ -179,6 +219,16 @@ def _add_run_commands(sub) -> None:
                            help="ordinal: the classes are ordered grades (lowest first), trained on a cumulative "
                                 "loss and reported with quadratic-weighted kappa and mean absolute grade error; "
                                 "default: what the data's metadata says, else nominal")
+        if task != "forecast":
+            p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                           help="choose the recipe (epochs, width, ensemble members, test-time flips, temperature, "
+                                "threshold) on held-out data within this wall time: the validation split, or "
+                                "cross-validation on the training data where that split has fewer than 100 items "
+                                "(default 300 for images and signals, 900 for volumes; 0: off). The choices depend "
+                                "on the machine's speed: --recipe RUN/metrics.json trains the chosen one again. "
+                                "--epochs, --ensemble or --resume make the run by hand, without a search")
+            p.add_argument("--recipe", metavar="FILE", help="train the recipe recorded in a run's metrics.json "
+                           "again, timing nothing (same data and seed: the same weights)")
         if task == "classify":
             p.add_argument("--width", type=int, help="channels of the first stage (default 32; volumes 16)")
             p.add_argument("--depth", type=int, help="stages (default 3; volumes 4)")
@@ -190,6 +240,11 @@ def _add_run_commands(sub) -> None:
             p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, help="default on")
             p.add_argument("--conv-channels", type=int,
                            help="1-D conv front end channels, 0 for none (default 32; forecasting 0)")
+        if task == "sequence":
+            p.add_argument("--cv-records", type=int, metavar="K",
+                           help="--data a folder of WFDB records: K-fold leave-records-out cross-validation "
+                                "(pooled per-class Se and +P) instead of one training run")
+            p.add_argument("--records", help="--data a folder of WFDB records: only these, comma-separated names")
         p.set_defaults(func=_train)
     _add_synthesis_commands(tasks, sub)
     ev = sub.add_parser("evaluate", help="evaluate a run's model on data")
@@ -310,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="medkern vs torch, interleaved in one process")
     bench.add_argument("--case", default="", help="run only cases whose name contains this (networks, training: rows "
                        "<network>_b<batch>; an opt-in row, such as monai_resnet18_224_b32, only when named in full)")
+    from medkern.bench import training
     from medkern.bench.runner import FAMILIES, NETWORKS, TRAINING
 
     bench.add_argument("--family", default="", choices=["", *FAMILIES, NETWORKS, TRAINING],
@@ -317,17 +373,25 @@ def main(argv: list[str] | None = None) -> int:
                             "inference on torch eager, torch.compile, ONNX Runtime, medkern.patch and "
                             "medkern.optimize, batch 1 and 32, each checked against torch float64 first and not "
                             "timed if it disagrees (exit status 1); minutes, as it compiles and exports every "
-                            f"network, so it runs only when named; '{TRAINING}': whole-network training steps on "
-                            "torch eager, torch.compile and medkern.patch, likewise checked first and run only when "
-                            "named")
+                            f"network, so it runs only when named; '{TRAINING}' (or '{NETWORKS}' with --train): "
+                            "whole-network training steps, likewise checked first and run only when named")
+    bench.add_argument("--train", action="store_true",
+                       help=f"with --family {NETWORKS}: one training step (forward, loss, backward, AdamW; a GAN's "
+                            "discriminator step, then its generator step) on torch eager, torch.compile, "
+                            "medkern.patch and torch.compile(backend='medkern'); by default of MONAI's "
+                            "Generator/Discriminator pair (28x28, batch 64) and the project's ImageClassifier (batch "
+                            "32), SequenceClassifier (batch 64) and conditional ImageGAN (batch 64), minutes on 2 "
+                            "cores; slower, so each only when --case names it in full: "
+                            f"{', '.join(c.row_name for c in training.CASES if c.opt_in)} (MONAI's ResNet-18, 2-d "
+                            "and 3-d, and DenseNet-121)")
     bench.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     bench.add_argument("--backend", default=None, help="backend to measure (default: the one in force)")
     bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     bench.add_argument("--repeats", type=int, default=7, help="interleaved rounds; the median is reported")
     bench.add_argument("--min-round", type=float, default=0.05, help="seconds per round at least")
     bench.add_argument("--csv", default=None, help="append rows here ('' to skip; default bench-results.csv, "
-                       "bench-networks.csv for --family networks, which also writes a speed-up bar chart beside it, "
-                       "same name with .png)")
+                       "bench-networks.csv for --family networks, bench-training.csv with --train; these two also "
+                       "write a speed-up bar chart beside it, same name with .png)")
     bench.set_defaults(func=_bench)
     demo = sub.add_parser("demo", help="the main job: train an image and an ECG model and a GAN on synthetic "
                                         "data, report metrics and plots, and time medkern layers against torch's")

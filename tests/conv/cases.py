@@ -119,13 +119,14 @@ HAND_PICKED = [
          plans=("gemm_across_images", "as_forward>grid", "grid"), packed_plan="gemm_weight_panels"),
     # 64 channels on a 28x28 map, a batch of 2: F(4x4, 3x3) needs 3/4 of F(2x2, 3x3)'s products.
     Case(2, 64, 28, 28, 64, 3, 3, padding=(1, 1), name="winograd_4x4_tiles",
-         plans=("winograd_f4x3", "as_forward>winograd_f4x3", "winograd_f4x3")),
+         plans=("winograd_f4x3", "as_forward>winograd_f4x3", "winograd_f2x3")),
     # The grad-weight's Winograd reduces over the batch's tiles: one image of 28x28 has 196 F(2x2, 3x3) tiles
     # but only 49 F(4x4, 3x3) ones.
     Case(1, 32, 28, 28, 48, 3, 3, padding=(1, 1), name="grad_weight_winograd_f2x3",
          plans=("winograd_f2x3", "as_forward>winograd_f2x3", "winograd_f2x3")),
-    # ... and channel counts that fill no vector, on odd maps whose last tiles hang over both edges.
-    Case(3, 40, 19, 17, 33, 3, 3, padding=(1, 1), name="grad_weight_winograd_f4x3_ragged",
+    # ... and channel counts that fill no vector, on odd maps whose last tiles hang over both edges: 300
+    # F(4x4, 3x3) tiles.
+    Case(3, 40, 38, 37, 33, 3, 3, padding=(1, 1), name="grad_weight_winograd_f4x3_ragged",
          plans=("winograd_f2x3", "as_forward>winograd_f2x3", "winograd_f4x3")),
     # Batch-1 inference's deep 3x3 layers: 16 Winograd tiles, output channels in the vector lanes.
     Case(1, 64, 7, 7, 96, 3, 3, padding=(1, 1), name="batch1_7x7_winograd_channels",

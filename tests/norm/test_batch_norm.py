@@ -199,3 +199,20 @@ def test_binding_checks_its_arguments():
         c.batch_norm_backward(x, x, None, mean, var, None, torch.empty_like(x), None, None, 1)
     with pytest.raises(ValueError, match="rank 2"):
         c.batch_norm_statistics(torch.randn(5), mean, var)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_output_changed_in_place_still_differentiates(route):
+    """A residual block adds to the BatchNorm's output in place (MONAI's ResNet: out += identity): without an
+    activation the output is not saved for the backward, as torch's BatchNorm does not save it."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    residual = torch.randn(3, 4, 5, 5, dtype=torch.float64, generator=g)
+    w = torch.rand(4, dtype=torch.float64, generator=g, requires_grad=True)
+    with route_context(route):
+        out = medkern.ops.batch_norm(x, None, None, w, None, True)
+        out += residual
+        got = torch.autograd.grad(out.square().sum(), (x, w))
+    ref = F.batch_norm(x, None, None, w, None, True) + residual
+    for a, b in zip(got, torch.autograd.grad(ref.square().sum(), (x, w))):
+        assert rel_err(a, b) < 1e-12

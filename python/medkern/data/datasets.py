@@ -10,9 +10,13 @@ import torch
 class ArrayDataset(torch.utils.data.Dataset):
     """Tensors held in memory: images ``(N, C, H, W)`` or volumes ``(N, C, D, H, W)`` in [0, 1], or signals
     ``(N, C, L)``, with int64 class labels ``(N,)`` or float32 forecasting targets ``(N, horizon)``;
-    ``transform`` is applied to each x_i."""
+    ``transform`` is applied to each x_i.
 
-    def __init__(self, x, y, transform=None):
+    ``side_features`` (signals): the last that many samples of channel 0 are not signal but per-item features
+    the network takes beside the waveform (a beat's RR intervals, ``medkern.data.mitbih``). Packed into x, they
+    travel through loaders, checkpoints, ``predict`` and serving as one tensor."""
+
+    def __init__(self, x, y, transform=None, side_features: int = 0):
         x = torch.as_tensor(x)
         y = torch.as_tensor(y)
         if x.dim() not in (3, 4, 5):
@@ -27,6 +31,10 @@ class ArrayDataset(torch.utils.data.Dataset):
         # Integer-valued 1-D y are class labels; anything else is a regression target.
         self.y = y.to(torch.int64) if y.dim() == 1 and not y.is_floating_point() else y.to(torch.float32)
         self.transform = transform
+        if not 0 <= int(side_features) < (self.x.shape[-1] if self.x.dim() == 3 else 1):
+            raise ValueError(f"side_features must be in [0, signal length) for signals (0 otherwise), got "
+                             f"{side_features} for x of shape {tuple(self.x.shape)}")
+        self.side_features = int(side_features)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -37,12 +45,12 @@ class ArrayDataset(torch.utils.data.Dataset):
 
     def with_transform(self, transform) -> "ArrayDataset":
         """The same tensors (not copied) behind a new per-item transform."""
-        return ArrayDataset(self.x, self.y, transform)
+        return ArrayDataset(self.x, self.y, transform, self.side_features)
 
     def subset(self, index) -> "ArrayDataset":
         """The items at ``index`` (copied), keeping the transform."""
         index = torch.as_tensor(np.asarray(index), dtype=torch.int64)
-        return ArrayDataset(self.x[index], self.y[index], self.transform)
+        return ArrayDataset(self.x[index], self.y[index], self.transform, self.side_features)
 
     @property
     def is_classification(self) -> bool:

@@ -7,6 +7,7 @@ from .datasets import ArrayDataset, DataSplits, stratified_split
 from .errors import DataFileError
 from .image_folder import read_image_folder
 from .medmnist import read_medmnist
+from .mitbih import beat_splits
 from .synthetic import synthetic_ecg, synthetic_lesions, synthetic_nodules, synthetic_vitals
 from .ucr import read_ucr
 from .wfdb import AAMI_CLASSES, record_stem, wfdb_beats
@@ -35,6 +36,8 @@ def load(path=None, *, test=None, task="classify", val_fraction=0.15, seed=0, te
       ``test=`` its test file;
     - ``.hea``/``.dat``/``.atr`` or a record stem with a ``.hea`` beside it: a WFDB record cut into beat
       windows with AAMI classes (options of ``wfdb_beats``), ``test=`` another record;
+    - a folder of WFDB records: all of them, as beats with their RR intervals (``medkern.data.mitbih``), split
+      by record (validation and carved test records hold no beat of a training record), ``test=`` another;
     - a folder or a ``.csv``: images with a labels CSV (options of ``read_image_folder``), ``test=`` another.
 
     Where the source has no validation split, ``val_fraction`` of the training data is carved off
@@ -63,6 +66,9 @@ def load(path=None, *, test=None, task="classify", val_fraction=0.15, seed=0, te
         train = _beats(path, **reader_options)
         test_ds = None if test is None else _beats(test, **reader_options)
         names, kind = list(AAMI_CLASSES), "sequence"
+    elif path.is_dir() and any(path.glob("*.hea")):
+        return beat_splits(path, test, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                           **reader_options)
     elif path.is_dir() or suffix == ".csv":
         train, names = read_image_folder(path, **reader_options)
         test_ds = None

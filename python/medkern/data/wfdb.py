@@ -251,6 +251,13 @@ def read_annotations(path, annotator: str = "atr") -> Annotations:
     return Annotations(path, sample, symbols, aux)
 
 
+def beat_annotations(ann: Annotations) -> tuple[np.ndarray, list[str]]:
+    """The samples and symbols of the beat annotations (those with an AAMI class), in order; rhythm, noise
+    and other non-beat annotations are left out."""
+    keep = np.array([s in AAMI_MAP for s in ann.symbol], dtype=bool)
+    return ann.sample[keep], [s for s, k in zip(ann.symbol, keep) if k]
+
+
 def wfdb_beats(record_path, before: int = 90, after: int = 110, lead=0, annotator: str = "atr",
                edge: str = "pad") -> tuple[np.ndarray, list[str], np.ndarray]:
     """Windows of ``before + after`` samples (float32, the lead's physical units, mV for MIT-BIH) around every
@@ -274,9 +281,7 @@ def wfdb_beats(record_path, before: int = 90, after: int = 110, lead=0, annotato
     if ann.sample.size and ann.sample.max() >= signal.size:
         raise DataFileError(ann.path, f"annotation at sample {int(ann.sample.max())} lies beyond the record's "
                                       f"{signal.size} samples")
-    keep = np.array([s in AAMI_MAP for s in ann.symbol], dtype=bool)
-    peaks = ann.sample[keep]
-    symbols = [s for s, k in zip(ann.symbol, keep) if k]
+    peaks, symbols = beat_annotations(ann)
     if edge == "drop":
         inside = (peaks >= before) & (peaks + after <= signal.size)
         peaks = peaks[inside]

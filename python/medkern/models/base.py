@@ -288,7 +288,11 @@ class Classifier(Model):
         > 0, and ``calibration``: the temperature and ``medkern.metrics.calibration_metrics`` of the
         probabilities ``before`` (temperature 1) and ``after`` scaling."""
         ds = as_dataset(data, "data")
-        logits, y = self.logits(ds.x), ds.y.numpy()
+        return self.metrics_of(self.logits(ds.x), ds.y.numpy(), n_boot, seed)
+
+    def metrics_of(self, logits: np.ndarray, y: np.ndarray, n_boot: int = 0, seed: int = 0) -> dict:
+        """``evaluate``'s report from logits ``(N, K)`` already computed, e.g. out-of-fold ones from networks that
+        never saw their items (``medkern.train.recipe``)."""
         probs = self.scores(self._probabilities(logits, self.temperature))
         threshold = self.threshold if self.binary else None
         out = metrics.classification_metrics(y, probs, threshold=threshold, class_names=self.class_names or None,

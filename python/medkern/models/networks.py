@@ -47,15 +47,16 @@ class ResNet(nn.Module):
     ``FULL_RESOLUTION_MAX`` get a stride-2 stem and a max pool, as in ResNet-18.
 
     ``flip_average``: predictions (eval mode, autograd off) are the log of the mean class probability over
-    the input and its mirror images along every spatial axis, for a network trained with those flips (a
-    test-time ensemble of views it learned to see alike). With autograd on, as in Grad-CAM, and in training
-    mode, the input alone goes through, so gradients refer to one view."""
+    the input and its mirror images along every spatial axis (``flip_axes``: only these, counted from the last, -1
+    = width), for a network trained with those flips (a test-time ensemble of views it learned to see alike).
+    With autograd on, as in Grad-CAM, and in training mode, the input alone goes through, so gradients refer to
+    one view."""
 
     def __init__(self, in_channels: int, num_classes: int, *, width: int = 32, depth: int = 3, blocks: int = 1,
                  dropout: float = 0.1, input_size: int = 28, dims: int = 2, stem_stride: int = 1,
-                 flip_average: bool = False):
+                 flip_average: bool = False, flip_axes: tuple | None = None):
         super().__init__()
-        self.flip_average = flip_average
+        self.flip_average, self.flip_axes = flip_average, flip_axes
         if dims not in SPATIAL:
             raise ValueError(f"dims must be one of {sorted(SPATIAL)}, got {dims!r}")
         layer = SPATIAL[dims]
@@ -74,7 +75,7 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         if self.flip_average and not self.training and not torch.is_grad_enabled():
-            axes = range(2, x.dim())
+            axes = range(2, x.dim()) if self.flip_axes is None else [x.dim() + a for a in self.flip_axes]
             views = [x.flip(flipped) for k in range(len(axes) + 1) for flipped in itertools.combinations(axes, k)]
             logp = torch.stack([self._logits(view).log_softmax(dim=1) for view in views])
             return torch.logsumexp(logp, dim=0) - math.log(len(views))
@@ -97,14 +98,20 @@ class RecurrentNet(nn.Module):
     Inputs are standardised first: ``normalize="dataset"`` with per-channel statistics of the training set
     (buffers set by the model before training), ``"sample"`` with each series' own mean and standard
     deviation, which for forecasting (``target_channel`` set) are undone on the output so the prediction is
-    in the target channel's units."""
+    in the target channel's units.
+
+    ``side_features`` > 0: the last that many samples of channel 0 are per-item features, not signal
+    (``medkern.data.ArrayDataset.side_features``, e.g. a beat's RR intervals); they are split off, standardised
+    with the training set's statistics (buffers ``side_mean``/``side_std``) and joined to the pooled
+    representation, and the head gets a hidden layer so that they can act together with the waveform."""
 
     def __init__(self, in_channels: int, out_features: int, *, rnn: str = "gru", hidden: int = 64,
                  num_layers: int = 1, bidirectional: bool = True, conv_channels: int = 32, conv_kernel: int = 7,
                  conv_layers: int = 2,
-                 dropout: float = 0.1, normalize: str = "dataset", target_channel: int | None = None):
+                 dropout: float = 0.1, normalize: str = "dataset", target_channel: int | None = None,
+                 side_features: int = 0):
         super().__init__()
-        self.normalize, self.target_channel = normalize, target_channel
+        self.normalize, self.target_channel, self.side_features = normalize, target_channel, side_features
         self.register_buffer("mean", torch.zeros(in_channels, 1))
         self.register_buffer("std", torch.ones(in_channels, 1))
         front, c = [], in_channels
@@ -117,7 +124,14 @@ class RecurrentNet(nn.Module):
         self.rnn = cell(c, hidden, num_layers, batch_first=True,
                         bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0)
         self.hidden, self.directions = hidden, 2 if bidirectional else 1
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * self.directions * hidden, out_features))
+        pooled = 2 * self.directions * hidden
+        if side_features:
+            self.register_buffer("side_mean", torch.zeros(side_features))
+            self.register_buffer("side_std", torch.ones(side_features))
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(pooled + side_features, hidden),
+                                      nn.ReLU(inplace=True), nn.Linear(hidden, out_features))
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(pooled, out_features))
 
     def _standardise(self, x):
         if self.normalize == "sample":
@@ -129,12 +143,16 @@ class RecurrentNet(nn.Module):
         return x, None, None
 
     def forward(self, x):
+        features = []
+        if self.side_features:
+            features = [(x[:, 0, -self.side_features:] - self.side_mean) / self.side_std]
+            x = x[..., :-self.side_features]
         z, mean, std = self._standardise(x)
         seq, _ = self.rnn(self.front(z).transpose(1, 2))
         last = seq[:, -1, :self.hidden]
         if self.directions == 2:  # the backward direction ends at the first time step
             last = torch.cat([last, seq[:, 0, self.hidden:]], dim=1)
-        out = self.head(torch.cat([last, seq.mean(dim=1)], dim=1))
+        out = self.head(torch.cat([last, seq.mean(dim=1), *features], dim=1))
         if self.target_channel is not None and mean is not None:
             c = self.target_channel
             out = out * std[:, c] + mean[:, c]

@@ -2,6 +2,8 @@
 source and record it, evaluate a saved run on other data, predict from files."""
 from __future__ import annotations
 
+import functools
+import time
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import torch
 
 from .. import data as datasets, viz
 from ..data.metadata import declares_ordinal
-from ..train import context
+from ..train import context, recipe as recipes
 from . import load, model_for
 
 MODEL_FILE = "model.pt"
@@ -19,33 +21,58 @@ TEST_FRACTION = 0.2  # carved from the training data, stratified, when the sourc
 def train_run(task: str, out, *, data=None, test=None, val_fraction: float = 0.15, seed: int = 0,
               layers: str = "medkern", arch: dict | None = None, options: dict | None = None,
               reader: dict | None = None, n_boot: int = 200, resume: bool = False, labels: str | None = None,
-              log=print) -> dict | None:
+              time_budget: float | str | None = None, recipe: dict | None = None, log=print) -> dict | None:
     """Loads ``data`` (see ``medkern.data.load``), trains the task's model for that kind of data
     (``medkern.models.model_for``: classify trains a ``VolumeClassifier`` on volumes) with ``arch`` and training
     ``options`` and writes ``out``: ``model.pt``, ``checkpoint.pt``, ``metrics.json``, ``summary.txt``,
     ``history.csv`` and the plots. ``labels``: ``"ordinal"`` (ordered grades), ``"nominal"``, or None for what
     the data's metadata says (``medkern.data.metadata.declares_ordinal``). Under ``torchrun`` every process
-    trains and the first writes; returns the metrics record there, None elsewhere."""
+    trains and the first writes; returns the metrics record there, None elsewhere.
+
+    Classifiers only: ``time_budget`` (seconds, or ``"auto"`` for ``medkern.train.recipe.default_budget``)
+    has the recipe chosen on held-out data within that wall time, counted from here (``recipe.search``;
+    ``arch`` then fixes what it names); ``recipe``, a recorded ``metrics.json["recipe"]``, trains that recipe
+    again without timing anything (``recipe.replay``)."""
+    started = time.perf_counter()
     out = Path(out)
     splits = datasets.load(data, test=test, task=task, val_fraction=val_fraction, seed=seed,
                            test_fraction=TEST_FRACTION, **(reader or {}))
-    model = model_for(task, splits.kind)(layers=layers, seed=seed, **_label_options(task, labels, data),
-                                         **(arch or {}))
+    make = functools.partial(model_for(task, splits.kind), layers=layers, **_label_options(task, labels, data))
+    model = make(seed=seed, **(arch or {}))
     model.class_names = list(splits.class_names)
-    main = context((options or {}).get("device", "auto")).is_main  # joins the process group under torchrun
-    if main:
+    ctx = context((options or {}).get("device", "auto"))  # joins the process group under torchrun
+    if ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         if log is not None:
             log(f"data {splits.source}: train {len(splits.train)}, val {len(splits.val) if splits.val else 0}, "
                 f"test {len(splits.test) if splits.test else 0}")
-    model.fit(splits.train, splits.val, out=out, resume=resume, log=log, **(options or {}))
-    if not main:
+    chosen, val = None, splits.val
+    if (time_budget or recipe) and task != "forecast":
+        if ctx.world > 1:
+            raise ValueError("a time budget or a recorded recipe is for one process; under torchrun pass the "
+                             "recipe's flags (--epochs, --ensemble, ...) instead")
+        common = dict(options=options, class_names=splits.class_names, seed=seed, log=log)
+        if recipe:
+            model, chosen = recipes.replay(make, splits.train, splits.val, recipe, **common)
+        else:
+            budget = recipes.default_budget(splits.kind) if time_budget == "auto" else float(time_budget)
+            model, chosen = recipes.search(make, splits.train, splits.val, budget=budget, arch=arch, started=started,
+                                           **common)
+        if chosen["validation"]["mode"] == "cv":  # the validation split was trained on: report out-of-fold
+            val = None
+    else:
+        model.fit(splits.train, splits.val, out=out, resume=resume, log=log, **(options or {}))
+    if not ctx.is_main:
         return None
     model.save(out / MODEL_FILE)
     shapes = {name: list(ds.x.shape) for name, ds in (("train", splits.train), ("val", splits.val),
                                                        ("test", splits.test)) if ds is not None}
-    return viz.write_run(out, model, test=splits.test, val=splits.val, history=model.result.history, n_boot=n_boot,
-                         extra={"task": task, "data": splits.source, "shapes": shapes})
+    extra = {"task": task, "data": splits.source, "shapes": shapes}
+    if chosen is not None:
+        heldout = chosen.pop("heldout")
+        extra.update(recipe=chosen, train_seconds=time.perf_counter() - started, **({} if val else {"val": heldout}))
+    return viz.write_run(out, model, test=splits.test, val=val, history=model.result.history, n_boot=n_boot,
+                         extra=extra)
 
 
 def _label_options(task: str, labels: str | None, data) -> dict:

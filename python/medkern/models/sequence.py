@@ -1,6 +1,8 @@
 """``SequenceClassifier`` and ``SequenceForecaster``: recurrent models of physiological signals."""
 from __future__ import annotations
 
+import torch
+
 from .. import metrics, train as training
 from ..data import SignalAugment
 from .base import Classifier, Model, as_dataset
@@ -24,20 +26,29 @@ class _Recurrent:
 
     def _network_args(self):
         _check_rnn(self.arch)
-        return {"in_channels": self.shape["in_channels"], "out_features": self._out_features(), **self.arch}
+        # models saved before side features existed have none
+        return {"in_channels": self.shape["in_channels"], "out_features": self._out_features(),
+                "side_features": self.shape.get("side_features", 0), **self.arch}
 
     def _prepare(self, train):
-        # Per-channel statistics of the training signals, for normalize="dataset".
-        x = train.x.transpose(0, 1).reshape(train.x.shape[1], -1)
+        # Per-channel statistics of the training signals, for normalize="dataset", and of the side features.
+        side = self.shape.get("side_features", 0)
+        signal = train.x[..., :train.x.shape[-1] - side]
+        x = signal.transpose(0, 1).reshape(signal.shape[1], -1)
         for net in networks.members(self.network):
             net.mean.copy_(x.mean(dim=1, keepdim=True))
             net.std.copy_(x.std(dim=1, keepdim=True).clamp(min=1e-6))
+            if side:
+                net.side_mean.copy_(train.x[:, 0, -side:].mean(dim=0))
+                net.side_std.copy_(train.x[:, 0, -side:].std(dim=0).clamp(min=1e-6))
 
 
 class SequenceClassifier(_Recurrent, Classifier):
     """An LSTM or GRU (``rnn``), optionally bidirectional and behind a 1-D conv front end
     (``conv_channels``, 0 for none), for univariate or multivariate signals ``(N, C, L)``. Training
-    augments with noise, amplitude scaling and time shifts."""
+    augments with noise, amplitude scaling and time shifts. Training data with ``side_features`` (per-item
+    features packed at the end of each signal, e.g. a beat's RR intervals) make a network that takes them
+    beside the waveform; their number is kept in ``shape``, so a saved model reloads with them."""
 
     ARCH = {**RECURRENT, "normalize": "dataset"}
     # Validation sets of signals are often tiny (UCR files): their loss separates epochs where AUROC saturates.
@@ -48,10 +59,22 @@ class SequenceClassifier(_Recurrent, Classifier):
         return self.shape["num_classes"]
 
     def _extra_shape(self, ds):
-        return {"length": int(ds.x.shape[2])}
+        return {"length": int(ds.x.shape[2]), "side_features": ds.side_features}
 
     def _augment(self):
-        return SignalAugment()
+        side = self.shape.get("side_features", 0)
+        return WaveformAugment(SignalAugment(), side) if side else SignalAugment()
+
+
+class WaveformAugment:
+    """Applies ``augment`` to the signal part of a ``(C, L + side)`` item and leaves the ``side`` features
+    packed at its end as they are: a beat's RR intervals are not noised, scaled or shifted with it."""
+
+    def __init__(self, augment, side: int):
+        self.augment, self.side = augment, int(side)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.augment(x[:, :-self.side]), x[:, -self.side:]], dim=1)
 
 
 class SequenceForecaster(_Recurrent, Model):

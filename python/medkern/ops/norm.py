@@ -147,7 +147,9 @@ def _(grad_output, input, output, mean, invstd, weight, eps, activation, negativ
 def _setup(ctx, inputs, output):
     input, weight, bias, eps, activation, negative_slope = inputs
     y, mean, invstd, _ = output
-    ctx.save_for_backward(input, weight, y, mean, invstd)
+    # The output only where the activation's derivative is read off it (as torch's ReLU saves its own): a model may
+    # add to a BatchNorm's output in place (a residual: out += identity).
+    ctx.save_for_backward(input, weight, y if activation else None, mean, invstd)
     ctx.options = (eps, activation, negative_slope)
     ctx.has_bias = bias is not None
     ctx.mark_non_differentiable(*output[1:])

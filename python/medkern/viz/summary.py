@@ -58,7 +58,10 @@ def _why(record: dict) -> list[str]:
     val, train = record.get("val"), record.get("train")
     if not val or not train:
         return []
-    lines = ["", f"Chosen on the validation split ({val.get('n', '?')} items; the test split played no part)"]
+    cv = record.get("recipe", {}).get("validation", {}).get("mode") == "cv"
+    where = (f"out-of-fold predictions of cross-validation over the training data ({val.get('n', '?')} items"
+             if cv else f"the validation split ({val.get('n', '?')} items")
+    lines = ["", f"Chosen on {where}; the test split played no part)"]
     if record.get("best_epoch") is not None:
         lines.append(f"  weights of epoch {record['best_epoch']}: best validation {train['monitor']} "
                      f"{_num(record.get('best_score'), 4)}"
@@ -77,6 +80,38 @@ def _why(record: dict) -> list[str]:
     lines.append(f"  validation results: AUROC {_num(val.get('auroc'))}, accuracy (argmax) "
                  f"{_num(val.get('accuracy_argmax'))}, balanced accuracy (argmax) "
                  f"{_num(val.get('balanced_accuracy_argmax'))}")
+    return lines
+
+
+def _score(s: dict) -> str:
+    return f"AUROC {_num(s['auroc'], 4)}, log-loss {_num(s['nll'], 4)}"
+
+
+def _recipe(record: dict) -> list[str]:
+    """How the time-budget search (``medkern.train.recipe``) chose the recipe, each choice with its numbers."""
+    r = record.get("recipe")
+    if not r:
+        return []
+    v = r["validation"]
+    if r.get("replayed"):
+        return ["", f"Recipe replayed from a recorded one ({len(r['units'])} member(s), {r['networks']} networks, "
+                    f"{v['mode']}), nothing timed"]
+    lines = ["", f"Recipe chosen within a {r['budget_s']:.0f} s time budget, on held-out data: {v['why']}",
+             f"  epochs: one took {r['probe_epoch_s']:.1f} s, so up to {r['epochs']} per network (later members up "
+             f"to {r['member_epochs']}, from the first's best epochs and the time left)"]
+    widths = [f"x{c['scale']:g} " + ("skipped (budget)" if "skipped" in c else
+                                     f"{_score(c)} in {c['seconds']:.0f} s") for c in r["width"]["candidates"]]
+    lines.append(f"  width: {'; '.join(widths)} -> x{r['width']['chosen']:g}")
+    for i, m in enumerate(r["members"]["added"], start=2):
+        lines.append(f"  member {i}: alone {_score(m['alone'])}; ensemble {_score(m['ensemble'])} -> {m['decision']}")
+    lines.append(f"  {len(r['units'])} member(s), {r['networks']} network(s); stopped adding: "
+                 f"{r['members']['stopped']}")
+    if r.get("tta"):
+        t = r["tta"]
+        lines.append(f"  test-time flip averaging: off {_score(t['off'])}; on {_score(t['on'])} -> "
+                     + ("on" if t["chosen"] else "off"))
+    lines.append(f"  chosen in {r['search_s']:.0f} s. Epochs and which candidates fitted depend on this machine's "
+                 "speed and load: --recipe metrics.json trains this recipe again, timing nothing")
     return lines
 
 
@@ -123,7 +158,7 @@ def summary_text(record: dict) -> str:
     task = f" ({record['task']})" if "task" in record else ""
     title = (f"medkern run{task}: {record.get('model', '')}" if "train" in record else
              f"medkern evaluation of a saved {record.get('model', 'model')}")
-    lines = [title, "=" * len(title), *_what(record), *_why(record), *_test(record)]
+    lines = [title, "=" * len(title), *_what(record), *_recipe(record), *_why(record), *_test(record)]
     return "\n".join(lines) + "\n"
 
 
