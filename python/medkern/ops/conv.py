@@ -178,9 +178,11 @@ def _conv_setup(ctx, inputs, output):
 def _activation_grad(grad_output, output, activation, negative_slope):
     """d act / d z from the fused output alone: with a slope >= 0, output > 0 exactly where z > 0 (torch's
     relu backward also tests the result; leaky_relu's tests z > 0, the same set)."""
+    # ATen's own backward kernels, one pass each (a torch.where over a comparison made three: 10 ms of a GAN step
+    # against 3), and differentiable again.
     if activation == ACTIVATIONS["relu"]:
-        return torch.where(output > 0, grad_output, torch.zeros_like(grad_output))
-    return torch.where(output > 0, grad_output, grad_output * negative_slope)
+        return torch.ops.aten.threshold_backward(grad_output, output, 0.0)
+    return torch.ops.aten.leaky_relu_backward(grad_output, output, negative_slope, True)
 
 
 def _rank(ctx) -> int:
