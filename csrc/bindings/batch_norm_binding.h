@@ -76,9 +76,7 @@ struct BatchNormCall {
 };
 
 template <typename T>
-const T* ptr_or_null(const TensorView* v) { return v ? v->ptr<T>() : nullptr; }
-template <typename T>
-T* out_or_null(const TensorView* v) { return v ? v->ptr<T>() : nullptr; }
+T* ptr_or_null(const TensorView* v) { return v ? v->ptr<T>() : nullptr; }
 
 inline void bind_batch_norm(py::module_& m) {
   using py::arg;
@@ -150,7 +148,7 @@ inline void bind_batch_norm(py::module_& m) {
           a.s = c.s; a.act = act; a.slope = T(slope); a.x = c.x.ptr<T>();
           a.dy = dy->ptr<T>(); a.y = act != Activation::none ? y->ptr<T>() : nullptr;
           a.mean = mean->ptr<T>(); a.invstd = invstd->ptr<T>(); a.scale = ptr_or_null<T>(scale);
-          a.dx = out_or_null<T>(dx); a.dweight = out_or_null<T>(dweight); a.dbias = out_or_null<T>(dbias);
+          a.dx = ptr_or_null<T>(dx); a.dweight = ptr_or_null<T>(dweight); a.dbias = ptr_or_null<T>(dbias);
           cpu::batch_norm_backward(a);
         });
       },

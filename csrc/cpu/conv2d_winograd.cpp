@@ -26,6 +26,7 @@
 // products land in a small buffer (a*a x MR x NR) and the output transform, bias and activation run at
 // once, so M is never materialised.
 #include "conv2d_winograd.h"
+#include "thread_scratch.h"
 #include "threading.h"
 #include "winograd_transforms.h"
 
@@ -118,21 +119,6 @@ void transform_kernels(const ConvShape& s, const T* w, int64_t k, T* packed, int
       for (int j = 0; j < A; ++j) dst[(i * A + j) * stride] = u[j];
     }
   }
-}
-
-// Per-thread scratch, kept between calls (OpenMP reuses its threads): a batch-1 call would otherwise
-// spend a noticeable part of its time allocating. Panel columns past a block's tiles hold whatever an
-// earlier block left there; GEMM columns are independent, so those values only reach discarded outputs.
-template <typename T>
-T* thread_scratch(int slot, int64_t size) {
-  static thread_local Buffer<T> buffers[3];
-  static thread_local int64_t sizes[3] = {0, 0, 0};
-  if (sizes[slot] < size) {
-    buffers[slot] = alloc_buffer<T>(size);
-    std::fill(buffers[slot].get(), buffers[slot].get() + size, T(0));
-    sizes[slot] = size;
-  }
-  return buffers[slot].get();
 }
 
 // How the batch's tiles (GEMM columns) are split into blocks: whole NR-wide column panels, at most

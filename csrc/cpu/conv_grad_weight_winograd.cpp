@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "gemm.h"
+#include "thread_scratch.h"
 #include "threading.h"
 #include "winograd_transforms.h"
 
@@ -49,20 +50,7 @@ struct Backward {
 
 constexpr int power(int base, int exponent) { return exponent == 0 ? 1 : base * power(base, exponent - 1); }
 
-// Per-thread buffers, kept between calls (a layer's buffers are megabytes: fresh pages on every call cost
-// more than a small layer's arithmetic). Slot 0: dM, 1: V, 2: the channels-last rows, 3: the thread's dU.
-template <typename T>
-T* thread_buffer(int slot, int64_t size) {
-  static thread_local Buffer<T> buffers[4];
-  static thread_local int64_t sizes[4] = {0, 0, 0, 0};
-  if (sizes[slot] < size) {
-    buffers[slot] = alloc_buffer<T>(size);
-    std::fill(buffers[slot].get(), buffers[slot].get() + size, T(0));
-    sizes[slot] = size;
-  }
-  return buffers[slot].get();
-}
-
+// Slots of thread_scratch: 0 dM, 1 V, 2 the channels-last rows, 3 the thread's dU.
 inline int64_t round_up(int64_t n, int64_t to) { return ceil_div(n, to) * to; }
 
 // Rows of a plane set, channels-last: out[r][j][c] = channel c's row rows[r] (a row index within the channel's
@@ -119,11 +107,11 @@ class Worker {
     for (int d = 0; d < Dims; ++d) tiles_[d] = ceil_div(ax_.out[d], M);
     in_width_ = tiles_[Dims - 1] * M + A - M;
     out_width_ = tiles_[Dims - 1] * M;
-    dm_ = thread_buffer<T>(0, E * m_stride_);
-    v_ = thread_buffer<T>(1, E * v_stride_);
-    rows_ = thread_buffer<T>(2, kInRows * in_width_ * c_vec_ + kOutRows * out_width_ * k_vec_);
+    dm_ = thread_scratch<T>(0, E * m_stride_);
+    v_ = thread_scratch<T>(1, E * v_stride_);
+    rows_ = thread_scratch<T>(2, kInRows * in_width_ * c_vec_ + kOutRows * out_width_ * k_vec_);
     dy_rows_ = rows_ + kInRows * in_width_ * c_vec_;
-    du_ = thread_buffer<T>(3, E * s.K * s.C);
+    du_ = thread_scratch<T>(3, E * s.K * s.C);
   }
 
   const T* sums() const { return du_; }
