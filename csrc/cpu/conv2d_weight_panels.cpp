@@ -161,14 +161,15 @@ void conv2d_forward_weight_panels(const ConvShape& s, const T* x, const T* w, co
     packed = own.get();
   }
   // Few positions (weight-bound): the threads split the channel panels, so each streams its share of the
-  // weights once. Otherwise row blocks of equal size, a whole
-  // number of rounds of the threads (a last block of 4 rows beside two of 96 left a thread idle a third of the
-  // time).
+  // weights once; with fewer panels than threads (32 channels: one panel) the threads left over split the
+  // rows. Otherwise row blocks of equal size, a whole number of rounds of the threads (a last block of 4 rows
+  // beside two of 96 left a thread idle a third of the time).
   const bool split_channels = M <= kMaxRowsToSplitChannels;
-  const int64_t row_blocks =
-      split_channels ? 1 : ceil_div(ceil_div(M, kRowsPerTask) * s.groups, int64_t(threads)) * threads / s.groups;
-  const int64_t rows_per_task = ceil_div(ceil_div(M, std::max<int64_t>(row_blocks, 1)), MR) * MR;
   const int64_t parts = split_channels && s.groups < threads ? std::min<int64_t>(threads, panels) : 1;
+  const int64_t row_blocks =
+      split_channels ? std::min(std::max<int64_t>(threads / (parts * s.groups), 1), ceil_div(M, MR))
+                     : ceil_div(ceil_div(M, kRowsPerTask) * s.groups, int64_t(threads)) * threads / s.groups;
+  const int64_t rows_per_task = ceil_div(ceil_div(M, std::max<int64_t>(row_blocks, 1)), MR) * MR;
   const int64_t part_panels = ceil_div(panels, parts), tasks = s.groups * row_blocks * parts;
   const TapIndex taps(s);
   // With the channels split, the threads share one A: packed once, in parallel, before the products.

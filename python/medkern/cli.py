@@ -224,7 +224,7 @@ def _add_run_commands(sub) -> None:
                            help="choose the recipe (epochs, width, ensemble members, test-time flips, temperature, "
                                 "threshold) on held-out data within this wall time: the validation split, or "
                                 "cross-validation on the training data where that split has fewer than 100 items "
-                                "(default 300 for images and signals, 900 for volumes; 0: off). The choices depend "
+                                "(default 300 for images and signals, 600 for volumes; 0: off). The choices depend "
                                 "on the machine's speed: --recipe RUN/metrics.json trains the chosen one again. "
                                 "--epochs, --ensemble or --resume make the run by hand, without a search")
             p.add_argument("--recipe", metavar="FILE", help="train the recipe recorded in a run's metrics.json "

@@ -217,9 +217,11 @@ def test_fused_conv_node_of_a_volume_matches_float64(residual, prologue, path):
 
 
 @pytest.mark.parametrize("rnn", ["gru", "lstm"])
-def test_recurrent_networks_compile_whole_without_private_flags(rnn):
+def test_recurrent_networks_compile_whole_without_private_flags(rnn, monkeypatch):
     """fullgraph=True: an error, not a graph break, if Dynamo refused the recurrent layer; the process's Dynamo
-    settings are left as they were."""
+    settings are left as they were; the inference graph runs each layer's recurrence without saving for a
+    backward pass."""
+    lean = _count_calls(monkeypatch, "lean_recurrences")
     from medkern.models.networks import RecurrentNet
     from medkern.models.sequence import SequenceClassifier
     torch._dynamo.reset()
@@ -232,6 +234,7 @@ def test_recurrent_networks_compile_whole_without_private_flags(rnn):
                       (medkern.nn.LSTM, medkern.nn.GRU))
     assert _max_rel(compiled(x), want) <= 1e-4
     assert torch._dynamo.config.allow_rnn is False
+    assert lean == [net.rnn.num_layers]
 
 
 @pytest.mark.parametrize("pool", [torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True), torch.nn.MaxPool2d(2, dilation=2),

@@ -139,6 +139,12 @@ VOLUME_HAND_PICKED = [
     VolumeCase((1, 2, 6, 1, 1), (3, 1, 1), (2, 1, 1), (1, 0, 0), name="one_wide_rows_and_columns"),
     VolumeCase((1, 3, 3, 4, 5), (3, 4, 5), (1, 1, 1), name="window_covers_volume"),
     VolumeCase((2, 2, 6, 9, 4), (2, 3, 2), (3, 2, 1), (1, 1, 0), name="mixed_axes"),
+    # Rows long enough for the vector loops over whole windows (strides 1 and 2 compiled in, 3 at run time),
+    # beside edge windows cut by padding, ceil mode or dilation.
+    VolumeCase((2, 2, 3, 4, 45), (2, 2, 2), (2, 2, 2), name="wide_rows_k2_s2"),
+    VolumeCase((1, 2, 4, 5, 70), (3, 3, 3), (1, 2, 2), (1, 1, 1), ceil_mode=True, name="wide_rows_k3_s2_p1_ceil"),
+    VolumeCase((1, 2, 3, 3, 50), (2, 2, 3), (1, 1, 1), (0, 0, 1), (1, 1, 2), name="wide_rows_dilated_s1"),
+    VolumeCase((1, 1, 3, 3, 61), (1, 2, 3), (1, 1, 3), (0, 1, 1), name="wide_rows_s3"),
 ]
 
 

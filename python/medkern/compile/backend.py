@@ -4,6 +4,7 @@ forward and backward run their convolutions and batch normalisations on medkern'
 inference passes' fusions (BatchNorm folding, epilogues, prologues) are not built for training yet."""
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -14,6 +15,7 @@ from ..nn import patch
 from .hoist import hoist_parameter_work
 from .passes import fuse_convolutions
 from .pooling import use_medkern_pooling
+from .recurrence import lean_recurrences
 from .training import use_medkern_kernels
 
 _RECURRENT = (torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell, torch.nn.GRUCell)
@@ -23,6 +25,7 @@ _RECURRENT = (torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell, torch.nn.GRUCell)
 def _inference(gm: torch.fx.GraphModule, example_inputs, weight_positions):
     fuse_convolutions(gm)
     use_medkern_pooling(gm)
+    lean_recurrences(gm)
     hoist_parameter_work(gm, weight_positions)
     return make_boxed_func(gm)
 
@@ -46,10 +49,13 @@ def medkern_backend(gm: torch.fx.GraphModule, example_inputs, **kwargs):
     return aot(gm, example_inputs, **kwargs)
 
 
-def _tracing_options():
+@functools.cache
+def _rnn_tracing():
     """Dynamo refuses to trace into any nn.RNN/GRU/LSTM subclass unless allow_rnn is set; medkern's LSTM and GRU
     (subclasses, for isinstance and state_dict compatibility) are one custom op each and trace whole. Set for
-    the optimized model's own calls only, not for the process."""
+    the optimized models' own calls only, not for the process. One patch, made once and entered on every call
+    (re-entrant, and per thread where torch keeps its settings per thread): making one per call (a class and a
+    context variable each time) cost more than a small network's fused layer."""
     return torch._dynamo.config.patch(allow_rnn=True)
 
 
@@ -62,9 +68,10 @@ class Optimized(torch.nn.Module):
         super().__init__()
         self.model = model
         self._compiled = torch.compile(model, backend=medkern_backend, dynamic=dynamic, fullgraph=fullgraph)
+        self._holds_rnn = any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
 
     def forward(self, *args, **kwargs):
-        with torch.no_grad(), _tracing_options():
+        with torch.no_grad(), _rnn_tracing() if self._holds_rnn else contextlib.nullcontext():
             return self._compiled(*args, **kwargs)
 
 

@@ -36,10 +36,24 @@ class ConvEpilogue:
     input_relu: bool = False
 
 
+class _Prepared:
+    """A node's weights made ready for the kernels: the convolution's weight and bias with the BatchNorm after it
+    folded in, the input BatchNorm as a scale and shift, each with its DLPack capsule made once (the kernels read
+    capsules without consuming them); ``packings``: layout -> (packed weight, its capsule), made on first need."""
+    __slots__ = ("weight", "bias", "scale", "shift", "capsules", "packings")
+
+    def __init__(self, weight: Tensor, bias, scale, shift):
+        self.weight, self.bias, self.scale, self.shift = weight, bias, scale, shift
+        self.capsules = tuple(None if t is None else dl(t) for t in (weight, bias, scale, shift))
+        self.packings = {}
+
+
 class FusedConv:
     """Callable graph node: ``(x, weight, bias, bn_weight, bn_bias, bn_mean, bn_var, residual, in_weight, in_bias,
     in_mean, in_var) -> y`` for a 1-d, 2-d or 3-d convolution (x of rank 3, 4 or 5: NC[[D]H]W); any of bias, the
-    BatchNorm tensors (after: bn_*, before: in_*) and residual may be None."""
+    BatchNorm tensors (after: bn_*, before: in_*) and residual may be None. A call costs the kernel plus a few
+    Python operations: the weights' version check, one allocation and one binding call with positional
+    arguments (what a shape implies is remembered per input shape)."""
 
     def __init__(self, stride, padding, dilation, groups: int, epilogue: ConvEpilogue):
         rank = len(stride)
@@ -62,20 +76,21 @@ class FusedConv:
     def __repr__(self) -> str:
         return f"FusedConv(geometry={self.geometry}, {self.epilogue})"
 
-    def prepared(self, *tensors):
-        """(weight, bias, input scale, input shift, packings) with the BatchNorms folded, remade when an input
-        tensor changed; packings (layout -> that weight packed for it) belong to this preparation. ``tensors``: the node's arguments after x, the residual left out."""
-        if self._key is not None and _unchanged(tensors, self._key):
+    def prepared(self, *tensors) -> _Prepared:
+        """The weights with the BatchNorms folded, remade when an input tensor changed. ``tensors``: the node's
+        arguments after x, the residual left out."""
+        key = self._key
+        if key is not None and _unchanged(tensors, key):
             return self._prepared
         with self._lock:  # concurrent first calls (a server's threads) prepare once, and never see half of it
             if self._key is None or not _unchanged(tensors, self._key):
                 with torch.inference_mode(False), torch.no_grad():
                     self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
                 # The tensors themselves (not their ids, which a new tensor may reuse) and their version counters.
-                self._key = [(t, None if t is None else version_of(t)) for t in tensors]
+                self._key = (tensors, tuple(None if t is None else version_of(t) for t in tensors))
             return self._prepared
 
-    def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean, in_var):
+    def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean, in_var) -> _Prepared:
         if self.epilogue.eps is not None:
             w, b = fold_batchnorm(weight, bias, bn_weight, bn_bias, mean, var, self.epilogue.eps, torch.float64)
             weight, bias = w.to(weight.dtype), b.to(weight.dtype)
@@ -84,22 +99,22 @@ class FusedConv:
             ones = torch.ones(in_mean.shape, dtype=torch.float64, device=in_mean.device)
             scale, shift = fold_batchnorm(ones, None, in_weight, in_bias, in_mean, in_var, self.epilogue.input_eps,
                                           torch.float64)
-            scale, shift = scale.to(weight.dtype), shift.to(weight.dtype)
+            scale, shift = scale.to(weight.dtype).contiguous(), shift.to(weight.dtype).contiguous()
         weight = weight.contiguous()
         if self.rank == 1:
             weight = weight.unsqueeze(2)
-        return weight, None if bias is None else bias.contiguous(), scale, shift, {}
+        return _Prepared(weight, None if bias is None else bias.contiguous(), scale, shift)
 
-    def packed(self, w: Tensor, packings: dict, layout: str):
-        """The prepared weight w packed for ``layout``, made once per preparation (``packings``: its own)."""
-        packed = packings.get(layout)
-        if packed is None:
-            C, groups = require_cpu(), self.geometry[3]
+    def packed(self, prepared: _Prepared, layout: str):
+        """The capsule of the prepared weight packed for ``layout``, made once per preparation."""
+        packing = prepared.packings.get(layout)
+        if packing is None:
+            C, groups, w = require_cpu(), self.geometry[3], prepared.weight
             with torch.inference_mode(False), torch.no_grad():
                 packed = torch.empty(C.conv2d_packed_weight_numel(dl(w), groups, layout), dtype=w.dtype)
                 C.conv2d_pack_weight(dl(w), dl(packed), groups, layout)
-            packings[layout] = packed
-        return packed
+            packing = prepared.packings[layout] = (packed, dl(packed))
+        return packing[1]
 
     def _shape_facts(self, x, w):
         """(output shape, layout) for this input: the packed layout the planner's path reads, or "" (volumes have
@@ -118,46 +133,44 @@ class FusedConv:
 
     def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual,
                  in_weight=None, in_bias=None, in_mean=None, in_var=None) -> Tensor:
-        w, b, scale, shift, packings = self.prepared(weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias,
-                                                     in_mean, in_var)
+        p = self.prepared(weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean, in_var)
         if self.rank == 1:
             x = x.unsqueeze(2)
             residual = None if residual is None else residual.unsqueeze(2)
-        y = self._run(x.contiguous(), w, b, None if residual is None else residual.contiguous(), scale, shift, packings)
+        x = x.contiguous()
+        residual = None if residual is None else residual.contiguous()
+        y = self._run(x, p, residual) if x.is_cpu else self._run_off_cpu(x, p, residual)
         return y.squeeze(2) if self.rank == 1 else y
 
-    def _run(self, x, w, b, residual, scale, shift, packings):
-        stride, padding, dilation, groups = self.geometry
-        if not x.is_cpu:
-            # The CUDA module has no fused prologue, residual or packed weights: its convolution, and torch around it.
-            from ..ops import conv2d, conv3d
-            if scale is not None:
-                channel = (-1, *(1,) * (x.dim() - 2))
-                x = torch.addcmul(shift.view(channel), x, scale.view(channel))
-                x = F.relu(x) if self.epilogue.input_relu else x
-            y = (conv3d if self.rank == 3 else conv2d)(x, w, b, stride, padding, dilation, groups)
-            y = y if residual is None else y + residual
-            return self._activate(y)
+    def _run(self, x, p: _Prepared, residual):
         facts = self._shapes.get((x.shape, x.dtype))
         if facts is None:
-            facts = self._shapes[(x.shape, x.dtype)] = self._shape_facts(x, w)
+            facts = self._shapes[(x.shape, x.dtype)] = self._shape_facts(x, p.weight)
         out_shape, layout = facts
         y = _alloc.empty(out_shape, x)
         if not y.numel():
             return y
-        operands = dict(residual=None if residual is None else dl(residual),
-                        input_scale=None if scale is None else dl(scale),
-                        input_shift=None if shift is None else dl(shift), input_relu=self.epilogue.input_relu)
-        C = require_cpu()
+        w, b, scale, shift = p.capsules
+        r = None if residual is None else dl(residual)
         if self.rank == 3:
-            C.conv3d_forward(dl(x), dl(w), None if b is None else dl(b), dl(y), *self._kernel_args, **operands)
+            require_cpu().conv3d_forward(dl(x), w, b, dl(y), *self._kernel_args, r, scale, shift,
+                                         self.epilogue.input_relu)
         else:
-            packed = dl(self.packed(w, packings, layout)) if layout else None
-            C.conv2d_forward(dl(x), dl(w), None if b is None else dl(b), dl(y), *self._kernel_args,
-                             packed_weight=packed, packed_layout=layout, **operands)
+            packed = self.packed(p, layout) if layout else None
+            require_cpu().conv2d_forward(dl(x), w, b, dl(y), *self._kernel_args, r, packed, layout, scale, shift,
+                                         self.epilogue.input_relu)
         return y
 
-    def _activate(self, y):
+    def _run_off_cpu(self, x, p: _Prepared, residual):
+        """The CUDA module has no fused prologue, residual or packed weights: its convolution, and torch around it."""
+        from ..ops import conv2d, conv3d
+        stride, padding, dilation, groups = self.geometry
+        if p.scale is not None:
+            channel = (-1, *(1,) * (x.dim() - 2))
+            x = torch.addcmul(p.shift.view(channel), x, p.scale.view(channel))
+            x = F.relu(x) if self.epilogue.input_relu else x
+        y = (conv3d if self.rank == 3 else conv2d)(x, p.weight, p.bias, stride, padding, dilation, groups)
+        y = y if residual is None else y + residual
         if self.epilogue.activation == "relu":
             return F.relu(y)
         if self.epilogue.activation == "leaky_relu":
@@ -172,7 +185,9 @@ def version_of(t: Tensor) -> int:
 
 
 def _unchanged(tensors, key) -> bool:
-    for t, (u, version) in zip(tensors, key):
+    """Whether ``tensors`` are the very tensors of ``key`` (tensors, versions), none changed in place since."""
+    before, versions = key
+    for t, u, version in zip(tensors, before, versions):
         if t is not u or (t is not None and version_of(t) != version):
             return False
     return True

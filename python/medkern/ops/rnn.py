@@ -183,6 +183,16 @@ torch.library.register_autograd("medkern::rnn_scan", _scan_grad, setup_context=_
 torch.library.register_autograd("medkern::rnn_scan_backward", _no_double_backward)
 
 
+def rnn_scan_inference(lstm: bool, gx: Tensor, w_hh: Tensor, b_hh: Optional[Tensor], w_hr: Optional[Tensor],
+                       h0: Tensor, c0: Optional[Tensor], lengths: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """``medkern::rnn_scan``'s (out, h_n, c_n) where no backward pass will follow (a compiled inference graph): the
+    recurrence called directly, without the custom op's dispatch and without saving each step's gates."""
+    D = w_hh.shape[0]
+    out, h_n, c_n, *_ = _scan_forward(lstm, gx, _unstack(w_hh, D), _unstack(b_hh, D), _unstack(w_hr, D), h0, c0,
+                                      lengths)
+    return out, h_n, c_n
+
+
 def _scan_op(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths):
     """``rnn_scan_op`` with ``_scan_forward``'s signature (per-direction lists, stacked here)."""
     stack = (lambda ts: ts[0].unsqueeze(0)) if len(w_hh) == 1 else torch.stack
