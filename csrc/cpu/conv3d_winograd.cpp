@@ -88,13 +88,24 @@ inline void gather_patch(const ConvShape& s, const T* xc, const TilePlace& p, in
       }
     return;
   }
+  // A patch cut by the padding (a third of the tiles of a 28^3 volume): which coordinates of each axis are in
+  // range, tested once per axis rather than per element; rows out of range are zero as a whole.
+  bool in_d[kA], in_h[kA], in_w[kA];
+  for (int i = 0; i < kA; ++i) {
+    in_d[i] = p.real && p.d + i >= 0 && p.d + i < s.D;
+    in_h[i] = p.real && p.h + i >= 0 && p.h + i < s.H;
+    in_w[i] = p.w + i >= 0 && p.w + i < s.W;
+  }
   for (int i = 0; i < kA; ++i)
-    for (int j = 0; j < kA; ++j)
-      for (int l = 0; l < kA; ++l) {
-        const int64_t id = p.d + i, ih = p.h + j, iw = p.w + l;
-        const bool in = p.real && id >= 0 && id < s.D && ih >= 0 && ih < s.H && iw >= 0 && iw < s.W;
-        d[(i * kA + j) * kA + l][lane] = in ? xc[(id * s.H + ih) * s.W + iw] : T(0);
+    for (int j = 0; j < kA; ++j) {
+      T* out = &d[(i * kA + j) * kA][lane];
+      if (!(in_d[i] && in_h[j])) {
+        for (int l = 0; l < kA; ++l) out[l * L] = T(0);
+        continue;
       }
+      const T* row = xc + ((p.d + i) * s.H + p.h + j) * s.W + p.w;
+      for (int l = 0; l < kA; ++l) out[l * L] = in_w[l] ? row[l] : T(0);
+    }
 }
 
 // V_e of tiles [t0, t0 + n) into B panels, L tiles at a time (the lanes of one vector per position e): V_e's
