@@ -54,6 +54,18 @@ void expect_packed_weight(const ConvCall& c, int layout, const TensorView& packe
                " elements (from conv2d_pack_weight of this weight and groups), got shape " + shape_str(packed));
 }
 
+// The kernel extents and channels a packed layout depends on, from a 2-d (K, C/groups, R, S) or 3-d
+// (K, C/groups, T, R, S) weight.
+inline ConvShape packed_kernel_shape(const TensorView& w, int64_t groups) {
+  if (w.ndim != 4 && w.ndim != 5) fail_value("weight: expected 4 or 5 dimensions, got shape " + shape_str(w));
+  if (groups < 1 || w.shape[0] % groups) fail_value("groups: must be positive and divide the output channels");
+  ConvShape s{};
+  const bool volume = w.ndim == 5;
+  s.K = w.shape[0]; s.C = w.shape[1] * groups; s.groups = groups;
+  s.T = volume ? w.shape[2] : 1; s.R = w.shape[volume ? 3 : 2]; s.S = w.shape[volume ? 4 : 3];
+  return s;
+}
+
 // The geometry of a 3-d call, per axis (depth, height, width).
 inline ConvGeometry volume_geometry(int64_t sd, int64_t sh, int64_t sw, int64_t pd, int64_t ph, int64_t pw, int64_t dd,
                                     int64_t dh, int64_t dw, int64_t groups) {
@@ -66,7 +78,7 @@ void expect_rank_served(int rank) {
     if (rank == 5) fail_value("3-d convolution: this device has no kernel for volumes yet");
 }
 
-// The optional operands of a forward call; the 3-d binding takes all but the packed weights.
+// The optional operands of a forward call.
 struct ForwardExtras {
   py::handle residual = py::none(), packed = py::none(), in_scale = py::none(), in_shift = py::none();
   std::string packed_layout;
@@ -184,27 +196,27 @@ void bind_conv(py::module_& m) {
       "conv3d_forward",
       [](py::handle x_, py::handle w_, py::handle b_, py::handle y_, int64_t sd, int64_t sh, int64_t sw, int64_t pd,
          int64_t ph, int64_t pw, int64_t dd, int64_t dh, int64_t dw, int64_t groups, intptr_t stream, int activation,
-         double slope, py::handle residual_, py::handle in_scale_, py::handle in_shift_, bool in_relu) {
+         double slope, py::handle residual_, py::handle in_scale_, py::handle in_shift_, bool in_relu,
+         py::handle packed_, const std::string& packed_layout) {
         conv_forward_call<Impl>(x_, w_, b_, y_, volume_geometry(sd, sh, sw, pd, ph, pw, dd, dh, dw, groups), 5, stream,
-                                activation, slope, ForwardExtras{residual_, py::none(), in_scale_, in_shift_, "", in_relu});
+                                activation, slope,
+                                ForwardExtras{residual_, packed_, in_scale_, in_shift_, packed_layout, in_relu});
       },
       arg("input"), arg("weight"), arg("bias"), arg("out"), arg("stride_d"), arg("stride_h"), arg("stride_w"),
       arg("pad_d"), arg("pad_h"), arg("pad_w"), arg("dilation_d"), arg("dilation_h"), arg("dilation_w"), arg("groups"),
       arg("stream") = 0, arg("activation") = 0, arg("negative_slope") = 0.0, arg("residual") = py::none(),
       arg("input_scale") = py::none(), arg("input_shift") = py::none(), arg("input_relu") = false,
+      arg("packed_weight") = py::none(), arg("packed_layout") = "",
       "out = act(conv3d(pro(input), weight) + bias + residual), written in full into `out` (N, K, O, P, Q); input "
-      "(N, C, D, H, W), weight (K, C/groups, T, R, S), leading padding per axis; activation, residual and the input "
-      "prologue pro as conv2d_forward's.");
+      "(N, C, D, H, W), weight (K, C/groups, T, R, S), leading padding per axis; activation, residual, the input "
+      "prologue pro and packed_weight as conv2d_forward's.");
 
   if constexpr (Impl::prepacks) {
     m.def(
         "conv2d_packed_weight_numel",
         [](py::handle w_, int64_t groups, const std::string& layout) {
           const TensorView w = view_of(w_, "weight");
-          expect_rank(w, 4, "weight");
-          ConvShape s{};
-          s.K = w.shape[0]; s.C = w.shape[1] * groups; s.R = w.shape[2]; s.S = w.shape[3]; s.groups = groups;
-          if (groups < 1 || s.K % groups) fail_value("groups: must be positive and divide the output channels");
+          ConvShape s = packed_kernel_shape(w, groups);
           int64_t size = 0;
           const int code = Impl::layout_code(layout);
           dispatch_float(w.dtype, [&](auto t) { size = Impl::template packed_weight_size<decltype(t)>(code, s); });
@@ -218,10 +230,7 @@ void bind_conv(py::module_& m) {
           ConvCall c;
           c.w = view_of(w_, "weight");
           expect_device(c.w, Impl::device, "weight");
-          expect_rank(c.w, 4, "weight");
-          if (groups < 1 || c.w.shape[0] % groups) fail_value("groups: must be positive and divide the output channels");
-          c.s.K = c.w.shape[0]; c.s.C = c.w.shape[1] * groups; c.s.R = c.w.shape[2]; c.s.S = c.w.shape[3];
-          c.s.groups = groups;
+          c.s = packed_kernel_shape(c.w, groups);
           c.y = view_of(out_, "out");
           expect_writable(c.y, "out");
           const int code = Impl::layout_code(layout);
@@ -230,7 +239,8 @@ void bind_conv(py::module_& m) {
         },
         arg("weight"), arg("out"), arg("groups"), arg("layout"),
         "out = weight (K, C/groups, R, S) packed for forward path `layout` ('gemm_weight_panels' or "
-        "'winograd_f2x3_panels'), conv2d_forward's packed_weight.");
+        "'winograd_f2x3_panels'), conv2d_forward's packed_weight; or a volume's (K, C, 3, 3, 3) for "
+        "'winograd3d_f2x3', conv3d_forward's.");
   }
 
   m.def(

@@ -163,7 +163,7 @@ void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, cons
     case ConvPath::winograd_f4x3:
     case ConvPath::winograd_f4x4_phases:
     case ConvPath::winograd_f2x2_phases: return conv2d_forward_winograd(path, s, x, w, bias, y, ep);
-    case ConvPath::winograd3d_f2x3: return conv3d_forward_winograd(s, x, w, bias, y, ep);
+    case ConvPath::winograd3d_f2x3: return conv3d_forward_winograd(s, x, w, packed, bias, y, ep);
     case ConvPath::few_outputs: return conv2d_forward_few_outputs(s, x, w, bias, y, ep);
     case ConvPath::forward_grid: return conv2d_forward_shifted(s, x, w, bias, y, ep);
     case ConvPath::forward_weight_panels:
@@ -180,6 +180,13 @@ bool reads_residual(ConvPath p) {
 }
 
 void check_packable(ConvPath layout, const ConvShape& s) {
+  if (layout == ConvPath::winograd3d_f2x3) {
+    if (s.T != 3 || s.R != 3 || s.S != 3 || s.groups != 1)
+      throw std::invalid_argument("packed_layout: winograd3d_f2x3 packs 3x3x3 kernels of one group");
+    return;
+  }
+  if (s.T != 1)
+    throw std::invalid_argument("packed_layout: a volume's kernel packs only for 'winograd3d_f2x3'");
   if (layout == ConvPath::forward_weight_panels) return;
   if (layout == ConvPath::winograd_f2x3_panels) {
     if (s.R != 3 || s.S != 3 || s.groups != 1)
@@ -187,7 +194,8 @@ void check_packable(ConvPath layout, const ConvShape& s) {
     return;
   }
   throw std::invalid_argument(
-      "packed_layout: expected 'gemm_weight_panels' or 'winograd_f2x3_panels' (the paths that read packed weights)");
+      "packed_layout: expected 'gemm_weight_panels', 'winograd_f2x3_panels' or 'winograd3d_f2x3' (the paths that "
+      "read packed weights)");
 }
 
 // The one forward path in a plan's sub-plan set (as_forward has exactly one).
@@ -452,13 +460,15 @@ void conv2d_forward(const ConvArgs<T>& a) {
 template <typename T>
 int64_t conv2d_packed_weight_size(ConvPath layout, const ConvShape& s) {
   check_packable(layout, s);
+  if (layout == ConvPath::winograd3d_f2x3) return conv3d_winograd_weights_size<T>(s);
   return layout == ConvPath::forward_weight_panels ? weight_panels_size<T>(s) : winograd_panels_size<T>(s);
 }
 
 template <typename T>
 void conv2d_pack_weight(ConvPath layout, const ConvShape& s, const T* w, T* packed) {
   check_packable(layout, s);
-  if (layout == ConvPath::forward_weight_panels) pack_weight_panels(s, w, packed);
+  if (layout == ConvPath::winograd3d_f2x3) conv3d_pack_winograd_weights(s, w, packed);
+  else if (layout == ConvPath::forward_weight_panels) pack_weight_panels(s, w, packed);
   else pack_winograd_panels(s, w, packed);
 }
 

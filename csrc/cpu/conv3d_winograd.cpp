@@ -205,15 +205,30 @@ void transform_output(const ConvShape& s, const TileGrid& g, const T* m, int64_t
 }  // namespace
 
 template <typename T>
-void conv3d_forward_winograd(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep) {
+int64_t conv3d_winograd_weights_size(const ConvShape& s) {
+  return kE * packed_a_size<T>(s.K, s.C);
+}
+
+template <typename T>
+void conv3d_pack_winograd_weights(const ConvShape& s, const T* w, T* packed) {
+  transform_weights(s, w, packed);
+}
+
+template <typename T>
+void conv3d_forward_winograd(const ConvShape& s, const T* x, const T* w, const T* packed, const T* bias, T* y,
+                             const Epilogue<T>& ep) {
   constexpr int64_t NR = GemmTile<T>::NR;
   const TileGrid g(s);
   const int threads = threads_for(g.total * kE * s.K * s.C);
   // Column blocks of whole panels (kBlockTiles), enough for every thread.
   const int64_t cols = std::max<int64_t>(NR, std::min(ceil_div(kBlockTiles, NR), ceil_div(ceil_div(g.total, threads), NR)) * NR);
   const int64_t blocks = ceil_div(g.total, cols);
-  const Buffer<T> u = alloc_buffer<T>(kE * packed_a_size<T>(s.K, s.C));
-  transform_weights(s, w, u.get());
+  Buffer<T> own;
+  if (!packed) {
+    own = alloc_buffer<T>(conv3d_winograd_weights_size<T>(s));
+    transform_weights(s, w, own.get());
+    packed = own.get();
+  }
 #pragma omp parallel num_threads(threads)
   {
     Buffer<T> v = alloc_buffer<T>(kE * s.C * cols);
@@ -222,15 +237,19 @@ void conv3d_forward_winograd(const ConvShape& s, const T* x, const T* w, const T
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t t0 = b * cols, n = std::min(cols, g.total - t0);
       transform_input(s, g, x, t0, n, cols, v.get());
-      multiply(s, u.get(), v.get(), cols, m.get());
+      multiply(s, packed, v.get(), cols, m.get());
       transform_output(s, g, m.get(), t0, n, cols, bias, ep, y);
     }
   }
 }
 
-template void conv3d_forward_winograd<float>(const ConvShape&, const float*, const float*, const float*, float*,
-                                             const Epilogue<float>&);
-template void conv3d_forward_winograd<double>(const ConvShape&, const double*, const double*, const double*, double*,
-                                              const Epilogue<double>&);
+#define MEDKERN_INSTANTIATE(T)                                                                                   \
+  template int64_t conv3d_winograd_weights_size<T>(const ConvShape&);                                            \
+  template void conv3d_pack_winograd_weights<T>(const ConvShape&, const T*, T*);                                 \
+  template void conv3d_forward_winograd<T>(const ConvShape&, const T*, const T*, const T*, const T*, T*,          \
+                                           const Epilogue<T>&);
+MEDKERN_INSTANTIATE(float)
+MEDKERN_INSTANTIATE(double)
+#undef MEDKERN_INSTANTIATE
 
 }  // namespace medkern::cpu

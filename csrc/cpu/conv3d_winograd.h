@@ -6,7 +6,15 @@
 
 namespace medkern::cpu {
 
+// The transformed kernels U_e = (G x3 g)_e, packed as the GEMMs read them: made once and passed as `packed` (a
+// compiled network's weights), or made by each call where `packed` is null.
 template <typename T>
-void conv3d_forward_winograd(const ConvShape& s, const T* x, const T* w, const T* bias, T* y, const Epilogue<T>& ep);
+int64_t conv3d_winograd_weights_size(const ConvShape& s);
+template <typename T>
+void conv3d_pack_winograd_weights(const ConvShape& s, const T* w, T* packed);
+
+template <typename T>
+void conv3d_forward_winograd(const ConvShape& s, const T* x, const T* w, const T* packed, const T* bias, T* y,
+                             const Epilogue<T>& ep);
 
 }  // namespace medkern::cpu

@@ -35,8 +35,10 @@ constexpr double kWinogradF4x3MaxShareOfF2x3 = 0.8;
 constexpr int64_t kWinogradF4x3MinChannels = 64, kWinogradF4x3MinPositions = 28 * 28;
 // F(2x2x2, 3x3x3) on volumes of fewer output positions (7^3, 256 channels, batch 8) ran 1.2x slower than
 // gemm_across_images although it needed 0.43 of the products: its per-tile transforms and the short GEMM rows of a
-// small block; at 14^3 (128 channels) and 28^3 (64) it ran 1.3x and 1.5x faster than the GEMMs.
-constexpr int64_t kWinograd3dMinPositions = 1000;
+// small block; at 14^3 (128 channels) and 28^3 (64) it ran 1.3x and 1.5x faster than the GEMMs. With its kernels
+// transformed ahead (a compiled network) the 7^3 layer ran 1.2x (batch 1) and 1.4x (batch 8) faster than the
+// best GEMM, the 4^3 one (512 channels, 8 tiles per image) 1.9x slower.
+constexpr int64_t kWinograd3dMinPositions = 1000, kWinograd3dMinPositionsPacked = 300;
 // The grad-weight's Winograd reduces over the batch's tiles, a vector of channels at a time: below 32 channels
 // on either side (16 at 28x28, batch 32: as fast as the grid; 3 -> 16 at 64x64: 4x slower) the vectors run
 // part empty; and each call pays a pass over the a*a*K*C transformed sums, which few tiles do not repay (256
@@ -272,7 +274,8 @@ bool preferred(ConvPath p, const ConvShape& s, bool double_precision, bool weigh
              fewer_products(kWinogradF2x2, s, double_precision);
     case ConvPath::winograd3d_f2x3:
       return s.C >= kWinogradF2x3MinChannels && s.K >= kWinogradF2x3MinChannels &&
-             s.out_volume() >= kWinograd3dMinPositions && fewer_products_3d(s, double_precision);
+             s.out_volume() >= (weights_packed ? kWinograd3dMinPositionsPacked : kWinograd3dMinPositions) &&
+             fewer_products_3d(s, double_precision);
     case ConvPath::few_outputs: return s.crs() >= kFewOutputsMinReduction && s.Q >= kFewOutputsMinRow;
     case ConvPath::forward_grid:
       return (s.R * s.S >= kGridMinTaps || (s.k_per_group() <= kGridMaxOutputsPerGroup && s.R * s.S > 1)) &&

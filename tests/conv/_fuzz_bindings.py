@@ -38,7 +38,7 @@ count = {"n": 0}
                            "adaptive_pool3d"]),
        a=arrays(), b=arrays(), c=arrays(), d=arrays() | st.none(), e=arrays() | st.none(),
        geom=st.lists(ints, min_size=12, max_size=12),
-       layout=st.sampled_from(["gemm_weight_panels", "winograd_f2x3_panels", "grid", ""]))
+       layout=st.sampled_from(["gemm_weight_panels", "winograd_f2x3_panels", "winograd3d_f2x3", "grid", ""]))
 def fuzz(fn, a, b, c, d, e, geom, layout):
     count["n"] += 1
     planar, volume = geom[:7], geom[:10]  # per axis stride, padding, dilation, then groups
@@ -56,8 +56,11 @@ def fuzz(fn, a, b, c, d, e, geom, layout):
             C.conv2d_grad_weight(a, b, c, *planar)
         elif fn == "grad_bias":
             C.conv2d_grad_bias(a, c)
-        elif fn == "forward3d":  # d: the residual, e: the input scale (and shift)
-            C.conv3d_forward(a, b, None, c, *volume, 0, geom[10] % 3, 0.1, d, e, e, bool(geom[11] % 2))
+        elif fn == "forward3d":  # d: the residual, e: the input scale (and shift), or the packed weights
+            if geom[11] % 3 == 2:
+                C.conv3d_forward(a, b, None, c, *volume, 0, geom[10] % 3, 0.1, d, None, None, False, e, layout)
+            else:
+                C.conv3d_forward(a, b, None, c, *volume, 0, geom[10] % 3, 0.1, d, e, e, bool(geom[11] % 2))
         elif fn == "grad_input3d":
             C.conv3d_grad_input(a, b, c, *volume)
         elif fn == "grad_weight3d":

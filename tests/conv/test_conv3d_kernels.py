@@ -138,3 +138,39 @@ def test_non_finite_values_stay_in_their_batch_element(kernels):
     dx = poisoned(x.shape, torch.float64, device)
     k.conv3d_grad_input(dy, w, dx, p)
     assert torch.isfinite(dx[1]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_winograd_kernels_transformed_ahead_give_the_same_bits(dtype):
+    """A compiled network transforms the 3x3x3 kernels once (conv2d_pack_weight, layout winograd3d_f2x3): the
+    forward then reads them and gives exactly the answer of a call that transforms them itself; a packing that
+    does not fit the weight is refused."""
+    from medkern._native import require_cpu
+    from torch.utils.dlpack import to_dlpack as dl
+    C = require_cpu()
+    case = case3d("winograd_3x3x3")
+    x, w, b, _ = case.tensors(dtype)
+    stride, padding, dilation = case.params.stride, case.params.padding, case.params.dilation
+    args = (*stride, *padding, *dilation, case.params.groups, 0, ACTIVATIONS["relu"], 0.0)
+    packed = torch.full((C.conv2d_packed_weight_numel(dl(w), 1, "winograd3d_f2x3"),), float("nan"), dtype=dtype)
+    C.conv2d_pack_weight(dl(w), dl(packed), 1, "winograd3d_f2x3")
+    with medkern.ops.force_conv_path("winograd3d_f2x3"):
+        own, ahead = (poisoned((case.N, case.K, *case.out_size), dtype, "cpu") for _ in range(2))
+        C.conv3d_forward(dl(x), dl(w), dl(b), dl(own), *args)
+        C.conv3d_forward(dl(x), dl(w), dl(b), dl(ahead), *args, None, None, None, False, dl(packed), "winograd3d_f2x3")
+    assert torch.equal(own, ahead)
+    with pytest.raises(ValueError, match="packed_weight"):
+        C.conv3d_forward(dl(x), dl(w), dl(b), dl(ahead), *args, None, None, None, False, dl(packed[:-1]),
+                         "winograd3d_f2x3")
+    with pytest.raises(ValueError, match="winograd3d_f2x3 packs 3x3x3"):
+        C.conv2d_packed_weight_numel(dl(w[:, :, :2].contiguous()), 1, "winograd3d_f2x3")
+    with pytest.raises(ValueError, match="volume's kernel packs only"):
+        C.conv2d_packed_weight_numel(dl(w), 1, "gemm_weight_panels")
+
+
+def test_transformed_kernels_move_the_winograd_threshold():
+    """Kernels transformed ahead make Winograd pay on smaller volumes (7^3 at 256 channels), not on 4^3."""
+    from medkern.ops import conv_plan
+    assert conv_plan((1, 256, 7, 7, 7), (256, 256, 3, 3, 3), padding=1, weights_packed=True) == "winograd3d_f2x3"
+    assert conv_plan((1, 256, 7, 7, 7), (256, 256, 3, 3, 3), padding=1) != "winograd3d_f2x3"
+    assert conv_plan((1, 512, 4, 4, 4), (512, 512, 3, 3, 3), padding=1, weights_packed=True) != "winograd3d_f2x3"

@@ -21,7 +21,7 @@ from ..ops import _alloc
 
 
 # The CPU forward paths that read weights packed ahead of the call.
-PACKED_LAYOUTS = ("gemm_weight_panels", "winograd_f2x3_panels")
+PACKED_LAYOUTS = ("gemm_weight_panels", "winograd_f2x3_panels", "winograd3d_f2x3")
 
 
 @dataclass(frozen=True)
@@ -117,19 +117,16 @@ class FusedConv:
         return packing[1]
 
     def _shape_facts(self, x, w):
-        """(output shape, layout) for this input: the packed layout the planner's path reads, or "" (volumes have
-        no packed layout)."""
+        """(output shape, layout) for this input: the packed layout the planner's path reads, or ""."""
         stride, padding, dilation, groups = self.geometry
-        if self.rank == 3:
-            return (x.shape[0], w.shape[0], *(conv_out_size(n, k, s, 2 * p, d) for n, k, s, p, d in
-                                              zip(x.shape[2:], w.shape[2:], stride, padding, dilation))), ""
-        N, C, H, W = x.shape
-        K, Cg, R, S = w.shape
-        P = conv_out_size(H, R, stride[0], 2 * padding[0], dilation[0])
-        Q = conv_out_size(W, S, stride[1], 2 * padding[1], dilation[1])
-        path = require_cpu().conv_plan("forward", (N, C, 1, H, W), (K, Cg, 1, R, S), (1, P, Q), (1, *stride),
-                                       (0, *padding), (1, *dilation), groups, x.dtype == torch.float64, True)
-        return (N, K, P, Q), path if path in PACKED_LAYOUTS else ""
+        out = tuple(conv_out_size(n, k, s, 2 * p, d) for n, k, s, p, d in
+                    zip(x.shape[2:], w.shape[2:], stride, padding, dilation))
+        lift = 3 - len(out)  # the planner takes N-d geometry: a plane is a volume of depth 1
+        path = require_cpu().conv_plan("forward", (*x.shape[:2], *(1,) * lift, *x.shape[2:]),
+                                       (*w.shape[:2], *(1,) * lift, *w.shape[2:]), (*(1,) * lift, *out),
+                                       (*(1,) * lift, *stride), (*(0,) * lift, *padding), (*(1,) * lift, *dilation),
+                                       groups, x.dtype == torch.float64, True)
+        return (x.shape[0], w.shape[0], *out), path if path in PACKED_LAYOUTS else ""
 
     def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual,
                  in_weight=None, in_bias=None, in_mean=None, in_var=None) -> Tensor:
@@ -152,11 +149,11 @@ class FusedConv:
             return y
         w, b, scale, shift = p.capsules
         r = None if residual is None else dl(residual)
+        packed = self.packed(p, layout) if layout else None
         if self.rank == 3:
             require_cpu().conv3d_forward(dl(x), w, b, dl(y), *self._kernel_args, r, scale, shift,
-                                         self.epilogue.input_relu)
+                                         self.epilogue.input_relu, packed, layout)
         else:
-            packed = self.packed(p, layout) if layout else None
             require_cpu().conv2d_forward(dl(x), w, b, dl(y), *self._kernel_args, r, packed, layout, scale, shift,
                                          self.epilogue.input_relu)
         return y
