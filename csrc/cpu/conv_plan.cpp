@@ -74,6 +74,9 @@ constexpr int64_t kAcrossImagesMaxRow = 32;
 constexpr int64_t kWinogradPanelsMinTiles = 16, kWinogradPanelsMaxTiles = 32, kWinogradPanelsMinChannels = 64;
 // Past this many output positions (the whole batch's) the position-column GEMMs fill their panels anyway.
 constexpr int64_t kWeightPanelsMaxPositions = 4096;
+// Channel panels only as full as the position panels win from this many input channels per group (see
+// weight_panels_tie_wins).
+constexpr int64_t kWeightPanelsTieMinInputs = 16;
 // The phase convolutions pack K*R*S rows of dy per input position, GEMM + col2im C*R*S rows of columns:
 // with at most half as many input as output channels (an RGB first layer) the latter moves less.
 constexpr int64_t kPhasesMaxOutputsPerInput = 2;
@@ -151,6 +154,23 @@ bool wants_winograd_panels(const ConvShape& s, bool double_precision) {
 
 bool grid_waste_at_most(const ConvShape& s, int64_t num, int64_t den) {
   return ShiftedGrid(s).waste_at_most(num, den, s);
+}
+
+// The grid's own case: large kernels, or few outputs per group, on maps whose padding wastes few cells.
+bool grid_suits(const ConvShape& s) {
+  return (s.R * s.S >= kGridMinTaps || (s.k_per_group() <= kGridMaxOutputsPerGroup && s.R * s.S > 1)) &&
+         grid_waste_at_most(s, kGridWasteNum, kGridWasteDen);
+}
+
+// Channel panels exactly as empty as the position panels (32 channels against 64 positions: one panel of 48
+// columns either way) also win, with the weights packed ahead and enough input channels, where the grid would
+// run (16-32 outputs at 7x7 to 16x16, batch 1-8, 32-1024 inputs: 2.1x faster at the median of 49 shapes, 0.87x at
+// worst); not over 3 input channels (RGB: 0.6-0.8x), and not against the GEMMs (the per-image one's 14 shapes:
+// even at the median, 0.8x at worst; the across-images one: as often slower as faster).
+bool weight_panels_tie_wins(const ConvShape& s, bool double_precision) {
+  const int64_t positions = s.N * s.P * s.Q, nr = panel_columns(double_precision), k = s.k_per_group();
+  return positions <= kWeightPanelsMaxPositions && s.c_per_group() >= kWeightPanelsTieMinInputs && grid_suits(s) &&
+         ceil_div(k, nr) * nr * positions == ceil_div(positions, nr) * nr * k;
 }
 
 // The phases of one axis; a phase whose first position needs more than its sub-kernel's reach would need
@@ -278,9 +298,12 @@ bool preferred(ConvPath p, const ConvShape& s, bool double_precision, bool weigh
              fewer_products_3d(s, double_precision);
     case ConvPath::few_outputs: return s.crs() >= kFewOutputsMinReduction && s.Q >= kFewOutputsMinRow;
     case ConvPath::forward_grid:
-      return (s.R * s.S >= kGridMinTaps || (s.k_per_group() <= kGridMaxOutputsPerGroup && s.R * s.S > 1)) &&
-             grid_waste_at_most(s, kGridWasteNum, kGridWasteDen);
-    case ConvPath::forward_weight_panels: return weights_packed && wants_weight_panels(s, double_precision);
+      // With the weights packed ahead, channel panels at least as full as the position panels win over the grid
+      // (3 input channels excepted; see weight_panels_tie_wins).
+      return grid_suits(s) && !(weights_packed && s.c_per_group() >= kWeightPanelsTieMinInputs &&
+                                (wants_weight_panels(s, double_precision) || weight_panels_tie_wins(s, double_precision)));
+    case ConvPath::forward_weight_panels:
+      return weights_packed && (wants_weight_panels(s, double_precision) || weight_panels_tie_wins(s, double_precision));
     case ConvPath::forward_gemm_across_images:
     case ConvPath::grad_weight_gemm_across_images: return wants_columns_across_images(s);
     case ConvPath::grad_input_grid:
