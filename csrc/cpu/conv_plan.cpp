@@ -164,9 +164,10 @@ bool grid_suits(const ConvShape& s) {
 
 // Channel panels exactly as empty as the position panels (32 channels against 64 positions: one panel of 48
 // columns either way) also win, with the weights packed ahead and enough input channels, where the grid would
-// run (16-32 outputs at 7x7 to 16x16, batch 1-8, 32-1024 inputs: 2.1x faster at the median of 49 shapes, 0.87x at
-// worst); not over 3 input channels (RGB: 0.6-0.8x), and not against the GEMMs (the per-image one's 14 shapes:
-// even at the median, 0.8x at worst; the across-images one: as often slower as faster).
+// run (16-32 outputs at 7x7 to 16x16, batch 1-8, 32-1024 inputs: 1.6-2.0x faster at the median of 49 shapes in
+// three sweeps, 0.87x at worst); not over 3 input channels (RGB: 0.6-0.8x), and not against the GEMMs (the
+// per-image one's 14 shapes: 1.0-1.6x at the median of two sweeps, 0.8x at worst; the across-images one: as often
+// slower as faster).
 bool weight_panels_tie_wins(const ConvShape& s, bool double_precision) {
   const int64_t positions = s.N * s.P * s.Q, nr = panel_columns(double_precision), k = s.k_per_group();
   return positions <= kWeightPanelsMaxPositions && s.c_per_group() >= kWeightPanelsTieMinInputs && grid_suits(s) &&
