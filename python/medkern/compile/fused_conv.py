@@ -80,14 +80,13 @@ class FusedConv:
         """The weights with the BatchNorms folded, remade when an input tensor changed. ``tensors``: the node's
         arguments after x, the residual left out."""
         key = self._key
-        if key is not None and _unchanged(tensors, key):
+        if key is not None and unchanged(tensors, key):
             return self._prepared
         with self._lock:  # concurrent first calls (a server's threads) prepare once, and never see half of it
-            if self._key is None or not _unchanged(tensors, self._key):
+            if self._key is None or not unchanged(tensors, self._key):
                 with torch.inference_mode(False), torch.no_grad():
                     self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
-                # The tensors themselves (not their ids, which a new tensor may reuse) and their version counters.
-                self._key = (tensors, tuple(None if t is None else version_of(t) for t in tensors))
+                self._key = snapshot(tensors)
             return self._prepared
 
     def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean, in_var) -> _Prepared:
@@ -181,8 +180,14 @@ def version_of(t: Tensor) -> int:
     return -1 if t.is_inference() else t._version
 
 
-def _unchanged(tensors, key) -> bool:
-    """Whether ``tensors`` are the very tensors of ``key`` (tensors, versions), none changed in place since."""
+def snapshot(tensors) -> tuple:
+    """What ``unchanged`` compares with: the tensors themselves (not their ids, which a new tensor may reuse) and
+    their version counters."""
+    return tensors, tuple(None if t is None else version_of(t) for t in tensors)
+
+
+def unchanged(tensors, key) -> bool:
+    """Whether ``tensors`` are the very tensors of ``key`` (a ``snapshot``), none changed in place since."""
     before, versions = key
     for t, u, version in zip(tensors, before, versions):
         if t is not u or (t is not None and version_of(t) != version):

@@ -10,7 +10,7 @@ import threading
 
 from torch import fx
 
-from .fused_conv import version_of
+from .fused_conv import snapshot, unchanged
 
 
 class ParameterCache:
@@ -25,11 +25,11 @@ class ParameterCache:
 
     def __call__(self, *weights):
         key = self._key
-        if key is not None and all(t is u and version_of(t) == v for t, (u, v) in zip(weights, key)):
+        if key is not None and unchanged(weights, key):
             return self._values
         with self._lock:
             values = tuple(self.subgraph(*weights))
-            self._values, self._key = values, [(t, version_of(t)) for t in weights]
+            self._values, self._key = values, snapshot(weights)
             return values
 
 

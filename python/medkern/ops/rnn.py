@@ -103,6 +103,13 @@ def _scan_backward(lstm, grad_out, grad_hn, grad_cn, w_hh, w_hr, lengths, hs, cs
             grad_c0 if lstm else hs.new_empty(0))
 
 
+def _scan_stacked(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths, save):
+    """``_scan_forward`` with every direction's weights stacked on dim 0, as the custom op takes them."""
+    D = w_hh.shape[0]
+    return _scan_forward(lstm, gx, _unstack(w_hh, D), _unstack(b_hh, D), _unstack(w_hr, D), h0, c0, lengths,
+                         save=save)
+
+
 def _unstack(t: Optional[Tensor], D: int) -> list:
     return [None] * D if t is None or t.numel() == 0 else [t[d] for d in range(D)]
 
@@ -113,9 +120,7 @@ def rnn_scan_op(lstm: bool, gx: Tensor, w_hh: Tensor, b_hh: Optional[Tensor], w_
                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The recurrence of one layer in all its directions (stacked on dim 0 of w_hh, b_hh, w_hr, h0, c0).
     Returns (out, h_n, c_n, hs, cs, gates, hraw); the last four are saved for the backward pass."""
-    D = w_hh.shape[0]
-    return _scan_forward(lstm, gx, _unstack(w_hh, D), _unstack(b_hh, D), _unstack(w_hr, D), h0, c0, lengths,
-                         save=True)
+    return _scan_stacked(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths, save=True)
 
 
 @torch.library.custom_op("medkern::rnn_scan_backward", mutates_args=())
@@ -187,10 +192,7 @@ def rnn_scan_inference(lstm: bool, gx: Tensor, w_hh: Tensor, b_hh: Optional[Tens
                        h0: Tensor, c0: Optional[Tensor], lengths: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
     """``medkern::rnn_scan``'s (out, h_n, c_n) where no backward pass will follow (a compiled inference graph): the
     recurrence called directly, without the custom op's dispatch and without saving each step's gates."""
-    D = w_hh.shape[0]
-    out, h_n, c_n, *_ = _scan_forward(lstm, gx, _unstack(w_hh, D), _unstack(b_hh, D), _unstack(w_hr, D), h0, c0,
-                                      lengths)
-    return out, h_n, c_n
+    return _scan_stacked(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths, save=False)[:3]
 
 
 def _scan_op(lstm, gx, w_hh, b_hh, w_hr, h0, c0, lengths):
