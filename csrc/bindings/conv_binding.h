@@ -238,7 +238,7 @@ void bind_conv(py::module_& m) {
           c.run(c.w, [&](auto& a) { Impl::template pack_weight<elem_t<decltype(a)>>(code, a.s, a.w, a.y); });
         },
         arg("weight"), arg("out"), arg("groups"), arg("layout"),
-        "out = weight (K, C/groups, R, S) packed for forward path `layout` ('gemm_weight_panels' or "
+        "out = weight (K, C/groups, R, S) packed for forward path `layout` ('direct', 'gemm_weight_panels' or "
         "'winograd_f2x3_panels'), conv2d_forward's packed_weight; or a volume's (K, C, 3, 3, 3) for "
         "'winograd3d_f2x3', conv3d_forward's.");
   }

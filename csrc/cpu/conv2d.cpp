@@ -22,6 +22,7 @@
 #include "conv2d_grad_input_shifted.h"
 #include "conv2d_grad_weight_shifted.h"
 #include "conv_grad_weight_winograd.h"
+#include "conv2d_direct.h"
 #include "conv2d_weight_panels.h"
 #include "conv2d_winograd_panels.h"
 #include "conv2d_winograd.h"
@@ -157,6 +158,7 @@ void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, cons
                  const Epilogue<T>& ep = {}, const T* packed = nullptr, const T* residual = nullptr,
                  const InputPrologue<T>& pro = {}) {
   switch (path) {
+    case ConvPath::forward_direct: return conv2d_forward_direct(s, x, w, packed, bias, residual, y, ep, pro);
     case ConvPath::winograd_f2x3_panels:
       return conv2d_forward_winograd_panels(s, x, w, packed, bias, residual, y, ep);
     case ConvPath::winograd_f2x3:
@@ -176,8 +178,11 @@ void run_forward(ConvPath path, const ConvShape& s, const T* x, const T* w, cons
 
 // The paths whose epilogue adds a residual before the activation.
 bool reads_residual(ConvPath p) {
-  return p == ConvPath::forward_weight_panels || p == ConvPath::winograd_f2x3_panels;
+  return p == ConvPath::forward_weight_panels || p == ConvPath::winograd_f2x3_panels || p == ConvPath::forward_direct;
 }
+
+// The paths that apply the input prologue as they gather (or pad) their input.
+bool reads_prologue(ConvPath p) { return p == ConvPath::forward_weight_panels || p == ConvPath::forward_direct; }
 
 void check_packable(ConvPath layout, const ConvShape& s) {
   if (layout == ConvPath::winograd3d_f2x3) {
@@ -187,15 +192,15 @@ void check_packable(ConvPath layout, const ConvShape& s) {
   }
   if (s.T != 1)
     throw std::invalid_argument("packed_layout: a volume's kernel packs only for 'winograd3d_f2x3'");
-  if (layout == ConvPath::forward_weight_panels) return;
+  if (layout == ConvPath::forward_weight_panels || layout == ConvPath::forward_direct) return;
   if (layout == ConvPath::winograd_f2x3_panels) {
     if (s.R != 3 || s.S != 3 || s.groups != 1)
       throw std::invalid_argument("packed_layout: winograd_f2x3_panels packs 3x3 kernels of one group");
     return;
   }
   throw std::invalid_argument(
-      "packed_layout: expected 'gemm_weight_panels', 'winograd_f2x3_panels' or 'winograd3d_f2x3' (the paths that "
-      "read packed weights)");
+      "packed_layout: expected 'direct', 'gemm_weight_panels', 'winograd_f2x3_panels' or 'winograd3d_f2x3' (the paths "
+      "that read packed weights)");
 }
 
 // The one forward path in a plan's sub-plan set (as_forward has exactly one).
@@ -435,7 +440,7 @@ void conv2d_forward(const ConvArgs<T>& a) {
   // The paths that do not gather their input read it as it is: the prologue runs one pass ahead.
   Buffer<T> prepared;
   const T* x = a.x;
-  if (pro.scale && plan.path != ConvPath::forward_weight_panels) {
+  if (pro.scale && !reads_prologue(plan.path)) {
     const int64_t planes = a.s.N * a.s.C, HW = a.s.in_volume();
     prepared = alloc_buffer<T>(planes * HW);
 #pragma omp parallel for schedule(static) num_threads(threads_for(planes * HW * 16))
@@ -461,6 +466,7 @@ template <typename T>
 int64_t conv2d_packed_weight_size(ConvPath layout, const ConvShape& s) {
   check_packable(layout, s);
   if (layout == ConvPath::winograd3d_f2x3) return conv3d_winograd_weights_size<T>(s);
+  if (layout == ConvPath::forward_direct) return direct_weights_size<T>(s);
   return layout == ConvPath::forward_weight_panels ? weight_panels_size<T>(s) : winograd_panels_size<T>(s);
 }
 
@@ -468,6 +474,7 @@ template <typename T>
 void conv2d_pack_weight(ConvPath layout, const ConvShape& s, const T* w, T* packed) {
   check_packable(layout, s);
   if (layout == ConvPath::winograd3d_f2x3) conv3d_pack_winograd_weights(s, w, packed);
+  else if (layout == ConvPath::forward_direct) pack_direct_weights(s, w, packed);
   else if (layout == ConvPath::forward_weight_panels) pack_weight_panels(s, w, packed);
   else pack_winograd_panels(s, w, packed);
 }

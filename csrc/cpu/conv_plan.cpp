@@ -77,6 +77,16 @@ constexpr int64_t kWeightPanelsMaxPositions = 4096;
 // Channel panels only as full as the position panels win from this many input channels per group (see
 // weight_panels_tie_wins).
 constexpr int64_t kWeightPanelsTieMinInputs = 16;
+// The direct kernel, with its weights packed ahead, against the planner's other choices at batch 1-8 (an interleaved
+// sweep of 150 shapes, 4x4 to 56x56 maps, 3 to 512 channels): 1.36x faster at the geometric mean of the shapes
+// these rules give it, 0.99x over those they do not. It loses on rows shorter than 7 (a tile of 4 positions
+// streams a block's weights for few products: 0.7-0.85x with 128-512 channels), with fewer than 16 input channels
+// (RGB, 1x1: 0.5-0.9x) or outputs (16 lanes for 4 channels), and past about a thousand positions, where the GEMMs' panels fill.
+constexpr int64_t kDirectMinRow = 7, kDirectMinChannels = 16, kDirectMaxPositions = 1024;
+// F(2x2, 3x3) ran as fast at 784 positions (28x28 at batch 1: 0.9-1.1x) and faster beyond; at 392 (14x14 at batch
+// 2) 1.3x slower than direct. The channel-panel Winograd won on 8x8 maps from 128 channels (1.1-1.3x) and lost on
+// 7x7 ones, whose tiles are a quarter empty (direct 1.2-1.7x faster up to 256 channels).
+constexpr int64_t kDirectMaxPositionsAgainstWinograd = 512, kWinogradPanelsOverDirectMinInputs = 128;
 // The phase convolutions pack K*R*S rows of dy per input position, GEMM + col2im C*R*S rows of columns:
 // with at most half as many input as output channels (an RGB first layer) the latter moves less.
 constexpr int64_t kPhasesMaxOutputsPerInput = 2;
@@ -233,6 +243,7 @@ bool applies(ConvPath p, const ConvShape& s) {
       return !s.planar() && plain(s) && s.dil_d == 1 && s.T == 3 && s.R == 3 && s.S == 3 && s.stride_d == 1 &&
              s.stride_h == 1 && s.stride_w == 1;
     case ConvPath::few_outputs: return s.k_per_group() <= 4;
+    case ConvPath::forward_direct: return true;
     case ConvPath::forward_weight_panels:
     case ConvPath::forward_gemm_across_images:
     case ConvPath::grad_weight_gemm_across_images: return offsets_fit(s);
@@ -277,8 +288,22 @@ const char* requirement(ConvPath p, const ConvShape& s) {
   }
 }
 
+// The direct kernel's tiles are rows of output positions: small maps with rows of 7 or more, and input channels
+// enough to repay a tile's setup. Against F(2x2, 3x3) it wins while the whole batch has few positions, and it
+// leaves to the channel-panel Winograd the even maps its tiles cover exactly, with many channels.
+bool wants_direct(const ConvShape& s, bool double_precision) {
+  const int64_t positions = s.N * s.P * s.Q;
+  if (s.c_per_group() < kDirectMinChannels || s.k_per_group() < kDirectMinChannels || s.Q < kDirectMinRow ||
+      positions > kDirectMaxPositions)
+    return false;
+  if (applies(ConvPath::winograd_f2x3, s) && positions > kDirectMaxPositionsAgainstWinograd) return false;
+  return !(s.P % 2 == 0 && s.Q % 2 == 0 && s.C >= kWinogradPanelsOverDirectMinInputs &&
+           wants_winograd_panels(s, double_precision));
+}
+
 bool preferred(ConvPath p, const ConvShape& s, bool double_precision, bool weights_packed) {
   switch (p) {
+    case ConvPath::forward_direct: return weights_packed && wants_direct(s, double_precision);
     case ConvPath::winograd_f2x3_panels: return weights_packed && wants_winograd_panels(s, double_precision);
     case ConvPath::winograd_f4x3:
       return s.C >= kWinogradF4x3MinChannels && s.K >= kWinogradF4x3MinChannels &&
@@ -333,6 +358,7 @@ struct PathInfo {
 
 // In each direction's planning order.
 constexpr PathInfo kPaths[] = {
+    {ConvPath::forward_direct, ConvDirection::forward, "direct"},
     {ConvPath::winograd_f2x3_panels, ConvDirection::forward, "winograd_f2x3_panels"},
     {ConvPath::winograd_f4x3, ConvDirection::forward, "winograd_f4x3"},
     {ConvPath::winograd_f2x3, ConvDirection::forward, "winograd_f2x3"},

@@ -4,7 +4,9 @@
 // planners use is a named constant in conv_plan.cpp, next to the reason for it.
 //
 // Paths, by direction (a name is what Python's medkern.ops.conv_plan returns and MEDKERN_CONV_PATH takes):
-//   forward      winograd_f2x3_panels   F(2x2, 3x3) with output channels as GEMM columns, for few tiles
+//   forward      direct                 output channels in the vector lanes, a row of positions in registers,
+//                                       for small maps; its weight blocks can be prepacked (conv2d_direct.cpp)
+//                winograd_f2x3_panels   F(2x2, 3x3) with output channels as GEMM columns, for few tiles
 //                                       (conv2d_winograd_panels.cpp); its transformed kernels can be prepacked
 //                winograd_f4x3          F(4x4, 3x3) for 3x3 stride-1 layers on larger maps (conv2d_winograd.cpp)
 //                winograd_f2x3          F(2x2, 3x3) for 3x3 stride-1 layers (conv2d_winograd.cpp)
@@ -48,7 +50,7 @@ enum class ConvDirection : int { forward, grad_input, grad_weight };
 enum class ConvPath : int {
   none,
   // forward
-  winograd_f2x3_panels, winograd_f4x3, winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, winograd3d_f2x3,
+  forward_direct, winograd_f2x3_panels, winograd_f4x3, winograd_f2x3, winograd_f4x4_phases, winograd_f2x2_phases, winograd3d_f2x3,
   few_outputs, forward_grid, forward_weight_panels,
   forward_gemm_across_images,
   forward_gemm,

@@ -157,13 +157,13 @@ def test_optimize_refuses_what_is_not_a_module():
         medkern.optimize(lambda x: x)
 
 
-@pytest.mark.parametrize("path", ["", "gemm_weight_panels", "winograd_f2x3_panels", "gemm"])
+@pytest.mark.parametrize("path", ["", "direct", "gemm_weight_panels", "winograd_f2x3_panels", "gemm"])
 @pytest.mark.parametrize("prologue", ["none", "bn", "bn_relu"])
 @pytest.mark.parametrize("activation", ["none", "relu", "leaky_relu"])
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
 def test_fused_conv_node_matches_float64(activation, residual, prologue, path):
-    """Every epilogue and prologue on the paths that fuse them (gemm_weight_panels reads the prologue as it
-    gathers; the others get it one pass ahead, and the residual one pass after where they do not take one)."""
+    """Every epilogue and prologue on the paths that fuse them (direct and gemm_weight_panels read the prologue
+    as they pad or gather; the others get it one pass ahead, and the residual one pass after where they do not take one)."""
     from medkern.compile.fused_conv import ConvEpilogue
     g = torch.Generator().manual_seed(7)
     groups = 1 if path == "winograd_f2x3_panels" else 2

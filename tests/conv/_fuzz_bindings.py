@@ -38,7 +38,7 @@ count = {"n": 0}
                            "adaptive_pool3d"]),
        a=arrays(), b=arrays(), c=arrays(), d=arrays() | st.none(), e=arrays() | st.none(),
        geom=st.lists(ints, min_size=12, max_size=12),
-       layout=st.sampled_from(["gemm_weight_panels", "winograd_f2x3_panels", "winograd3d_f2x3", "grid", ""]))
+       layout=st.sampled_from(["direct", "gemm_weight_panels", "winograd_f2x3_panels", "winograd3d_f2x3", "grid", ""]))
 def fuzz(fn, a, b, c, d, e, geom, layout):
     count["n"] += 1
     planar, volume = geom[:7], geom[:10]  # per axis stride, padding, dilation, then groups

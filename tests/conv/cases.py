@@ -100,7 +100,7 @@ HAND_PICKED = [
     # Large maps at batch 1, where the per-image GEMM fills its column panels: pointwise, and 5x5 with too
     # much padding for the grid (19x19 cells for 16x16 outputs).
     Case(1, 16, 20, 20, 64, 1, 1, name="pointwise_large_map",
-         plans=("gemm", "as_forward>gemm", "grid")),
+         plans=("gemm", "as_forward>gemm", "grid"), packed_plan="direct"),
     Case(1, 8, 16, 16, 16, 7, 7, padding=(3, 3), name="k7_padded_map_batch1",
          plans=("gemm", "as_forward>gemm", "gemm")),
     Case(1, 3, 6, 7, 2, 1, 1, padding=(1, 1), name="padding_past_kernel_reach",
@@ -116,7 +116,7 @@ HAND_PICKED = [
     Case(2, 3, 12, 11, 16, 4, 4, stride=(2, 2), padding=(1, 1), name="dcgan_k4s2_few_inputs",
          plans=("gemm_across_images", "grid", "gemm_across_images")),
     Case(1, 32, 7, 7, 40, 3, 3, padding=(1, 1), name="batch1_small_map",  # the threads split the output channels
-         plans=("gemm_across_images", "as_forward>grid", "grid"), packed_plan="gemm_weight_panels"),
+         plans=("gemm_across_images", "as_forward>grid", "grid"), packed_plan="direct"),
     # 64 channels on a 28x28 map, a batch of 2: F(4x4, 3x3) needs 3/4 of F(2x2, 3x3)'s products.
     Case(2, 64, 28, 28, 64, 3, 3, padding=(1, 1), name="winograd_4x4_tiles",
          plans=("winograd_f4x3", "as_forward>winograd_f4x3", "winograd_f2x3")),
@@ -130,7 +130,18 @@ HAND_PICKED = [
          plans=("winograd_f2x3", "as_forward>winograd_f2x3", "winograd_f4x3")),
     # Batch-1 inference's deep 3x3 layers: 16 Winograd tiles, output channels in the vector lanes.
     Case(1, 64, 7, 7, 96, 3, 3, padding=(1, 1), name="batch1_7x7_winograd_channels",
+         plans=("gemm_across_images", "as_forward>gemm_across_images", "grid"), packed_plan="direct"),
+    # ... and on an 8x8 map, which its tiles cover exactly, with 128 channels: ahead of the direct kernel.
+    Case(1, 128, 8, 8, 128, 3, 3, padding=(1, 1), name="batch1_8x8_winograd_channels",
          plans=("gemm_across_images", "as_forward>gemm_across_images", "grid"), packed_plan="winograd_f2x3_panels"),
+    # Rows of 5: too short for the direct kernel's tiles, so the channel panels.
+    Case(1, 32, 5, 5, 40, 3, 3, padding=(1, 1), name="batch1_short_rows",
+         plans=("gemm_across_images", "as_forward>gemm_across_images", "gemm_across_images"),
+         packed_plan="gemm_weight_panels"),
+    # The direct kernel on two groups of 24 outputs (one vector per block, a part-empty one), rows of 14 (two
+    # tiles of 7).
+    Case(2, 32, 14, 14, 48, 3, 3, padding=(1, 1), groups=2, name="direct_groups_rows_of_14",
+         plans=("grid", "as_forward>grid", "grid"), packed_plan="direct"),
     # A batch of small maps with 64 outputs: position panels (3 of 48 for 144) waste less than channel
     # panels (2 of 48 for 64).
     Case(4, 16, 11, 11, 64, 3, 3, stride=(2, 2), padding=(1, 1), name="batch_small_maps_64_outputs",
@@ -203,24 +214,24 @@ WINOGRAD = [
     # F(2x2, 3x3): 3x3, stride 1, one group, 16+ channels each side, enough tiles to fill their column panels
     # (also the stride-1 grad-input, which runs as a forward convolution).
     Case(3, 16, 13, 13, 16, 3, 3, padding=(1, 1), name="f2x3_half_tile",  # odd output width
-         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid")),
+         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid"), packed_plan="direct"),
     Case(1, 17, 15, 14, 33, 3, 3, bias=False, name="f2x3_unpadded_odd_height",
-         plans=("winograd_f2x3", "as_forward>grid", "grid")),
+         plans=("winograd_f2x3", "as_forward>grid", "grid"), packed_plan="direct"),
     Case(1, 300, 13, 12, 20, 3, 3, padding=(1, 1), name="f2x3_two_reduction_blocks",  # 300 channels
-         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid")),
+         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid"), packed_plan="direct"),
     Case(1, 24, 6, 61, 16, 3, 3, padding=(1, 1), extra=(1, 0), name="f2x3_blocks_cross_panels",  # 31-tile rows
-         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid")),
+         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid"), packed_plan="direct"),
     Case(2, 16, 5, 70, 17, 3, 3, name="f2x3_masked_row_tails",  # rows of several vectors, no padding
-         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "gemm_across_images")),
+         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "gemm_across_images"), packed_plan="direct"),
     Case(2, 16, 6, 56, 16, 3, 3, padding=(1, 1), name="f2x3_latency_row_width",
          plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid")),
     # Small maps: a column panel holds tiles of several images, and the panels split tile rows.
     Case(6, 17, 9, 9, 20, 3, 3, name="f2x3_two_panels_exactly",  # 7x7 outputs, a part tile each way
-         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "gemm_across_images")),
+         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "gemm_across_images"), packed_plan="direct"),
     Case(3, 16, 10, 30, 16, 3, 3, padding=(1, 1), name="f2x3_panels_split_tile_rows",
          plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid")),
     Case(5, 16, 7, 7, 24, 3, 3, padding=(1, 1), bias=False, name="f2x3_image_across_panel_edge",
-         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid")),
+         plans=("winograd_f2x3", "as_forward>winograd_f2x3", "grid"), packed_plan="direct"),
     # F(4x4, 4x4) on the four stride phases: 7x7 and 8x8 kernels, stride 2, 16+ outputs, enough tiles.
     Case(1, 3, 40, 37, 16, 7, 7, stride=(2, 2), padding=(3, 3), name="f4x4_stem",  # a part tile each way
          plans=("winograd_f4x4_phases", "grid", "grid")),
@@ -229,12 +240,12 @@ WINOGRAD = [
     Case(1, 2, 31, 70, 20, 7, 8, stride=(2, 2), padding=(0, 4), bias=False, name="f4x4_7x8_long_rows",
          plans=("winograd_f4x4_phases", "grid", "grid")),
     Case(2, 70, 30, 29, 16, 7, 7, stride=(2, 2), padding=(3, 3), name="f4x4_two_reduction_blocks",  # 280 planes
-         plans=("winograd_f4x4_phases", "grid", "grid")),
+         plans=("winograd_f4x4_phases", "grid", "grid"), packed_plan="direct"),
     # F(2x2, 2x2) on the phases: 4x4 stride 2 with 32+ inputs and 64+ outputs (a DCGAN discriminator).
     Case(8, 32, 16, 16, 64, 4, 4, stride=(2, 2), padding=(1, 1), name="f2x2_critic",
-         plans=("winograd_f2x2_phases", "grid", "grid")),
+         plans=("winograd_f2x2_phases", "grid", "grid"), packed_plan="direct"),
     Case(6, 32, 15, 17, 66, 4, 4, stride=(2, 2), padding=(1, 1), bias=False, name="f2x2_part_tile",  # 7 rows
-         plans=("winograd_f2x2_phases", "grid", "grid")),
+         plans=("winograd_f2x2_phases", "grid", "grid"), packed_plan="direct"),
 ]
 HAND_PICKED += WINOGRAD
 

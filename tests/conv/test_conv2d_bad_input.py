@@ -128,7 +128,8 @@ def test_pack_weight_rejects_bad_input(weight, out, groups, layout, exc, needle)
 
 
 @pytest.mark.parametrize("groups, shape", [(1, (2, 4, 9, 7)), (2, (1, 4, 5, 6)), (1, (3, 4, 3, 3)), (1, (1, 4, 8, 8))])
-@pytest.mark.parametrize("path", ["gemm_weight_panels", "winograd_f2x3_panels", ""], ids=["panels", "winograd", "planned"])
+@pytest.mark.parametrize("path", ["direct", "gemm_weight_panels", "winograd_f2x3_panels", ""],
+                         ids=["direct", "panels", "winograd", "planned"])
 def test_fused_forward_matches_float64(groups, shape, path):
     """act(conv + bias + residual) with prepacked weights, on the paths that read them and on whatever the planner
     picks (where the residual may follow in a pass of its own, and the packing is not read)."""

@@ -58,7 +58,8 @@ def test_every_path_is_the_plan_of_some_named_case():
                   for c in CASES for d in DIRECTIONS for p in _planner().conv_plans(d, *c.planner_args())}
     assert applicable == planned
     assert {p for d, p in planned if d == "forward"} == {
-        "winograd_f2x3_panels", "winograd_f4x3", "winograd_f2x3", "winograd_f4x4_phases", "winograd_f2x2_phases", "few_outputs", "grid", "gemm_weight_panels",
+        "direct", "winograd_f2x3_panels", "winograd_f4x3", "winograd_f2x3", "winograd_f4x4_phases", "winograd_f2x2_phases",
+        "few_outputs", "grid", "gemm_weight_panels",
         "gemm_across_images", "gemm"}
     assert {p for d, p in planned if d == "grad_input"} == {"grid", "as_forward", "phases", "gemm_col2im"}
     assert {p for d, p in planned if d == "grad_weight"} == {"winograd_f4x3", "winograd_f2x3", "grid",

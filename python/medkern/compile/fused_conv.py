@@ -21,7 +21,7 @@ from ..ops import _alloc
 
 
 # The CPU forward paths that read weights packed ahead of the call.
-PACKED_LAYOUTS = ("gemm_weight_panels", "winograd_f2x3_panels", "winograd3d_f2x3")
+PACKED_LAYOUTS = ("direct", "gemm_weight_panels", "winograd_f2x3_panels", "winograd3d_f2x3")
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def conv_plan(input_shape: Sequence[int], weight_shape: Sequence[int], *, stride
     stride phases' forward paths). Arguments as ``torch.nn.functional.conv1d/2d/3d`` take them, shapes only;
     ``direction`` is ``"forward"``, ``"grad_input"`` or ``"grad_weight"``. ``weights_packed``: the call
     brings its weights packed ahead, as a compiled network's do (``medkern.optimize``), which the paths
-    ``gemm_weight_panels`` and ``winograd_f2x3_panels`` need to be chosen. A forced path is reported as it
+    ``direct``, ``gemm_weight_panels`` and ``winograd_f2x3_panels`` need to be chosen. A forced path is reported as it
     will run (and raises ``ValueError`` here if it does not apply)."""
     args = _planner_args(input_shape, weight_shape, stride, padding, dilation, groups, direction, dtype)
     return _native.require_cpu().conv_plan(*args, bool(weights_packed))
