@@ -96,13 +96,14 @@ struct Padding {
   }
 };
 
-// One register tile: NP positions of one output row (input reads `step` apart from `in`) x KV vectors of
-// channels, over the group's Cg channels and RS taps; `wk` the block's packed weights. Writes tile[NP][KV*L].
-template <typename T, int KV, int NP>
-void tile_kernel(const T* in, int64_t step, const int64_t* tap_offsets, int64_t taps, int64_t Cg, int64_t plane,
-                 const T* wk, T* tile) {
+// One register tile: ROWS output rows of WIDTH positions (input reads `step` apart along a row, `row_step` between
+// rows, from `in`) x KV vectors of channels, over the group's Cg channels and RS taps; `wk` the block's packed
+// weights. Writes tile[ROWS * WIDTH][KV * L], positions in row-major order.
+template <typename T, int KV, int ROWS, int WIDTH>
+void tile_kernel(const T* in, int64_t step, int64_t row_step, const int64_t* tap_offsets, int64_t taps, int64_t Cg,
+                 int64_t plane, const T* wk, T* tile) {
   using V = typename Vec<T>::type;
-  constexpr int L = Vec<T>::lanes;
+  constexpr int L = Vec<T>::lanes, NP = ROWS * WIDTH;
   V acc[NP][KV];
   for (int j = 0; j < NP; ++j)
     for (int v = 0; v < KV; ++v) acc[j][v] = V{};
@@ -112,9 +113,12 @@ void tile_kernel(const T* in, int64_t step, const int64_t* tap_offsets, int64_t 
       V w[KV];
       for (int v = 0; v < KV; ++v) w[v] = Vec<T>::load(wk + v * L);
 #pragma GCC unroll 12
-      for (int j = 0; j < NP; ++j) {
-        const V b = Vec<T>::broadcast(at[j * step]);
-        for (int v = 0; v < KV; ++v) acc[j][v] += b * w[v];
+      for (int r = 0; r < ROWS; ++r) {
+#pragma GCC unroll 12
+        for (int j = 0; j < WIDTH; ++j) {
+          const V b = Vec<T>::broadcast(at[r * row_step + j * step]);
+          for (int v = 0; v < KV; ++v) acc[r * WIDTH + j][v] += b * w[v];
+        }
       }
     }
   }
@@ -123,20 +127,30 @@ void tile_kernel(const T* in, int64_t step, const int64_t* tap_offsets, int64_t 
 }
 
 template <typename T, int KV>
-using TileKernel = void (*)(const T*, int64_t, const int64_t*, int64_t, int64_t, int64_t, const T*, T*);
+using TileKernel = void (*)(const T*, int64_t, int64_t, const int64_t*, int64_t, int64_t, int64_t, const T*, T*);
 
-// The kernel for `np` positions (1..tile_width<KV>()), a static switch from the run-time width.
+// Positions per tile with KV vectors of channels.
 template <int KV>
 constexpr int tile_width() {
   return std::min(kMaxTileWidth, kAccumulators / KV);
 }
 
-template <typename T, int KV, int NP = 1>
-TileKernel<T, KV> tile_kernel_for(int np) {
-  if constexpr (NP < tile_width<KV>()) {
-    if (np != NP) return tile_kernel_for<T, KV, NP + 1>(np);
+// The kernel for `rows` rows of `width` positions (rows * width <= tile_width<KV>()): static switches from the run-time
+// extents, over the widths and then the row counts.
+template <typename T, int KV, int WIDTH, int ROWS = 1>
+TileKernel<T, KV> rows_kernel_for(int rows) {
+  if constexpr (ROWS < tile_width<KV>() / WIDTH) {
+    if (rows != ROWS) return rows_kernel_for<T, KV, WIDTH, ROWS + 1>(rows);
   }
-  return &tile_kernel<T, KV, NP>;
+  return &tile_kernel<T, KV, ROWS, WIDTH>;
+}
+
+template <typename T, int KV, int WIDTH = 1>
+TileKernel<T, KV> tile_kernel_for(int rows, int width) {
+  if constexpr (WIDTH < tile_width<KV>()) {
+    if (width != WIDTH) return tile_kernel_for<T, KV, WIDTH + 1>(rows, width);
+  }
+  return rows_kernel_for<T, KV, WIDTH>(rows);
 }
 
 // A tile's values (tile[i * ld + j]: position i, channel j) to the channel planes of y, with bias, residual and
@@ -169,8 +183,12 @@ void forward_blocks(const ConvShape& s, Padding<T>& padding, const T* packed, co
   constexpr int64_t L = Vec<T>::lanes, KB = KV * L;
   constexpr int64_t width = tile_width<KV>();
   const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), RS = s.R * s.S, PQ = s.P * s.Q;
-  const int64_t blocks = ceil_div(Kg, KB), per_row = ceil_div(s.Q, width);
-  const int64_t tiles = s.N * s.P * per_row, tasks = s.groups * blocks * tiles;
+  // Rows of at most half a tile go whole, several to a tile (a 4x4 map: two tiles of two rows, not four of 4
+  // positions, whose products would not repay streaming the block's weights); longer ones in parts of balanced
+  // widths (a 14-wide row as 7 + 7, not 12 + 2). A tile's positions are then consecutive in y either way.
+  const int64_t tile_rows = 2 * s.Q <= width ? width / s.Q : 1;
+  const int64_t row_groups = ceil_div(s.P, tile_rows), per_row = tile_rows > 1 ? 1 : ceil_div(s.Q, width);
+  const int64_t blocks = ceil_div(Kg, KB), tiles = s.N * row_groups * per_row, tasks = s.groups * blocks * tiles;
   int64_t tap_offsets[64];
   std::vector<int64_t> many;
   int64_t* offsets = tap_offsets;
@@ -190,16 +208,17 @@ void forward_blocks(const ConvShape& s, Padding<T>& padding, const T* packed, co
   for (int64_t t = 0; t < tasks; ++t) {
     // Blocks outermost: a thread's run of tasks streams one block of weights over many tiles.
     const int64_t gb = t / tiles, g = gb / blocks, b = gb % blocks, rest = t % tiles;
-    const int64_t n = rest / (s.P * per_row), p = rest / per_row % s.P, part = rest % per_row;
-    // Balanced widths: a 14-wide row as 7 + 7, not 12 + 2.
+    const int64_t n = rest / (row_groups * per_row), group = rest / per_row % row_groups, part = rest % per_row;
+    const int64_t p0 = group * s.P / row_groups, rows = (group + 1) * s.P / row_groups - p0;
     const int64_t q0 = part * s.Q / per_row, np = (part + 1) * s.Q / per_row - q0;
-    const T* in = src.data + n * src.image + g * Cg * src.plane + p * s.stride_h * src.row + q0 * s.stride_w;
+    const T* in = src.data + n * src.image + g * Cg * src.plane + p0 * s.stride_h * src.row + q0 * s.stride_w;
     alignas(64) T tile[kMaxTileWidth * KB];
-    tile_kernel_for<T, KV>(static_cast<int>(np))(in, s.stride_w, offsets, RS, Cg, src.plane,
-                                                 packed + (g * blocks + b) * Cg * RS * KB, tile);
+    tile_kernel_for<T, KV>(static_cast<int>(rows), static_cast<int>(np))(
+        in, s.stride_w, s.stride_h * src.row, offsets, RS, Cg, src.plane, packed + (g * blocks + b) * Cg * RS * KB,
+        tile);
     const int64_t k_first = g * Kg + b * KB;
-    store_tile(tile, KB, np, k_first, std::min(KB, Kg - b * KB), (n * s.K + k_first) * PQ + p * s.Q + q0, PQ, bias,
-               residual, y, ep);
+    store_tile(tile, KB, rows * np, k_first, std::min(KB, Kg - b * KB), (n * s.K + k_first) * PQ + p0 * s.Q + q0, PQ,
+               bias, residual, y, ep);
   }
   }
 }

@@ -77,15 +77,13 @@ constexpr int64_t kWeightPanelsMaxPositions = 4096;
 // Channel panels only as full as the position panels win from this many input channels per group (see
 // weight_panels_tie_wins).
 constexpr int64_t kWeightPanelsTieMinInputs = 16;
-// The direct kernel, with its weights packed ahead, against the planner's other choices at batch 1-8 (an interleaved
-// sweep of 150 shapes, 4x4 to 56x56 maps, 3 to 512 channels): 1.36x faster at the geometric mean of the shapes
-// these rules give it, 0.99x over those they do not. It loses on rows shorter than 7 (a tile of 4 positions
-// streams a block's weights for few products: 0.7-0.85x with 128-512 channels), with fewer than 16 input channels
-// (RGB, 1x1: 0.5-0.9x) or outputs (16 lanes for 4 channels), and past about a thousand positions, where the GEMMs' panels fill.
-constexpr int64_t kDirectMinRow = 7, kDirectMinChannels = 16, kDirectMaxPositions = 1024;
-// F(2x2, 3x3) ran as fast at 784 positions (28x28 at batch 1: 0.9-1.1x) and faster beyond; at 392 (14x14 at batch
-// 2) 1.3x slower than direct. The channel-panel Winograd won on 8x8 maps from 128 channels (1.1-1.3x) and lost on
-// 7x7 ones, whose tiles are a quarter empty (direct 1.2-1.7x faster up to 256 channels).
+// The direct kernel, with its weights packed ahead, against the planner's other choices at batch 1-8 (interleaved
+// sweeps of 250 shapes, 2x2 to 56x56 outputs, 3 to 1024 channels): 1.33x faster at the geometric mean of the shapes
+// these rules give it, 1.0x over those they do not. A tile holds whole rows of one image, so rows of 1-2 positions
+// leave it part empty past batch 1 (0.6-0.8x at batch 2-8 with 128-512 channels); fewer than 16 input channels
+// (RGB, 1x1: 0.5-0.9x) or outputs (16 lanes for 4 channels) do not repay a tile; past about a thousand positions
+// the GEMMs' panels fill.
+constexpr int64_t kDirectMinRowPastBatch1 = 3, kDirectMinChannels = 16, kDirectMaxPositions = 1024;
 constexpr int64_t kDirectMaxPositionsAgainstWinograd = 512, kWinogradPanelsOverDirectMinInputs = 128;
 // The phase convolutions pack K*R*S rows of dy per input position, GEMM + col2im C*R*S rows of columns:
 // with at most half as many input as output channels (an RGB first layer) the latter moves less.
@@ -288,13 +286,12 @@ const char* requirement(ConvPath p, const ConvShape& s) {
   }
 }
 
-// The direct kernel's tiles are rows of output positions: small maps with rows of 7 or more, and input channels
-// enough to repay a tile's setup. Against F(2x2, 3x3) it wins while the whole batch has few positions, and it
+// The direct kernel's tiles are rows of output positions: small maps, and channels enough to repay a tile. Against F(2x2, 3x3) it wins while the whole batch has few positions, and it
 // leaves to the channel-panel Winograd the even maps its tiles cover exactly, with many channels.
 bool wants_direct(const ConvShape& s, bool double_precision) {
   const int64_t positions = s.N * s.P * s.Q;
-  if (s.c_per_group() < kDirectMinChannels || s.k_per_group() < kDirectMinChannels || s.Q < kDirectMinRow ||
-      positions > kDirectMaxPositions)
+  if (s.c_per_group() < kDirectMinChannels || s.k_per_group() < kDirectMinChannels ||
+      (s.N > 1 && s.Q < kDirectMinRowPastBatch1) || positions > kDirectMaxPositions)
     return false;
   if (applies(ConvPath::winograd_f2x3, s) && positions > kDirectMaxPositionsAgainstWinograd) return false;
   return !(s.P % 2 == 0 && s.Q % 2 == 0 && s.C >= kWinogradPanelsOverDirectMinInputs &&

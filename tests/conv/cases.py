@@ -112,7 +112,7 @@ HAND_PICKED = [
     # Strided grad-inputs: DCGAN's k4 s2 p1 with enough channels; the same with few input channels; a phase
     # no tap reaches (k1 s2, k2 s3, stride over kernel); a phase whose padding would be negative (k3 s2 p2).
     Case(2, 17, 9, 10, 20, 4, 4, stride=(2, 2), padding=(1, 1), name="dcgan_k4s2",
-         plans=("gemm_across_images", "grid", "gemm_across_images")),
+         plans=("gemm_across_images", "grid", "gemm_across_images"), packed_plan="direct"),
     Case(2, 3, 12, 11, 16, 4, 4, stride=(2, 2), padding=(1, 1), name="dcgan_k4s2_few_inputs",
          plans=("gemm_across_images", "grid", "gemm_across_images")),
     Case(1, 32, 7, 7, 40, 3, 3, padding=(1, 1), name="batch1_small_map",  # the threads split the output channels
@@ -134,10 +134,14 @@ HAND_PICKED = [
     # ... and on an 8x8 map, which its tiles cover exactly, with 128 channels: ahead of the direct kernel.
     Case(1, 128, 8, 8, 128, 3, 3, padding=(1, 1), name="batch1_8x8_winograd_channels",
          plans=("gemm_across_images", "as_forward>gemm_across_images", "grid"), packed_plan="winograd_f2x3_panels"),
-    # Rows of 5: too short for the direct kernel's tiles, so the channel panels.
-    Case(1, 32, 5, 5, 40, 3, 3, padding=(1, 1), name="batch1_short_rows",
-         plans=("gemm_across_images", "as_forward>gemm_across_images", "gemm_across_images"),
+    # Rows of 2 in a batch: the direct kernel's tiles (rows of one image) would be mostly empty, so the channel
+    # panels.
+    Case(2, 64, 4, 4, 64, 3, 3, stride=(2, 2), padding=(1, 1), name="batch2_rows_of_2",
+         plans=("gemm_across_images", "phases>gemm_across_images", "gemm_across_images"),
          packed_plan="gemm_weight_panels"),
+    # Rows of 5, at most two to a tile of the direct kernel (tiles of 1, 2 and 2 rows).
+    Case(1, 32, 5, 5, 40, 3, 3, padding=(1, 1), name="batch1_short_rows",
+         plans=("gemm_across_images", "as_forward>gemm_across_images", "gemm_across_images"), packed_plan="direct"),
     # The direct kernel on two groups of 24 outputs (one vector per block, a part-empty one), rows of 14 (two
     # tiles of 7).
     Case(2, 32, 14, 14, 48, 3, 3, padding=(1, 1), groups=2, name="direct_groups_rows_of_14",
@@ -145,7 +149,7 @@ HAND_PICKED = [
     # A batch of small maps with 64 outputs: position panels (3 of 48 for 144) waste less than channel
     # panels (2 of 48 for 64).
     Case(4, 16, 11, 11, 64, 3, 3, stride=(2, 2), padding=(1, 1), name="batch_small_maps_64_outputs",
-         plans=("gemm_across_images", "grid", "grid")),
+         plans=("gemm_across_images", "grid", "grid"), packed_plan="direct"),
     # At most 4 outputs per group: the direct loop (register blocks of 1-4 vectors).
     Case(3, 32, 9, 37, 3, 3, 3, padding=(1, 1), name="three_outputs",
          plans=("few_outputs", "as_forward>grid", "grid")),
@@ -170,7 +174,7 @@ HAND_PICKED = [
     Case(2, 3, 13, 9, 5, 3, 3, stride=(4, 4), padding=(1, 1), groups=1, name="stride_over_kernel",
          plans=("grid", "grid", "grid")),
     Case(1, 16, 12, 11, 18, 6, 6, stride=(2, 2), padding=(2, 2), name="k6s2_phase_sub_kernels",
-         plans=("gemm_across_images", "phases>gemm_across_images", "gemm_across_images")),
+         plans=("gemm_across_images", "phases>gemm_across_images", "gemm_across_images"), packed_plan="direct"),
     Case(2, 4, 10, 9, 6, 3, 3, stride=(2, 2), padding=(2, 2), groups=2, name="negative_phase_padding",
          plans=("grid", "grid", "grid")),
     # GEMM + col2im grad-input on small maps puts several images side by side in the columns: all five
