@@ -13,7 +13,7 @@ from torch._functorch.aot_autograd import make_boxed_func
 
 from ..nn import patch
 from .hoist import hoist_parameter_work
-from .passes import fuse_convolutions
+from .passes import fuse_convolutions, fuse_transposed_convolutions
 from .pooling import use_medkern_pooling
 from .recurrence import lean_recurrences
 from .training import use_medkern_kernels
@@ -24,6 +24,7 @@ _RECURRENT = (torch.nn.LSTM, torch.nn.GRU, torch.nn.LSTMCell, torch.nn.GRUCell)
 # AOTAutograd calls what a compiler returns with one list of arguments ("boxed"), which it can free early.
 def _inference(gm: torch.fx.GraphModule, example_inputs, weight_positions):
     fuse_convolutions(gm)
+    fuse_transposed_convolutions(gm)
     use_medkern_pooling(gm)
     lean_recurrences(gm)
     hoist_parameter_work(gm, weight_positions)

@@ -48,7 +48,52 @@ class _Prepared:
         self.packings = {}
 
 
-class FusedConv:
+class PreparedWeights:
+    """What a graph node makes from the model's tensors once (folded, packed weights), made again when any of them
+    changes (its version counter, or a new tensor in its place). Subclasses define ``_prepare(*tensors)``."""
+
+    def __init__(self):
+        self._key = None
+        self._prepared = None
+        self._lock = threading.Lock()
+
+    def prepared(self, *tensors):
+        """``_prepare(*tensors)``, remade when an input tensor changed."""
+        key = self._key
+        if key is not None and unchanged(tensors, key):
+            return self._prepared
+        with self._lock:  # concurrent first calls (a server's threads) prepare once, and never see half of it
+            if self._key is None or not unchanged(tensors, self._key):
+                with torch.inference_mode(False), torch.no_grad():
+                    self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
+                self._key = snapshot(tensors)
+            return self._prepared
+
+    def _prepare(self, *tensors):
+        raise NotImplementedError
+
+
+def packed_weight(weight: Tensor, groups: int, layout: str):
+    """(weight packed for the CPU forward path ``layout``, its DLPack capsule)."""
+    C = require_cpu()
+    with torch.inference_mode(False), torch.no_grad():
+        packed = torch.empty(C.conv2d_packed_weight_numel(dl(weight), groups, layout), dtype=weight.dtype)
+        C.conv2d_pack_weight(dl(weight), dl(packed), groups, layout)
+    return packed, dl(packed)
+
+
+def planned_layout(x_shape, w_shape, out, stride, padding, dilation, groups: int, double: bool) -> str:
+    """The packed layout the planner's forward path reads for this convolution (weights packed ahead), or "";
+    padding is leading, the output extents ``out`` given."""
+    lift = 3 - len(out)  # the planner takes N-d geometry: a plane is a volume of depth 1
+    path = require_cpu().conv_plan("forward", (*x_shape[:2], *(1,) * lift, *x_shape[2:]),
+                                   (*w_shape[:2], *(1,) * lift, *w_shape[2:]), (*(1,) * lift, *out),
+                                   (*(1,) * lift, *stride), (*(0,) * lift, *padding), (*(1,) * lift, *dilation),
+                                   groups, double, True)
+    return path if path in PACKED_LAYOUTS else ""
+
+
+class FusedConv(PreparedWeights):
     """Callable graph node: ``(x, weight, bias, bn_weight, bn_bias, bn_mean, bn_var, residual, in_weight, in_bias,
     in_mean, in_var) -> y`` for a 1-d, 2-d or 3-d convolution (x of rank 3, 4 or 5: NC[[D]H]W); any of bias, the
     BatchNorm tensors (after: bn_*, before: in_*) and residual may be None. A call costs the kernel plus a few
@@ -56,6 +101,7 @@ class FusedConv:
     arguments (what a shape implies is remembered per input shape)."""
 
     def __init__(self, stride, padding, dilation, groups: int, epilogue: ConvEpilogue):
+        super().__init__()
         rank = len(stride)
         # 1-d runs as 2-d over a height-1 image (views, no copies); 3-d on the volume kernels.
         lift = max(0, 2 - rank)
@@ -67,27 +113,11 @@ class FusedConv:
         # The kernel call's arguments after the tensors, fixed at compile time.
         self._kernel_args = (*stride, *padding, *dilation, groups, 0, ACTIVATIONS[epilogue.activation],
                              epilogue.negative_slope)
-        self._key = None
-        self._prepared = None
-        self._lock = threading.Lock()
         self._shapes = {}  # (input shape, dtype) -> (output shape, the layout its planned path reads or "")
         self.__name__ = "medkern_fused_conv"  # what an FX graph's code calls the node (a target needs a name)
 
     def __repr__(self) -> str:
         return f"FusedConv(geometry={self.geometry}, {self.epilogue})"
-
-    def prepared(self, *tensors) -> _Prepared:
-        """The weights with the BatchNorms folded, remade when an input tensor changed. ``tensors``: the node's
-        arguments after x, the residual left out."""
-        key = self._key
-        if key is not None and unchanged(tensors, key):
-            return self._prepared
-        with self._lock:  # concurrent first calls (a server's threads) prepare once, and never see half of it
-            if self._key is None or not unchanged(tensors, self._key):
-                with torch.inference_mode(False), torch.no_grad():
-                    self._prepared = self._prepare(*(None if t is None else t.detach() for t in tensors))
-                self._key = snapshot(tensors)
-            return self._prepared
 
     def _prepare(self, weight, bias, bn_weight, bn_bias, mean, var, in_weight, in_bias, in_mean, in_var) -> _Prepared:
         if self.epilogue.eps is not None:
@@ -108,11 +138,7 @@ class FusedConv:
         """The capsule of the prepared weight packed for ``layout``, made once per preparation."""
         packing = prepared.packings.get(layout)
         if packing is None:
-            C, groups, w = require_cpu(), self.geometry[3], prepared.weight
-            with torch.inference_mode(False), torch.no_grad():
-                packed = torch.empty(C.conv2d_packed_weight_numel(dl(w), groups, layout), dtype=w.dtype)
-                C.conv2d_pack_weight(dl(w), dl(packed), groups, layout)
-            packing = prepared.packings[layout] = (packed, dl(packed))
+            packing = prepared.packings[layout] = packed_weight(prepared.weight, self.geometry[3], layout)
         return packing[1]
 
     def _shape_facts(self, x, w):
@@ -120,12 +146,8 @@ class FusedConv:
         stride, padding, dilation, groups = self.geometry
         out = tuple(conv_out_size(n, k, s, 2 * p, d) for n, k, s, p, d in
                     zip(x.shape[2:], w.shape[2:], stride, padding, dilation))
-        lift = 3 - len(out)  # the planner takes N-d geometry: a plane is a volume of depth 1
-        path = require_cpu().conv_plan("forward", (*x.shape[:2], *(1,) * lift, *x.shape[2:]),
-                                       (*w.shape[:2], *(1,) * lift, *w.shape[2:]), (*(1,) * lift, *out),
-                                       (*(1,) * lift, *stride), (*(0,) * lift, *padding), (*(1,) * lift, *dilation),
-                                       groups, x.dtype == torch.float64, True)
-        return (x.shape[0], w.shape[0], *out), path if path in PACKED_LAYOUTS else ""
+        layout = planned_layout(x.shape, w.shape, out, stride, padding, dilation, groups, x.dtype == torch.float64)
+        return (x.shape[0], w.shape[0], *out), layout
 
     def __call__(self, x: Tensor, weight: Tensor, bias, bn_weight, bn_bias, mean, var, residual,
                  in_weight=None, in_bias=None, in_mean=None, in_var=None) -> Tensor:

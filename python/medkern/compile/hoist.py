@@ -6,31 +6,25 @@ place), as the fused convolutions' weights do."""
 from __future__ import annotations
 
 import operator
-import threading
 
 from torch import fx
 
-from .fused_conv import snapshot, unchanged
+from .fused_conv import PreparedWeights
 
 
-class ParameterCache:
+class ParameterCache(PreparedWeights):
     """Callable graph node: ``(*weights) -> tuple`` of the values its subgraph computes from them, remembered."""
 
     def __init__(self, subgraph: fx.GraphModule):
+        super().__init__()
         self.subgraph = subgraph
-        self._key = None
-        self._values = None
-        self._lock = threading.Lock()
         self.__name__ = "medkern_parameter_cache"  # what the graph's code calls the node
 
     def __call__(self, *weights):
-        key = self._key
-        if key is not None and unchanged(weights, key):
-            return self._values
-        with self._lock:
-            values = tuple(self.subgraph(*weights))
-            self._values, self._key = values, snapshot(weights)
-            return values
+        return self.prepared(*weights)
+
+    def _prepare(self, *weights):
+        return tuple(self.subgraph(*weights))
 
 
 def hoist_parameter_work(gm: fx.GraphModule, weight_positions: list[bool]) -> int:

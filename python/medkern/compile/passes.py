@@ -1,8 +1,9 @@
 """Graph passes on a captured inference graph (ATen ops, as AOTAutograd hands them over): each convolution
 takes over the BatchNorm after it (folded into its weights), a residual add and a ReLU/LeakyReLU after
 that, and a BatchNorm (and ReLU) before it that nothing else reads (pre-activation networks: DenseNet),
-applied as it reads its input; it runs as one :class:`FusedConv` node. Everything else stays as it was, so
-every graph compiles."""
+applied as it reads its input; it runs as one :class:`FusedConv` node. A 2-d transposed convolution takes over
+the BatchNorm and the activation after it and runs as one :class:`FusedConvTranspose` node. Everything else stays
+as it was, so every graph compiles."""
 from __future__ import annotations
 
 import operator
@@ -12,6 +13,7 @@ from torch import fx
 
 from .._geometry import ACTIVATIONS
 from .fused_conv import ConvEpilogue, FusedConv
+from .fused_conv_transpose import FusedConvTranspose, runs_on_phases
 
 aten = torch.ops.aten
 # medkern's convolution ops (a model with medkern's layers: ``medkern.patch``) by their spatial rank.
@@ -105,6 +107,55 @@ def _activation_after(node: fx.Node):
         if isinstance(slope, (int, float)) and slope >= 0:
             return act, "leaky_relu", float(slope)
     return None
+
+
+def _transposed_convolution_args(node: fx.Node):
+    """(x, weight, bias, stride, padding, output_padding) of a 2-d transposed ATen convolution of one group and
+    dilation 1, float32/float64, whose phases the forward kernels can run (FusedConvTranspose); else None."""
+    if node.target is not aten.convolution.default or not node.args[6]:
+        return None
+    x, weight, bias, stride, padding, dilation, _transposed, output_padding, groups = node.args
+    val, xv, wv = _value(node), _value(x), _value(weight)
+    if val is None or xv is None or wv is None or val.dtype not in _FLOATS or val.dim() != 4:
+        return None
+    if groups != 1 or any(d != 1 for d in dilation) or \
+            not all(isinstance(v, int) for v in (*stride, *padding, *output_padding, *xv.shape, *wv.shape)):
+        return None
+    if not runs_on_phases(xv.shape, wv.shape, stride, padding, output_padding):
+        return None
+    return x, weight, bias, stride, padding, output_padding
+
+
+def fuse_transposed_convolutions(gm: fx.GraphModule) -> int:
+    """Rewrites gm in place (transposed convolutions, with the BatchNorm and activation after them); returns how
+    many became fused nodes."""
+    fused = 0
+    for node in list(gm.graph.nodes):
+        found = _transposed_convolution_args(node)
+        if found is None:
+            continue
+        x, weight, bias, stride, padding, output_padding = found
+        chain, tail = [node], node
+        bn_tensors, eps, activation, slope = (None,) * 4, None, "none", 0.0
+        after = _batch_norm_after(tail)
+        if after:
+            tail, bn_tensors, eps = after
+            chain += [tail.args[0], tail]
+        after = _activation_after(tail)
+        if after:
+            tail, activation, slope = after
+            chain.append(tail)
+        run = FusedConvTranspose(stride, padding, output_padding, eps, activation, slope)
+        with gm.graph.inserting_after(tail):
+            new = gm.graph.call_function(run, (x, weight, bias, *bn_tensors))
+        new.meta["val"] = _value(tail)
+        tail.replace_all_uses_with(new)
+        for old in reversed(chain):  # users before what they use
+            gm.graph.erase_node(old)
+        fused += 1
+    gm.graph.lint()
+    gm.recompile()
+    return fused
 
 
 def fuse_convolutions(gm: fx.GraphModule) -> int:
