@@ -190,9 +190,10 @@ void check_packable(ConvPath layout, const ConvShape& s) {
       throw std::invalid_argument("packed_layout: winograd3d_f2x3 packs 3x3x3 kernels of one group");
     return;
   }
+  if (layout == ConvPath::forward_direct) return;
   if (s.T != 1)
-    throw std::invalid_argument("packed_layout: a volume's kernel packs only for 'winograd3d_f2x3'");
-  if (layout == ConvPath::forward_weight_panels || layout == ConvPath::forward_direct) return;
+    throw std::invalid_argument("packed_layout: a volume's kernel packs only for 'direct' and 'winograd3d_f2x3'");
+  if (layout == ConvPath::forward_weight_panels) return;
   if (layout == ConvPath::winograd_f2x3_panels) {
     if (s.R != 3 || s.S != 3 || s.groups != 1)
       throw std::invalid_argument("packed_layout: winograd_f2x3_panels packs 3x3 kernels of one group");

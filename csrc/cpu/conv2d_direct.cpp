@@ -42,48 +42,50 @@ int64_t blocks_per_group(const ConvShape& s) {
 template <typename T>
 struct Source {
   const T* data;
-  int64_t row, plane, image;  // strides
+  int64_t row, slice, plane, image;  // strides: rows, depth slices, channel planes, images
 };
 
 // The input as the taps read it: x itself where every tap of every tile lands inside it, else a copy padded with
-// zeros from -pad to the last row and column any output reaches, the prologue applied. `Padding::fill` runs
-// inside the caller's parallel region.
+// zeros from -pad to the last slice, row and column any output reaches, the prologue applied. `Padding::fill`
+// runs inside the caller's parallel region.
 template <typename T>
 struct Padding {
   const ConvShape& s;
   const T* x;
   const InputPrologue<T>& pro;
-  int64_t Hp, Wp;
+  int64_t Dp, Hp, Wp;
   Buffer<T> copy;  // empty where x is read in place
 
   Padding(const ConvShape& shape, const T* input, const InputPrologue<T>& prologue)
-      : s(shape), x(input), pro(prologue), Hp((s.P - 1) * s.stride_h + (s.R - 1) * s.dil_h + 1),
-        Wp((s.Q - 1) * s.stride_w + (s.S - 1) * s.dil_w + 1) {
+      : s(shape), x(input), pro(prologue), Dp((s.O - 1) * s.stride_d + (s.T - 1) * s.dil_d + 1),
+        Hp((s.P - 1) * s.stride_h + (s.R - 1) * s.dil_h + 1), Wp((s.Q - 1) * s.stride_w + (s.S - 1) * s.dil_w + 1) {
     // (The trailing padding is implied by the output extents: without leading padding the taps may still read
     // past the input's end.)
-    if (s.pad_h != 0 || s.pad_w != 0 || Hp > s.H || Wp > s.W || pro.scale) copy = alloc_buffer<T>(s.N * s.C * Hp * Wp);
+    const bool inside = s.pad_d == 0 && s.pad_h == 0 && s.pad_w == 0 && Dp <= s.D && Hp <= s.H && Wp <= s.W;
+    if (!inside || pro.scale) copy = alloc_buffer<T>(s.N * s.C * Dp * Hp * Wp);
   }
 
   Source<T> source() const {
-    if (!copy) return {x, s.W, s.H * s.W, s.C * s.H * s.W};
-    return {copy.get(), Wp, Hp * Wp, s.C * Hp * Wp};
+    if (!copy) return {x, s.W, s.H * s.W, s.in_volume(), s.C * s.in_volume()};
+    return {copy.get(), Wp, Hp * Wp, Dp * Hp * Wp, s.C * Dp * Hp * Wp};
   }
 
   void fill() {
     if (!copy) return;
     const int64_t first = std::min(s.pad_w, Wp), width = std::clamp(Wp - s.pad_w, int64_t(0), s.W);
 #pragma omp for schedule(static)
-    for (int64_t pl = 0; pl < s.N * s.C; ++pl) {
-      const int64_t c = pl % s.C;
+    for (int64_t pl = 0; pl < s.N * s.C * Dp; ++pl) {  // one depth slice of one channel plane
+      const int64_t c = pl / Dp % s.C, depth = pl % Dp - s.pad_d;
+      const T* plane = x + (pl / Dp * s.D + depth) * s.H * s.W;
       for (int64_t i = 0; i < Hp; ++i) {
         T* d = copy.get() + (pl * Hp + i) * Wp;
         const int64_t h = i - s.pad_h;
-        if (h < 0 || h >= s.H) {
+        if (depth < 0 || depth >= s.D || h < 0 || h >= s.H) {
           for (int64_t j = 0; j < Wp; ++j) d[j] = T(0);
           continue;
         }
         // Plain loops: rows of a few dozen values, where memcpy and memset cost more as calls than as copies.
-        const T* src = x + (pl * s.H + h) * s.W;
+        const T* src = plane + h * s.W;
         T* row = d + first;
         for (int64_t j = 0; j < first; ++j) d[j] = T(0);
         if (pro.scale)
@@ -97,7 +99,7 @@ struct Padding {
 };
 
 // One register tile: ROWS output rows of WIDTH positions (input reads `step` apart along a row, `row_step` between
-// rows, from `in`) x KV vectors of channels, over the group's Cg channels and RS taps; `wk` the block's packed
+// rows, from `in`) x KV vectors of channels, over the group's Cg channels and its taps; `wk` the block's packed
 // weights. Writes tile[ROWS * WIDTH][KV * L], positions in row-major order.
 template <typename T, int KV, int ROWS, int WIDTH>
 void tile_kernel(const T* in, int64_t step, int64_t row_step, const int64_t* tap_offsets, int64_t taps, int64_t Cg,
@@ -182,23 +184,27 @@ void forward_blocks(const ConvShape& s, Padding<T>& padding, const T* packed, co
                     const Epilogue<T>& ep, int threads) {
   constexpr int64_t L = Vec<T>::lanes, KB = KV * L;
   constexpr int64_t width = tile_width<KV>();
-  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), RS = s.R * s.S, PQ = s.P * s.Q;
+  const int64_t Kg = s.k_per_group(), Cg = s.c_per_group(), taps = s.taps(), volume = s.out_volume();
   // Rows of at most half a tile go whole, several to a tile (a 4x4 map: two tiles of two rows, not four of 4
   // positions, whose products would not repay streaming the block's weights); longer ones in parts of balanced
-  // widths (a 14-wide row as 7 + 7, not 12 + 2). A tile's positions are then consecutive in y either way.
+  // widths (a 14-wide row as 7 + 7, not 12 + 2). A tile's rows lie in one depth slice, so its positions are
+  // consecutive in y either way.
   const int64_t tile_rows = 2 * s.Q <= width ? width / s.Q : 1;
   const int64_t row_groups = ceil_div(s.P, tile_rows), per_row = tile_rows > 1 ? 1 : ceil_div(s.Q, width);
-  const int64_t blocks = ceil_div(Kg, KB), tiles = s.N * row_groups * per_row, tasks = s.groups * blocks * tiles;
+  const int64_t per_image = s.O * row_groups * per_row;
+  const int64_t blocks = ceil_div(Kg, KB), tiles = s.N * per_image, tasks = s.groups * blocks * tiles;
   int64_t tap_offsets[64];
   std::vector<int64_t> many;
   int64_t* offsets = tap_offsets;
-  if (RS > 64) {
-    many.resize(RS);
+  if (taps > 64) {
+    many.resize(taps);
     offsets = many.data();
   }
   const Source<T> src = padding.source();
-  for (int64_t r = 0; r < s.R; ++r)
-    for (int64_t c = 0; c < s.S; ++c) offsets[r * s.S + c] = r * s.dil_h * src.row + c * s.dil_w;
+  for (int64_t t = 0; t < s.T; ++t)
+    for (int64_t r = 0; r < s.R; ++r)
+      for (int64_t c = 0; c < s.S; ++c)
+        offsets[(t * s.R + r) * s.S + c] = t * s.dil_d * src.slice + r * s.dil_h * src.row + c * s.dil_w;
   // One parallel region for the padding and the tiles: a second one costs a wake-up of the team, microseconds
   // against kernels of tens of them.
 #pragma omp parallel num_threads(threads)
@@ -208,17 +214,19 @@ void forward_blocks(const ConvShape& s, Padding<T>& padding, const T* packed, co
   for (int64_t t = 0; t < tasks; ++t) {
     // Blocks outermost: a thread's run of tasks streams one block of weights over many tiles.
     const int64_t gb = t / tiles, g = gb / blocks, b = gb % blocks, rest = t % tiles;
-    const int64_t n = rest / (row_groups * per_row), group = rest / per_row % row_groups, part = rest % per_row;
+    const int64_t n = rest / per_image, o = rest / (row_groups * per_row) % s.O;
+    const int64_t group = rest / per_row % row_groups, part = rest % per_row;
     const int64_t p0 = group * s.P / row_groups, rows = (group + 1) * s.P / row_groups - p0;
     const int64_t q0 = part * s.Q / per_row, np = (part + 1) * s.Q / per_row - q0;
-    const T* in = src.data + n * src.image + g * Cg * src.plane + p0 * s.stride_h * src.row + q0 * s.stride_w;
+    const T* in = src.data + n * src.image + g * Cg * src.plane + o * s.stride_d * src.slice +
+                  p0 * s.stride_h * src.row + q0 * s.stride_w;
     alignas(64) T tile[kMaxTileWidth * KB];
     tile_kernel_for<T, KV>(static_cast<int>(rows), static_cast<int>(np))(
-        in, s.stride_w, s.stride_h * src.row, offsets, RS, Cg, src.plane, packed + (g * blocks + b) * Cg * RS * KB,
+        in, s.stride_w, s.stride_h * src.row, offsets, taps, Cg, src.plane, packed + (g * blocks + b) * Cg * taps * KB,
         tile);
     const int64_t k_first = g * Kg + b * KB;
-    store_tile(tile, KB, rows * np, k_first, std::min(KB, Kg - b * KB), (n * s.K + k_first) * PQ + p0 * s.Q + q0, PQ,
-               bias, residual, y, ep);
+    store_tile(tile, KB, rows * np, k_first, std::min(KB, Kg - b * KB),
+               (n * s.K + k_first) * volume + (o * s.P + p0) * s.Q + q0, volume, bias, residual, y, ep);
   }
   }
 }

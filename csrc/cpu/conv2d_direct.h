@@ -1,12 +1,13 @@
 #pragma once
 // Direct convolution with the output channels in the vector lanes and a short row of output positions in the
-// registers: for each input channel and kernel tap, a block of 16-64 output channels' weights (one to four vectors)
+// registers: for each input channel and kernel tap, a block of 16 or 32 output channels' weights (one or two vectors)
 // meets one broadcast input value per position of the row. No im2col, no C buffer, no transform: where a map is
-// small (batch-1 inference, 4x4 to 28x28) the GEMM paths pay for those passes, and the Winograd paths for their
-// transforms, as much as for their products. The weights go in blocks laid out as the kernel streams them,
-// which a compiled network packs once.
-//   y[n, g*Kg + k, p, q] = act(sum_{c, r, s} W[g*Kg + k, c, r, s] * pro(x)[n, g*Cg + c, p*sh - ph + r*dh,
-//                                                                     q*sw - pw + s*dw] + bias + residual)
+// small (batch-1 inference, 2x2 to 28x28, or a volume's 4^3 to 14^3) the GEMM paths pay for those passes, and the
+// Winograd paths for their transforms, as much as for their products. The weights go in blocks laid out as the
+// kernel streams them, which a compiled network packs once. 2-d and 3-d (a plane is a volume of depth 1):
+//   y[n, g*Kg + k, o, p, q] = act(sum_{c, t, r, s} W[g*Kg + k, c, t, r, s] *
+//                                 pro(x)[n, g*Cg + c, o*sd - pd + t*dd, p*sh - ph + r*dh, q*sw - pw + s*dw]
+//                                 + bias + residual)
 #include <cstdint>
 
 #include "../common/conv_params.h"

@@ -85,6 +85,11 @@ constexpr int64_t kWeightPanelsTieMinInputs = 16;
 // the GEMMs' panels fill.
 constexpr int64_t kDirectMinRowPastBatch1 = 3, kDirectMinChannels = 16, kDirectMaxPositions = 1024;
 constexpr int64_t kDirectMaxPositionsAgainstWinograd = 512, kWinogradPanelsOverDirectMinInputs = 128;
+// On volumes the GEMMs gather 27 taps per column and ran 1.3-2x slower than the direct kernel up to 22k positions
+// (the stride-2 layers of a 3-d ResNet at batch 1-4, 512 channels at 4^3); F(2x2x2, 3x3x3) won past 512 positions
+// with 64 channels or more (1.3-1.7x at 14^3 and 28^3), not with 16-32 (direct 1.1x faster), being per channel what
+// its transforms cost.
+constexpr int64_t kDirectMaxPositionsVolume = 32768, kWinograd3dOverDirectMinChannels = 64;
 // The phase convolutions pack K*R*S rows of dy per input position, GEMM + col2im C*R*S rows of columns:
 // with at most half as many input as output channels (an RGB first layer) the latter moves less.
 constexpr int64_t kPhasesMaxOutputsPerInput = 2;
@@ -211,6 +216,7 @@ void for_each_phase_shape(const ConvShape& s, Fn&& f) {
 // are 2-d only.
 bool volumetric(ConvPath p) {
   switch (p) {
+    case ConvPath::forward_direct:
     case ConvPath::winograd3d_f2x3:
     case ConvPath::grad_weight_winograd3d_f2x3:
     case ConvPath::forward_gemm:
@@ -289,10 +295,15 @@ const char* requirement(ConvPath p, const ConvShape& s) {
 // The direct kernel's tiles are rows of output positions: small maps, and channels enough to repay a tile. Against F(2x2, 3x3) it wins while the whole batch has few positions, and it
 // leaves to the channel-panel Winograd the even maps its tiles cover exactly, with many channels.
 bool wants_direct(const ConvShape& s, bool double_precision) {
-  const int64_t positions = s.N * s.P * s.Q;
+  const int64_t positions = s.N * s.out_volume();
   if (s.c_per_group() < kDirectMinChannels || s.k_per_group() < kDirectMinChannels ||
-      (s.N > 1 && s.Q < kDirectMinRowPastBatch1) || positions > kDirectMaxPositions)
+      (s.N > 1 && s.Q < kDirectMinRowPastBatch1))
     return false;
+  if (!s.planar())
+    return positions <= kDirectMaxPositionsVolume &&
+           !(applies(ConvPath::winograd3d_f2x3, s) && positions > kDirectMaxPositionsAgainstWinograd &&
+             std::min(s.C, s.K) >= kWinograd3dOverDirectMinChannels);
+  if (positions > kDirectMaxPositions) return false;
   if (applies(ConvPath::winograd_f2x3, s) && positions > kDirectMaxPositionsAgainstWinograd) return false;
   return !(s.P % 2 == 0 && s.Q % 2 == 0 && s.C >= kWinogradPanelsOverDirectMinInputs &&
            wants_winograd_panels(s, double_precision));

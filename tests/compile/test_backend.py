@@ -189,11 +189,12 @@ def test_fused_conv_node_matches_float64(activation, residual, prologue, path):
     assert _max_rel(got, want) <= 1e-5
 
 
-@pytest.mark.parametrize("path", ["winograd3d_f2x3", "gemm"])
+@pytest.mark.parametrize("path", ["direct", "winograd3d_f2x3", "gemm"])
 @pytest.mark.parametrize("prologue", ["none", "bn_relu"])
 @pytest.mark.parametrize("residual", [False, True], ids=["plain", "residual"])
 def test_fused_conv_node_of_a_volume_matches_float64(residual, prologue, path):
-    """The volume node: BatchNorm folded, input prologue one pass ahead, residual and activation after."""
+    """The volume node: BatchNorm folded, input prologue (read by direct as it pads, else one pass ahead), residual
+    and activation (in direct's epilogue, else after)."""
     from medkern.compile.fused_conv import ConvEpilogue
     F = torch.nn.functional
     g = torch.Generator().manual_seed(8)

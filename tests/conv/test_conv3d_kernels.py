@@ -168,9 +168,15 @@ def test_winograd_kernels_transformed_ahead_give_the_same_bits(dtype):
         C.conv2d_packed_weight_numel(dl(w), 1, "gemm_weight_panels")
 
 
-def test_transformed_kernels_move_the_winograd_threshold():
-    """Kernels transformed ahead make Winograd pay on smaller volumes (7^3 at 256 channels), not on 4^3."""
+def test_packed_kernels_move_the_planner():
+    """Kernels transformed ahead make Winograd pay on smaller volumes (7^3 at 256 channels, batch 2), where the
+    direct kernel does not take them; the direct kernel (packed too) takes the small volumes at batch 1, 4^3 and the
+    strided layers, and leaves to Winograd the large maps of many channels."""
     from medkern.ops import conv_plan
-    assert conv_plan((1, 256, 7, 7, 7), (256, 256, 3, 3, 3), padding=1, weights_packed=True) == "winograd3d_f2x3"
-    assert conv_plan((1, 256, 7, 7, 7), (256, 256, 3, 3, 3), padding=1) != "winograd3d_f2x3"
-    assert conv_plan((1, 512, 4, 4, 4), (512, 512, 3, 3, 3), padding=1, weights_packed=True) != "winograd3d_f2x3"
+    assert conv_plan((2, 256, 7, 7, 7), (256, 256, 3, 3, 3), padding=1, weights_packed=True) == "winograd3d_f2x3"
+    assert conv_plan((2, 256, 7, 7, 7), (256, 256, 3, 3, 3), padding=1) != "winograd3d_f2x3"
+    assert conv_plan((1, 256, 7, 7, 7), (256, 256, 3, 3, 3), padding=1, weights_packed=True) == "direct"
+    assert conv_plan((1, 512, 4, 4, 4), (512, 512, 3, 3, 3), padding=1, weights_packed=True) == "direct"
+    assert conv_plan((1, 64, 28, 28, 28), (128, 64, 3, 3, 3), stride=2, padding=1, weights_packed=True) == "direct"
+    assert conv_plan((1, 64, 28, 28, 28), (64, 64, 3, 3, 3), padding=1, weights_packed=True) == "winograd3d_f2x3"
+    assert conv_plan((1, 512, 4, 4, 4), (512, 512, 3, 3, 3), padding=1) != "direct"  # only with packed weights

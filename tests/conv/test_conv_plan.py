@@ -136,7 +136,8 @@ def test_conv_plan_bad_shapes():
 def test_volumes_take_the_paths_that_walk_the_nd_geometry():
     assert conv_plan((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), padding=1) == "gemm"
     assert set(conv_paths((1, 4, 8, 8, 8), (4, 4, 3, 3, 3), padding=1, direction="grad_input")) == {
-        "as_forward>winograd3d_f2x3", "as_forward>gemm_across_images", "as_forward>gemm", "gemm_col2im"}
+        "as_forward>direct", "as_forward>winograd3d_f2x3", "as_forward>gemm_across_images", "as_forward>gemm",
+        "gemm_col2im"}
     with pytest.raises(ValueError, match="grid needs a 2-d shape"):
         with force_conv_path("grid"):
             conv_plan((1, 4, 8, 8, 8), (4, 4, 3, 3, 3))
