@@ -76,7 +76,6 @@ struct Padding {
 #pragma omp for schedule(static)
     for (int64_t pl = 0; pl < s.N * s.C * Dp; ++pl) {  // one depth slice of one channel plane
       const int64_t c = pl / Dp % s.C, depth = pl % Dp - s.pad_d;
-      const T* plane = x + (pl / Dp * s.D + depth) * s.H * s.W;
       for (int64_t i = 0; i < Hp; ++i) {
         T* d = copy.get() + (pl * Hp + i) * Wp;
         const int64_t h = i - s.pad_h;
@@ -85,7 +84,7 @@ struct Padding {
           continue;
         }
         // Plain loops: rows of a few dozen values, where memcpy and memset cost more as calls than as copies.
-        const T* src = plane + h * s.W;
+        const T* src = x + ((pl / Dp * s.D + depth) * s.H + h) * s.W;
         T* row = d + first;
         for (int64_t j = 0; j < first; ++j) d[j] = T(0);
         if (pro.scale)
@@ -211,23 +210,23 @@ void forward_blocks(const ConvShape& s, Padding<T>& padding, const T* packed, co
   {
     padding.fill();  // (the loop's barrier: the input is complete)
 #pragma omp for schedule(static)
-  for (int64_t t = 0; t < tasks; ++t) {
-    // Blocks outermost: a thread's run of tasks streams one block of weights over many tiles.
-    const int64_t gb = t / tiles, g = gb / blocks, b = gb % blocks, rest = t % tiles;
-    const int64_t n = rest / per_image, o = rest / (row_groups * per_row) % s.O;
-    const int64_t group = rest / per_row % row_groups, part = rest % per_row;
-    const int64_t p0 = group * s.P / row_groups, rows = (group + 1) * s.P / row_groups - p0;
-    const int64_t q0 = part * s.Q / per_row, np = (part + 1) * s.Q / per_row - q0;
-    const T* in = src.data + n * src.image + g * Cg * src.plane + o * s.stride_d * src.slice +
-                  p0 * s.stride_h * src.row + q0 * s.stride_w;
-    alignas(64) T tile[kMaxTileWidth * KB];
-    tile_kernel_for<T, KV>(static_cast<int>(rows), static_cast<int>(np))(
-        in, s.stride_w, s.stride_h * src.row, offsets, taps, Cg, src.plane, packed + (g * blocks + b) * Cg * taps * KB,
-        tile);
-    const int64_t k_first = g * Kg + b * KB;
-    store_tile(tile, KB, rows * np, k_first, std::min(KB, Kg - b * KB),
-               (n * s.K + k_first) * volume + (o * s.P + p0) * s.Q + q0, volume, bias, residual, y, ep);
-  }
+    for (int64_t t = 0; t < tasks; ++t) {
+      // Blocks outermost: a thread's run of tasks streams one block of weights over many tiles.
+      const int64_t gb = t / tiles, g = gb / blocks, b = gb % blocks, rest = t % tiles;
+      const int64_t n = rest / per_image, o = rest / (row_groups * per_row) % s.O;
+      const int64_t group = rest / per_row % row_groups, part = rest % per_row;
+      const int64_t p0 = group * s.P / row_groups, rows = (group + 1) * s.P / row_groups - p0;
+      const int64_t q0 = part * s.Q / per_row, np = (part + 1) * s.Q / per_row - q0;
+      const T* in = src.data + n * src.image + g * Cg * src.plane + o * s.stride_d * src.slice +
+                    p0 * s.stride_h * src.row + q0 * s.stride_w;
+      alignas(64) T tile[kMaxTileWidth * KB];
+      const T* weights = packed + (g * blocks + b) * Cg * taps * KB;
+      tile_kernel_for<T, KV>(static_cast<int>(rows), static_cast<int>(np))(
+          in, s.stride_w, s.stride_h * src.row, offsets, taps, Cg, src.plane, weights, tile);
+      const int64_t k_first = g * Kg + b * KB;
+      store_tile(tile, KB, rows * np, k_first, std::min(KB, Kg - b * KB),
+                 (n * s.K + k_first) * volume + (o * s.P + p0) * s.Q + q0, volume, bias, residual, y, ep);
+    }
   }
 }
 
@@ -256,7 +255,7 @@ void pack_direct_weights(const ConvShape& s, const T* w, T* packed) {
 template <typename T>
 void conv2d_forward_direct(const ConvShape& s, const T* x, const T* w, const T* packed, const T* bias,
                            const T* residual, T* y, const Epilogue<T>& ep, const InputPrologue<T>& pro) {
-  const int threads = threads_for(s.N * s.K * s.P * s.Q * s.crs());
+  const int threads = threads_for(s.N * s.K * s.out_volume() * s.crs());
   Buffer<T> own_weights;
   if (!packed) {
     own_weights = alloc_buffer<T>(direct_weights_size<T>(s));

@@ -292,8 +292,9 @@ const char* requirement(ConvPath p, const ConvShape& s) {
   }
 }
 
-// The direct kernel's tiles are rows of output positions: small maps, and channels enough to repay a tile. Against F(2x2, 3x3) it wins while the whole batch has few positions, and it
-// leaves to the channel-panel Winograd the even maps its tiles cover exactly, with many channels.
+// The direct kernel's tiles are rows of output positions: small maps, and channels enough to repay a tile. Against
+// F(2x2, 3x3) it wins while the whole batch has few positions, and it leaves to the channel-panel Winograd the even
+// maps its tiles cover exactly, with many channels; on volumes, see kDirectMaxPositionsVolume.
 bool wants_direct(const ConvShape& s, bool double_precision) {
   const int64_t positions = s.N * s.out_volume();
   if (s.c_per_group() < kDirectMinChannels || s.k_per_group() < kDirectMinChannels ||

@@ -111,7 +111,8 @@ def _activation_after(node: fx.Node):
 
 def _transposed_convolution_args(node: fx.Node):
     """(x, weight, bias, stride, padding, output_padding) of a 2-d transposed ATen convolution of one group and
-    dilation 1, float32/float64, whose phases the forward kernels can run (FusedConvTranspose); else None."""
+    dilation 1, float32/float64, whose phases the forward kernels run with packed sub-kernels (FusedConvTranspose,
+    runs_on_phases); else None."""
     if node.target is not aten.convolution.default or not node.args[6]:
         return None
     x, weight, bias, stride, padding, dilation, _transposed, output_padding, groups = node.args
@@ -121,7 +122,7 @@ def _transposed_convolution_args(node: fx.Node):
     if groups != 1 or any(d != 1 for d in dilation) or \
             not all(isinstance(v, int) for v in (*stride, *padding, *output_padding, *xv.shape, *wv.shape)):
         return None
-    if not runs_on_phases(xv.shape, wv.shape, stride, padding, output_padding):
+    if not runs_on_phases(xv.shape, wv.shape, stride, padding, output_padding, val.dtype == torch.float64):
         return None
     return x, weight, bias, stride, padding, output_padding
 
