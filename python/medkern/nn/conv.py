@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .. import ops
+from .. import _native, backends, ops
 from .batchnorm import folded_weights
+
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 class _MedkernConv:
@@ -30,8 +32,33 @@ class _MedkernConv:
         padding = self.padding
         if self.padding_mode != "zeros":
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
-            padding = 0
+            padding = (0,) * self._rank
+        if self._runs_packed(input, weight, padding):
+            return self._inference_node(padding, act)(input, weight, bias, None, None, None, None, None)
         return self._op(input, weight, bias, self.stride, padding, self.dilation, self.groups, *act)
+
+    def _runs_packed(self, input, weight, padding) -> bool:
+        """Inference (no gradient wanted) of a batch on the native CPU kernels: the call runs as a compiled graph's
+        convolution node does, with its weights packed once for the path the planner takes (a small map at batch
+        1: the direct kernel) and packed again only when a weight changes."""
+        return (not torch.is_grad_enabled() and input.is_cpu and input.dim() == self._rank + 2 and
+                input.dtype in _KERNEL_DTYPES and weight.dtype == input.dtype and not isinstance(padding, str) and
+                _native._C is not None and backends.current() == backends.DEFAULT and
+                not torch.compiler.is_compiling())
+
+    def _inference_node(self, padding, act):
+        """This layer's FusedConv node for its geometry and activation (made on first use, and again if they
+        change); it keeps the packed weights."""
+        from ..compile.fused_conv import ConvEpilogue, FusedConv
+
+        key = (tuple(padding), act)
+        held = self.__dict__.get("_packed_inference")
+        if held is None or held[0] != key:
+            name, slope = act
+            epilogue = ConvEpilogue(activation=name or "none", negative_slope=slope if name == "leaky_relu" else 0.0)
+            held = self.__dict__["_packed_inference"] = (
+                key, FusedConv(self.stride, padding, self.dilation, self.groups, epilogue))
+        return held[1]
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
@@ -44,17 +71,17 @@ class _MedkernConv:
 
 class Conv1d(_MedkernConv, torch.nn.Conv1d):
     """``torch.nn.Conv1d`` computed by medkern (any backend, any padding_mode)."""
-    _op = staticmethod(ops.conv1d)
+    _op, _rank = staticmethod(ops.conv1d), 1
 
 
 class Conv2d(_MedkernConv, torch.nn.Conv2d):
     """``torch.nn.Conv2d`` computed by medkern (any backend, any padding_mode)."""
-    _op = staticmethod(ops.conv2d)
+    _op, _rank = staticmethod(ops.conv2d), 2
 
 
 class Conv3d(_MedkernConv, torch.nn.Conv3d):
     """``torch.nn.Conv3d`` computed by medkern (any backend, any padding_mode)."""
-    _op = staticmethod(ops.conv3d)
+    _op, _rank = staticmethod(ops.conv3d), 3
 
 
 class _MedkernConvTranspose:
