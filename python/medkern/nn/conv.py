@@ -41,10 +41,11 @@ class _MedkernConv:
         """Inference (no gradient wanted) of a batch on the native CPU kernels: the call runs as a compiled graph's
         convolution node does, with its weights packed once for the path the planner takes (a small map at batch
         1: the direct kernel) and packed again only when a weight changes."""
-        return (not torch.is_grad_enabled() and input.is_cpu and input.dim() == self._rank + 2 and
-                input.dtype in _KERNEL_DTYPES and weight.dtype == input.dtype and not isinstance(padding, str) and
-                _native._C is not None and backends.current() == backends.DEFAULT and
-                not torch.compiler.is_compiling())
+        # (Under Dynamo the op is traced instead, and the backend's passes make the node: asked first, as Dynamo
+        # cannot trace the backend's context variable.)
+        return (not torch.compiler.is_compiling() and not torch.is_grad_enabled() and input.is_cpu and
+                input.dim() == self._rank + 2 and input.dtype in _KERNEL_DTYPES and weight.dtype == input.dtype and
+                not isinstance(padding, str) and _native._C is not None and backends.current() == backends.DEFAULT)
 
     def _inference_node(self, padding, act):
         """This layer's FusedConv node for its geometry and activation (made on first use, and again if they
