@@ -189,11 +189,16 @@ class FusedConv(PreparedWeights):
             x = F.relu(x) if self.epilogue.input_relu else x
         y = (conv3d if self.rank == 3 else conv2d)(x, p.weight, p.bias, stride, padding, dilation, groups)
         y = y if residual is None else y + residual
-        if self.epilogue.activation == "relu":
-            return F.relu(y)
-        if self.epilogue.activation == "leaky_relu":
-            return F.leaky_relu(y, self.epilogue.negative_slope)
-        return y
+        return activate(y, self.epilogue.activation, self.epilogue.negative_slope)
+
+
+def activate(y: Tensor, activation: str, negative_slope: float) -> Tensor:
+    """A fused node's activation in torch ("none", "relu" or "leaky_relu"), where its kernel does not apply it."""
+    if activation == "relu":
+        return F.relu(y)
+    if activation == "leaky_relu":
+        return F.leaky_relu(y, negative_slope)
+    return y
 
 
 def version_of(t: Tensor) -> int:

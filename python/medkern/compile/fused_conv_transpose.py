@@ -22,7 +22,7 @@ from .._geometry import ACTIVATIONS
 from .._native import require_cpu
 from ..nn.batchnorm import fold_batchnorm
 from ..ops import _alloc
-from .fused_conv import PreparedWeights, packed_weight, planned_layout
+from .fused_conv import PreparedWeights, activate, packed_weight, planned_layout
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,8 @@ class FusedConvTranspose(PreparedWeights):
             r, c = phase.rows, phase.cols
             dest = y[:, :, r.first::sh, c.first::sw]  # (r.count, c.count) positions
             if phase.weight is None:  # no tap reaches these outputs: the bias alone
-                dest.copy_(self._act(folded_bias.view(1, -1, 1, 1).expand_as(dest)))
+                bias_only = folded_bias.view(1, -1, 1, 1).expand_as(dest)
+                dest.copy_(activate(bias_only, self.activation, self.negative_slope))
                 continue
             out = _alloc.empty((x.shape[0], y.shape[1], r.count, c.count), x)
             C.conv2d_forward(dl(x), phase.capsule, dl(folded_bias), dl(out), 1, 1, r.pad, c.pad, 1, 1, 1, 0,
@@ -156,16 +157,9 @@ class FusedConvTranspose(PreparedWeights):
             dest.copy_(out)
         return y
 
-    def _act(self, y: Tensor) -> Tensor:
-        if self.activation == "relu":
-            return F.relu(y)
-        if self.activation == "leaky_relu":
-            return F.leaky_relu(y, self.negative_slope)
-        return y
-
     def _off_cpu(self, x: Tensor, prepared) -> Tensor:
         """The CUDA module has no packed phases: torch's transposed convolution with the folded weights."""
         weight, bias, _ = prepared
         y = F.conv_transpose2d(x, weight.to(x.device), bias.to(x.device), self.stride, self.padding,
                                self.output_padding)
-        return self._act(y)
+        return activate(y, self.activation, self.negative_slope)

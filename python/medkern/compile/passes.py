@@ -127,32 +127,50 @@ def _transposed_convolution_args(node: fx.Node):
     return x, weight, bias, stride, padding, output_padding
 
 
+def _epilogue_after(node: fx.Node, residual: bool):
+    """What follows node and folds into its output pass: a BatchNorm, then (where ``residual``) an add, then a
+    ReLU/LeakyReLU. Returns (their nodes, the last node, BatchNorm tensors, eps, the add's other operand,
+    activation, slope)."""
+    nodes, tail = [], node
+    bn_tensors, eps, other, activation, slope = (None,) * 4, None, None, "none", 0.0
+    found = _batch_norm_after(tail)
+    if found:
+        tail, bn_tensors, eps = found
+        nodes += [tail.args[0], tail]
+    found = _residual_after(tail) if residual else None
+    if found:
+        tail, other = found
+        nodes.append(tail)
+    found = _activation_after(tail)
+    if found:
+        tail, activation, slope = found
+        nodes.append(tail)
+    return nodes, tail, bn_tensors, eps, other, activation, slope
+
+
+def _replace(gm: fx.GraphModule, chain: list, tail: fx.Node, run, args: tuple, order: dict) -> None:
+    """One call of ``run`` on ``args`` in place of the nodes of ``chain``, whose result ``tail`` was."""
+    with gm.graph.inserting_after(tail):
+        new = gm.graph.call_function(run, args)
+    new.meta["val"] = _value(tail)
+    tail.replace_all_uses_with(new)
+    for old in sorted(chain, key=order.__getitem__, reverse=True):  # users before what they use
+        gm.graph.erase_node(old)
+
+
 def fuse_transposed_convolutions(gm: fx.GraphModule) -> int:
     """Rewrites gm in place (transposed convolutions, with the BatchNorm and activation after them); returns how
     many became fused nodes."""
     fused = 0
+    order = {n: i for i, n in enumerate(gm.graph.nodes)}  # a chain's nodes are all original ones
     for node in list(gm.graph.nodes):
         found = _transposed_convolution_args(node)
         if found is None:
             continue
         x, weight, bias, stride, padding, output_padding = found
-        chain, tail = [node], node
-        bn_tensors, eps, activation, slope = (None,) * 4, None, "none", 0.0
-        after = _batch_norm_after(tail)
-        if after:
-            tail, bn_tensors, eps = after
-            chain += [tail.args[0], tail]
-        after = _activation_after(tail)
-        if after:
-            tail, activation, slope = after
-            chain.append(tail)
+        nodes, tail, bn_tensors, eps, _, activation, slope = _epilogue_after(node, residual=False)
         run = FusedConvTranspose(stride, padding, output_padding, eps, activation, slope)
-        with gm.graph.inserting_after(tail):
-            new = gm.graph.call_function(run, (x, weight, bias, *bn_tensors))
-        new.meta["val"] = _value(tail)
-        tail.replace_all_uses_with(new)
-        for old in reversed(chain):  # users before what they use
-            gm.graph.erase_node(old)
+        _replace(gm, [node, *nodes], tail, run, (x, weight, bias, *bn_tensors), order)
         fused += 1
     gm.graph.lint()
     gm.recompile()
@@ -177,26 +195,10 @@ def fuse_convolutions(gm: fx.GraphModule) -> int:
         bn_tensors, eps, residual = (None,) * 4, None, None
         activation, slope = fused_activation or ("none", 0.0)
         if fused_activation is None:  # an activation already applied ends what can follow
-            found = _batch_norm_after(tail)
-            if found:
-                tail, bn_tensors, eps = found
-                chain += [tail.args[0], tail]
-            found = _residual_after(tail)
-            if found:
-                tail, residual = found
-                chain.append(tail)
-            found = _activation_after(tail)
-            if found:
-                tail, activation, slope = found
-                chain.append(tail)
-        run = FusedConv(stride, padding, dilation, groups,
-                        ConvEpilogue(eps, activation, slope, in_eps, in_relu))
-        with gm.graph.inserting_after(tail):
-            new = gm.graph.call_function(run, (x, weight, bias, *bn_tensors, residual, *in_tensors))
-        new.meta["val"] = _value(tail)
-        tail.replace_all_uses_with(new)
-        for old in sorted(chain, key=order.__getitem__, reverse=True):  # users before what they use
-            gm.graph.erase_node(old)
+            nodes, tail, bn_tensors, eps, residual, activation, slope = _epilogue_after(node, residual=True)
+            chain += nodes
+        run = FusedConv(stride, padding, dilation, groups, ConvEpilogue(eps, activation, slope, in_eps, in_relu))
+        _replace(gm, chain, tail, run, (x, weight, bias, *bn_tensors, residual, *in_tensors), order)
         fused += 1
     gm.graph.lint()
     gm.recompile()
